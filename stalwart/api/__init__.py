@@ -1,0 +1,3 @@
+"""stalwart.api — see ../shared/DESIGN.md."""
+
+__all__: list[str] = []

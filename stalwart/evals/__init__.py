@@ -1,0 +1,3 @@
+"""stalwart.evals — see ../shared/DESIGN.md."""
+
+__all__: list[str] = []

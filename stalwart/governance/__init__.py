@@ -1,0 +1,3 @@
+"""stalwart.governance — see ../shared/DESIGN.md."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""stalwart.guard — see ../shared/DESIGN.md."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""stalwart.memory — see ../shared/DESIGN.md."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""stalwart.sandbox — see ../shared/DESIGN.md."""
+
+__all__: list[str] = []

@@ -1,0 +1,204 @@
+"""One settings object for all of Stalwart.
+
+Resolution order, highest first: explicit argument > environment (``STALWART_*``, nested with
+``__``, e.g. ``STALWART_SERVER__PORT``) > ``stalwart.toml`` in the working directory (or the file
+named by ``--config`` / ``STALWART_CONFIG``) > the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from stalwart.errors import ConfigError
+
+__all__ = [
+    "Settings",
+    "ServerSettings",
+    "WorkerSettings",
+    "ModelEntry",
+    "RouteEntry",
+    "GuardSettings",
+    "SandboxSettings",
+    "load_settings",
+    "DEFAULT_DB",
+]
+
+DEFAULT_DB = "sqlite:///.stalwart/stalwart.db"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    """Interface the HTTP server binds to."""
+    port: int = Field(8080, ge=1, le=65535)
+    """TCP port of the HTTP server."""
+    admin_key_env: str = "STALWART_ADMIN_KEY"
+    """If this environment variable is set at first start, its value becomes an admin API key."""
+
+
+class WorkerSettings(_Section):
+    concurrency: int = Field(64, ge=1, le=10_000)
+    """How many runs one worker process executes at once."""
+    lease_s: float = Field(30.0, gt=0)
+    """How long a claim lasts without a heartbeat before another worker may take the run over."""
+    poll_interval_s: float = Field(0.5, gt=0)
+    """Upper bound on how long an idle worker waits before looking for work again."""
+    max_attempts: int = Field(5, ge=1)
+    """Default attempts per step and tool, first try included."""
+    backoff_initial_s: float = Field(0.2, ge=0)
+    """First retry delay ceiling (full jitter draws uniformly below it)."""
+    backoff_max_s: float = Field(60.0, gt=0)
+    """Largest retry delay ceiling."""
+    breaker_failure_threshold: int = Field(5, ge=1)
+    """Consecutive failures that open a tool's circuit breaker."""
+    breaker_reset_s: float = Field(30.0, gt=0)
+    """How long a breaker stays open before letting one trial call through (half-open)."""
+
+
+class ModelEntry(_Section):
+    """One pinned entry of the model registry."""
+
+    provider: Literal["openai", "anthropic", "local"]
+    model: str
+    base_url: str | None = None
+    api_key_env: str | None = None
+    """Name of the environment variable holding the key. The key itself never appears in config."""
+    price_in_per_mtok: float = Field(0.0, ge=0)
+    price_out_per_mtok: float = Field(0.0, ge=0)
+    context_window: int = Field(8192, gt=0)
+    latency_slo_ms: int = Field(30_000, gt=0)
+    pii_allowed: bool = False
+    timeout_s: float = Field(60.0, gt=0)
+    max_concurrency: int | None = Field(None, ge=1)
+    rpm: int | None = Field(None, ge=1)
+    tpm: int | None = Field(None, ge=1)
+
+
+class RouteEntry(_Section):
+    models: list[str] = Field(min_length=1)
+    """Ordered candidates: the first that satisfies the call's constraints is tried first."""
+
+
+class GuardSettings(_Section):
+    pii: bool = True
+    """Redact PII before every model call. Switching it off exists so evals can prove a gate fails."""
+    injection: bool = True
+    """Scan untrusted text for prompt injection."""
+    locale: str = "en_US"
+    master_key_env: str = "STALWART_MASTER_KEY"
+    """Environment variable holding the vault's master key (base64, 32 bytes)."""
+    master_key_file: str | None = None
+    """Alternatively, a file holding the master key."""
+    custom_patterns: dict[str, str] = Field(default_factory=dict)
+    """Extra PII entity types: NAME -> regular expression (account or order numbers)."""
+
+
+class SandboxSettings(_Section):
+    default_timeout_s: float = Field(30.0, gt=0)
+    uid: int = Field(65534, ge=1)
+    """Unprivileged uid that sandboxed tools run as."""
+    python: str | None = None
+    """Interpreter used inside the sandbox (must be executable by ``uid``)."""
+
+
+def _toml_path() -> Path | None:
+    explicit = os.environ.get("STALWART_CONFIG")
+    if explicit:
+        p = Path(explicit)
+        if not p.is_file():
+            raise ConfigError(f"STALWART_CONFIG names {explicit!r}, which is not a readable file")
+        return p
+    p = Path("stalwart.toml")
+    return p if p.is_file() else None
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    def __init__(self, settings_cls: type[BaseSettings], path: Path | None) -> None:
+        super().__init__(settings_cls)
+        self._data: dict[str, Any] = {}
+        if path is not None:
+            try:
+                self._data = tomllib.loads(path.read_text())
+            except (OSError, tomllib.TOMLDecodeError) as exc:
+                raise ConfigError(f"cannot read settings file {path}: {exc}") from exc
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._data)
+
+
+class Settings(BaseSettings):
+    """Everything Stalwart can be configured with."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="STALWART_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    db: str = DEFAULT_DB
+    """Database URL: ``sqlite:///relative/path.db``, ``sqlite:////abs/path.db`` or ``postgresql://…``."""
+    app: str | None = None
+    """The application to load, as ``module:attribute``."""
+    server: ServerSettings = Field(default_factory=ServerSettings)  # type: ignore[arg-type]
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)  # type: ignore[arg-type]
+    models: dict[str, ModelEntry] = Field(default_factory=dict)
+    routes: dict[str, RouteEntry] = Field(default_factory=dict)
+    guard: GuardSettings = Field(default_factory=GuardSettings)  # type: ignore[arg-type]
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings)  # type: ignore[arg-type]
+    prompts_dir: str | None = None
+    """Directory of prompt templates (``NAME@VERSION.toml``); the app's own directory by default."""
+    redis_url: str | None = None
+    """Optional Redis for rate limits and the response cache."""
+    webhook_url: str | None = None
+    """Slack-compatible webhook for alerts and review notifications."""
+
+    @field_validator("db")
+    @classmethod
+    def _check_db(cls, v: str) -> str:
+        from stalwart.store import parse_db_url
+
+        parse_db_url(v)  # raises ConfigError naming the problem
+        return v
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlSource(settings_cls, _toml_path()))
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Resolve settings; arguments whose value is ``None`` are treated as not given.
+
+    Any problem becomes a :class:`ConfigError` that names the offending setting.
+    """
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**given)
+    except ConfigError:
+        raise
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"]) or "settings"
+            msg = err["msg"]
+            ctx_err = (err.get("ctx") or {}).get("error")
+            if isinstance(ctx_err, ConfigError):
+                msg = str(ctx_err)
+            problems.append(f"{loc}: {msg}")
+        raise ConfigError("invalid settings: " + "; ".join(problems)) from None

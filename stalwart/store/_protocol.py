@@ -1,0 +1,168 @@
+"""The one durable state layer, as a Protocol with two implementations (SQLite, PostgreSQL).
+
+Rules every implementation follows:
+
+* Times are floats (Unix seconds) handed in by the caller's injected clock; the store never
+  reads the wall clock for business decisions.
+* Every write on behalf of a claimed run checks ``(owner, epoch)`` in the same transaction and
+  raises :class:`~stalwart.errors.LeaseLost` when another worker has taken the run over.
+* One step is one transaction: the journal row, the run row and the outbox row commit together.
+* The journal of a run is loaded once per claim (:meth:`Store.claim_runs`), never per step.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+from stalwart.store._records import (
+    Claim,
+    DeadLetter,
+    JournalEntry,
+    NewRun,
+    OutboxEvent,
+    RunRecord,
+    SignalRecord,
+)
+
+__all__ = ["Store"]
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Durable state for runs, journals, signals, breakers, flags and small key/value data."""
+
+    kind: str
+    """``sqlite`` or ``postgres``."""
+
+    async def migrate(self) -> list[str]:
+        """Apply pending migrations; return the names applied."""
+        ...
+
+    async def close(self) -> None: ...
+
+    # -- runs -------------------------------------------------------------------------------
+    async def create_run(self, run: NewRun) -> tuple[str, bool]:
+        """Insert a PENDING run, or return the existing run with the same (org, idempotency_key).
+
+        Returns ``(run_id, created)``.
+        """
+        ...
+
+    async def get_run(self, run_id: str) -> RunRecord | None: ...
+
+    async def list_runs(
+        self,
+        *,
+        status: str | None = None,
+        workflow: str | None = None,
+        org: str | None = None,
+        limit: int = 100,
+    ) -> list[RunRecord]: ...
+
+    async def claim_runs(
+        self, worker_id: str, workflows: list[str], now: float, lease_s: float, limit: int
+    ) -> list[Claim]:
+        """Take up to ``limit`` runnable runs of the given ``name@version`` keys.
+
+        Runnable: PENDING; WAITING whose ``wake_at`` has passed; RUNNING whose lease expired.
+        Each claim bumps the run's fencing epoch.
+        """
+        ...
+
+    async def renew_leases(
+        self, worker_id: str, held: list[tuple[str, int]], now: float, lease_s: float
+    ) -> list[str]:
+        """Extend the leases of ``(run_id, epoch)`` pairs; return the ids that were lost."""
+        ...
+
+    async def commit_step(
+        self,
+        run_id: str,
+        epoch: int,
+        entry: JournalEntry,
+        now: float,
+        lease_s: float,
+        *,
+        consume_signal: int | None = None,
+        events: list[OutboxEvent] | None = None,
+    ) -> None:
+        """Upsert one journal row, extend the lease and write outbox events, atomically."""
+        ...
+
+    async def set_run_state(
+        self,
+        run_id: str,
+        epoch: int,
+        status: str,
+        now: float,
+        *,
+        output_json: str | None = None,
+        error: dict[str, Any] | None = None,
+        wake_at: float | None = None,
+        phase: str | None = None,
+        release: bool = False,
+        dead_letter: DeadLetter | None = None,
+        events: list[OutboxEvent] | None = None,
+        meta_patch: dict[str, Any] | None = None,
+    ) -> None:
+        """Move a claimed run to ``status`` (fenced). ``release`` gives up ownership."""
+        ...
+
+    async def request_cancel(self, run_id: str, now: float) -> RunRecord:
+        """Mark a run for cancellation; a waiting run wakes at once to act on it."""
+        ...
+
+    async def journal(self, run_id: str) -> list[JournalEntry]: ...
+
+    # -- signals ----------------------------------------------------------------------------
+    async def send_signal(self, run_id: str, name: str, payload_json: str | None, now: float) -> None:
+        """Record a signal and wake the run if it waits."""
+        ...
+
+    async def next_signal(self, run_id: str, name: str) -> SignalRecord | None:
+        """The oldest unconsumed signal of that name, if any."""
+        ...
+
+    # -- dead-letter queue ------------------------------------------------------------------
+    async def list_dead_letters(self, limit: int = 100) -> list[DeadLetter]: ...
+
+    async def retry_dead_letter(self, run_id: str, now: float) -> RunRecord:
+        """Put a DEAD_LETTER run back to PENDING (the engine decides how it resumes)."""
+        ...
+
+    # -- shared state (breakers, flags, key/value, counters) --------------------------------
+    async def get_flag(self, name: str) -> dict[str, Any] | None: ...
+
+    async def set_flag(self, name: str, value: dict[str, Any] | None, now: float) -> None: ...
+
+    async def kv_get(self, namespace: str, key: str, now: float | None = None) -> bytes | None:
+        """Read a value; an entry whose TTL has passed (``expires_at <= now``) reads as missing."""
+        ...
+
+    async def kv_put(
+        self, namespace: str, key: str, value: bytes, *, expires_at: float | None = None
+    ) -> None: ...
+
+    async def kv_delete(self, namespace: str, key: str) -> bool: ...
+
+    async def kv_delete_prefix(self, namespace: str, prefix: str) -> int: ...
+
+    async def kv_keys(self, namespace: str, prefix: str = "") -> list[str]: ...
+
+    async def counter_add(self, namespace: str, key: str, delta: float, now: float) -> float:
+        """Atomically add ``delta`` and return the new total (shared by every worker)."""
+        ...
+
+    async def counter_get(self, namespace: str, key: str) -> float: ...
+
+    # -- outbox ------------------------------------------------------------------------------
+    async def outbox_after(self, after_id: int, limit: int = 500) -> list[OutboxEvent]: ...
+
+    # -- wake-ups ----------------------------------------------------------------------------
+    async def wait_for_work(self, timeout: float) -> None:
+        """Return when new work may be available, or after ``timeout`` seconds."""
+        ...
+
+    def ping_sync(self) -> None:
+        """Check connectivity (raises StoreUnavailable)."""
+        ...

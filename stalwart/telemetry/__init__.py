@@ -1,0 +1,3 @@
+"""stalwart.telemetry — see ../shared/DESIGN.md."""
+
+__all__: list[str] = []
