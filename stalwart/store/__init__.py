@@ -1,0 +1,34 @@
+"""stalwart.store — the one durable state layer.
+
+``open_store(url)`` gives a :class:`Store`: :class:`SqliteStore` (embedded default, WAL) or
+:class:`PostgresStore` (psycopg 3 pool, ``FOR UPDATE SKIP LOCKED``, ``LISTEN/NOTIFY``). Both pass
+the same contract suite (``tests/integration/test_store_contract.py``).
+"""
+
+from stalwart.store._open import open_store
+from stalwart.store._protocol import Store
+from stalwart.store._records import (
+    Claim,
+    DeadLetter,
+    JournalEntry,
+    NewRun,
+    OutboxEvent,
+    RunRecord,
+    SignalRecord,
+)
+from stalwart.store._url import DbUrl, parse_db_url, redact_url
+
+__all__ = [
+    "Store",
+    "open_store",
+    "parse_db_url",
+    "redact_url",
+    "DbUrl",
+    "Claim",
+    "DeadLetter",
+    "JournalEntry",
+    "NewRun",
+    "OutboxEvent",
+    "RunRecord",
+    "SignalRecord",
+]
