@@ -29,18 +29,25 @@ async def open_store(
     password. With ``migrate=True`` pending migrations are applied.
     """
     parsed = parse_db_url(url)
-    last: Exception | None = None
+    if parsed.kind == "sqlite":
+        from stalwart.store._sqlite import SqliteStore
+
+        transient: tuple[type[BaseException], ...] = (StoreUnavailable, OSError)
+    else:
+        import psycopg
+        import psycopg_pool
+
+        from stalwart.store._postgres import PostgresStore
+
+        transient = (StoreUnavailable, OSError, psycopg.OperationalError, psycopg_pool.PoolTimeout)
+    last: BaseException | None = None
     for attempt in range(1, attempts + 1):
         try:
             store: Store
             if parsed.kind == "sqlite":
-                from stalwart.store._sqlite import SqliteStore
-
                 assert parsed.path is not None
                 store = SqliteStore(parsed.path, safe_url=parsed.safe)
             else:
-                from stalwart.store._postgres import PostgresStore
-
                 pg = PostgresStore(parsed.raw, safe_url=parsed.safe, max_size=pool_max)
                 await asyncio.to_thread(pg.ping_sync)
                 await pg.open()
@@ -48,9 +55,7 @@ async def open_store(
             if migrate:
                 await store.migrate()
             return store
-        except StoreUnavailable as exc:
-            last = exc
-        except Exception as exc:  # driver errors while connecting
+        except transient as exc:
             last = exc
         if attempt < attempts:
             delay = random.uniform(0, backoff_s * 2 ** (attempt - 1))

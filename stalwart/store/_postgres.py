@@ -81,7 +81,7 @@ def _translate(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
 def _commit_sql(n_events: int, with_signal: bool) -> str:
     parts = [
         "WITH r AS (UPDATE runs SET updated_at=%s, lease_expires_at=%s WHERE id=%s AND epoch=%s"
-        " AND status='RUNNING' RETURNING id)",
+        " AND status='RUNNING' RETURNING id, cancel_requested)",
         f"j AS (INSERT INTO journal ({JOURNAL_COLUMNS}) SELECT {_J} FROM r {_JOURNAL_CONFLICT} RETURNING 1)",
     ]
     if with_signal:
@@ -94,7 +94,9 @@ def _commit_sql(n_events: int, with_signal: bool) -> str:
             f"o{i} AS (INSERT INTO outbox (event_id, type, run_id, payload, created_at) SELECT {_O} FROM r"
             " ON CONFLICT (event_id) DO NOTHING RETURNING 1)"
         )
-    return ", ".join(parts) + " SELECT count(*) FROM r"
+    return ", ".join(parts) + (
+        " SELECT count(*), bool_or(cancel_requested), EXISTS (SELECT 1 FROM flags WHERE name='kill_switch') FROM r"
+    )
 
 
 class PostgresStore:
@@ -288,7 +290,7 @@ class PostgresStore:
         *,
         consume_signal: int | None = None,
         events: list[OutboxEvent] | None = None,
-    ) -> None:
+    ) -> tuple[bool, bool]:
         events = events or []
         params: list[Any] = [now, now + lease_s, run_id, epoch, *journal_params(entry)]
         if consume_signal is not None:
@@ -298,6 +300,7 @@ class PostgresStore:
         rows = await self._fetch(_commit_sql(len(events), consume_signal is not None), params)
         if not rows or rows[0][0] != 1:
             raise LeaseLost(f"run {run_id}: lease lost (epoch {epoch} is no longer current)")
+        return bool(rows[0][1]), bool(rows[0][2])
 
     @_translate
     async def set_run_state(
@@ -315,15 +318,19 @@ class PostgresStore:
         dead_letter: DeadLetter | None = None,
         events: list[OutboxEvent] | None = None,
         meta_patch: dict[str, Any] | None = None,
+        signal_name: str | None = None,
     ) -> None:
         terminal = status in TERMINAL
         release = release or terminal
         async with self._pool.connection() as conn, conn.transaction():
             cur = await conn.execute(
                 "UPDATE runs SET status=%s, updated_at=%s, output=COALESCE(%s, output), error=%s,"
-                " wake_at=%s::double precision, phase=COALESCE(%s, phase), finished_at=%s::double precision,"
+                " wake_at=CASE WHEN %s::text='WAITING' AND (cancel_requested OR EXISTS (SELECT 1 FROM signals"
+                " WHERE signals.run_id=runs.id AND signals.name=%s::text AND consumed_seq IS NULL))"
+                " THEN %s::double precision ELSE %s::double precision END,"
+                " phase=COALESCE(%s, phase), finished_at=%s::double precision,"
                 " owner=CASE WHEN %s THEN NULL ELSE owner END,"
-                " lease_expires_at=CASE WHEN %s THEN NULL ELSE %s::double precision END,"
+                " lease_expires_at=CASE WHEN %s THEN NULL ELSE lease_expires_at END,"
                 " meta=CASE WHEN %s::text IS NULL THEN meta ELSE (meta::jsonb || %s::jsonb)::text END"
                 " WHERE id=%s AND epoch=%s",
                 (
@@ -331,12 +338,14 @@ class PostgresStore:
                     now,
                     output_json,
                     dumps(error),
+                    status,
+                    signal_name,
+                    now,
                     wake_at,
                     phase,
                     now if terminal else None,
                     release,
                     release,
-                    now,
                     dumps(meta_patch),
                     dumps(meta_patch),
                     run_id,

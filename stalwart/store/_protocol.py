@@ -85,8 +85,12 @@ class Store(Protocol):
         *,
         consume_signal: int | None = None,
         events: list[OutboxEvent] | None = None,
-    ) -> None:
-        """Upsert one journal row, extend the lease and write outbox events, atomically."""
+    ) -> tuple[bool, bool]:
+        """Upsert one journal row, extend the lease and write outbox events, atomically.
+
+        Returns ``(cancel_requested, kill_switch_engaged)`` as seen by that transaction, so the
+        engine learns both before its next step without another round trip.
+        """
         ...
 
     async def set_run_state(
@@ -104,8 +108,13 @@ class Store(Protocol):
         dead_letter: DeadLetter | None = None,
         events: list[OutboxEvent] | None = None,
         meta_patch: dict[str, Any] | None = None,
+        signal_name: str | None = None,
     ) -> None:
-        """Move a claimed run to ``status`` (fenced). ``release`` gives up ownership."""
+        """Move a claimed run to ``status`` (fenced). ``release`` gives up ownership.
+
+        Entering WAITING, the run wakes at once (``wake_at = now``) if cancellation was requested
+        or an unconsumed signal named ``signal_name`` already exists, so no wake-up is lost.
+        """
         ...
 
     async def request_cancel(self, run_id: str, now: float) -> RunRecord:
@@ -126,7 +135,7 @@ class Store(Protocol):
     # -- dead-letter queue ------------------------------------------------------------------
     async def list_dead_letters(self, limit: int = 100) -> list[DeadLetter]: ...
 
-    async def retry_dead_letter(self, run_id: str, now: float) -> RunRecord:
+    async def retry_dead_letter(self, run_id: str, now: float, *, new_generation: bool = False) -> RunRecord:
         """Put a DEAD_LETTER run back to PENDING (the engine decides how it resumes)."""
         ...
 

@@ -259,14 +259,16 @@ class SqliteStore:
         *,
         consume_signal: int | None = None,
         events: list[OutboxEvent] | None = None,
-    ) -> None:
+    ) -> tuple[bool, bool]:
         with self._tx() as cur:
-            cur.execute(
-                "UPDATE runs SET updated_at=?, lease_expires_at=? WHERE id=? AND epoch=? AND status='RUNNING'",
+            row = cur.execute(
+                "UPDATE runs SET updated_at=?, lease_expires_at=? WHERE id=? AND epoch=? AND status='RUNNING'"
+                " RETURNING cancel_requested",
                 (now, now + lease_s, run_id, epoch),
-            )
-            if cur.rowcount != 1:
+            ).fetchone()
+            if row is None:
                 raise LeaseLost(f"run {run_id}: lease lost (epoch {epoch} is no longer current)")
+            kill = cur.execute("SELECT 1 FROM flags WHERE name='kill_switch'").fetchone() is not None
             cur.execute(_JOURNAL_UPSERT, journal_params(entry))
             if consume_signal is not None:
                 cur.execute(
@@ -275,6 +277,7 @@ class SqliteStore:
                 )
             if events:
                 cur.executemany(_OUTBOX_INSERT, [outbox_params(e) for e in events])
+        return bool(row[0]), kill
 
     async def set_run_state(
         self,
@@ -291,15 +294,18 @@ class SqliteStore:
         dead_letter: DeadLetter | None = None,
         events: list[OutboxEvent] | None = None,
         meta_patch: dict[str, Any] | None = None,
+        signal_name: str | None = None,
     ) -> None:
         terminal = status in TERMINAL
         release = release or terminal
         with self._tx() as cur:
             cur.execute(
-                "UPDATE runs SET status=?, updated_at=?, output=COALESCE(?, output), error=?, wake_at=?,"
+                "UPDATE runs SET status=?, updated_at=?, output=COALESCE(?, output), error=?,"
+                " wake_at=CASE WHEN ?='WAITING' AND (cancel_requested=1 OR EXISTS (SELECT 1 FROM signals"
+                " WHERE signals.run_id=runs.id AND signals.name=? AND consumed_seq IS NULL)) THEN ? ELSE ? END,"
                 " phase=COALESCE(?, phase), finished_at=?,"
                 " owner=CASE WHEN ? THEN NULL ELSE owner END,"
-                " lease_expires_at=CASE WHEN ? THEN NULL ELSE ? END,"
+                " lease_expires_at=CASE WHEN ? THEN NULL ELSE lease_expires_at END,"
                 " meta=CASE WHEN ? IS NULL THEN meta ELSE json_patch(meta, ?) END"
                 " WHERE id=? AND epoch=?",
                 (
@@ -307,12 +313,14 @@ class SqliteStore:
                     now,
                     output_json,
                     dumps(error),
+                    status,
+                    signal_name,
+                    now,
                     wake_at,
                     phase,
                     now if terminal else None,
                     release,
                     release,
-                    now,
                     dumps(meta_patch),
                     dumps(meta_patch),
                     run_id,
@@ -337,7 +345,7 @@ class SqliteStore:
                 )
             if events:
                 cur.executemany(_OUTBOX_INSERT, [outbox_params(e) for e in events])
-        if status == "PENDING" or (status == "WAITING" and wake_at is not None and wake_at <= now):
+        if status in ("PENDING", "WAITING"):
             self._poke()
 
     async def request_cancel(self, run_id: str, now: float) -> RunRecord:

@@ -1,0 +1,28 @@
+"""stalwart.engine — durable workflows: definitions, replay, workers, retries, breakers, sagas."""
+
+from stalwart.engine._app import KILL_SWITCH_FLAG, App, RunInfo
+from stalwart.engine._breaker import BreakerPolicy, BreakerState
+from stalwart.engine._context import Context
+from stalwart.engine._definitions import ToolDef, WorkflowDef
+from stalwart.engine._ids import Clock, SystemClock
+from stalwart.engine._retry import RetryPolicy
+from stalwart.engine._states import TRANSITIONS, RunStatus, check_transition
+from stalwart.engine._worker import Worker
+
+__all__ = [
+    "App",
+    "Context",
+    "RunInfo",
+    "RunStatus",
+    "TRANSITIONS",
+    "check_transition",
+    "RetryPolicy",
+    "BreakerPolicy",
+    "BreakerState",
+    "Worker",
+    "WorkflowDef",
+    "ToolDef",
+    "Clock",
+    "SystemClock",
+    "KILL_SWITCH_FLAG",
+]

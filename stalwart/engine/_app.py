@@ -1,0 +1,469 @@
+"""``App``: the registry of workflows and tools, and the client API to start and observe runs."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from stalwart.engine._breaker import BreakerPolicy
+from stalwart.engine._definitions import ToolDef, WorkflowDef
+from stalwart.engine._ids import Clock, SystemClock, new_id, new_trace_id
+from stalwart.engine._retry import RetryPolicy
+from stalwart.engine._serde import decode
+from stalwart.engine._states import TERMINAL, RunStatus
+from stalwart.errors import (
+    ConfigError,
+    InvalidInput,
+    KillSwitchEngaged,
+    RunNotFound,
+    UnknownWorkflow,
+    WorkflowFailed,
+)
+from stalwart.gateway import Budget
+from stalwart.settings import Settings, load_settings
+from stalwart.store import DeadLetter, JournalEntry, NewRun, RunRecord, Store, open_store
+
+if TYPE_CHECKING:
+    from stalwart.engine._execution import RunExecution
+    from stalwart.engine._worker import Worker
+
+__all__ = ["App", "RunInfo", "KILL_SWITCH_FLAG"]
+
+KILL_SWITCH_FLAG = "kill_switch"
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What is known about a run. ``status`` is one of :class:`RunStatus`."""
+
+    id: str
+    workflow: str
+    version: str
+    status: RunStatus
+    input: Any
+    output: Any
+    error: dict[str, Any] | None
+    org: str
+    user: str
+    idempotency_key: str | None
+    created_at: float
+    updated_at: float
+    finished_at: float | None
+    trace_id: str
+    generation: int
+    meta: dict[str, Any]
+
+    @classmethod
+    def from_record(cls, r: RunRecord) -> RunInfo:
+        return cls(
+            id=r.id,
+            workflow=r.workflow,
+            version=r.version,
+            status=RunStatus(r.status),
+            input=decode(r.input_json),
+            output=decode(r.output_json),
+            error=r.error,
+            org=r.org,
+            user=r.user,
+            idempotency_key=r.idempotency_key,
+            created_at=r.created_at,
+            updated_at=r.updated_at,
+            finished_at=r.finished_at,
+            trace_id=r.trace_id,
+            generation=r.generation,
+            meta=r.meta,
+        )
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.meta.get("partial"))
+
+    @property
+    def budget_exceeded(self) -> bool:
+        return bool(self.meta.get("budget_exceeded"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "workflow": self.workflow,
+            "version": self.version,
+            "status": self.status.value,
+            "input": self.input,
+            "output": self.output,
+            "error": self.error,
+            "org": self.org,
+            "user": self.user,
+            "idempotency_key": self.idempotency_key,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "finished_at": self.finished_at,
+            "trace_id": self.trace_id,
+            "generation": self.generation,
+            "partial": self.partial,
+            "budget_exceeded": self.budget_exceeded,
+            "meta": self.meta,
+        }
+
+
+class App:
+    """A Stalwart application: workflows, tools, and a connection to the store.
+
+    ``db`` resolves as argument > ``STALWART_DB`` > ``stalwart.toml`` > ``sqlite:///.stalwart/stalwart.db``.
+    Nothing connects until the first async call.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        db: str | None = None,
+        *,
+        settings: Settings | None = None,
+        clock: Clock | None = None,
+        jitter: random.Random | None = None,
+    ) -> None:
+        self.name = name
+        self.settings = settings if settings is not None else load_settings(db=db)
+        if settings is not None and db is not None:
+            self.settings = self.settings.model_copy(update={"db": db})
+        self.clock: Clock = clock or SystemClock()
+        self.jitter = jitter or random.Random()
+        w = self.settings.worker
+        self.default_retry = RetryPolicy(w.max_attempts, w.backoff_initial_s, 2.0, w.backoff_max_s)
+        self.breaker_policy = BreakerPolicy(w.breaker_failure_threshold, w.breaker_reset_s)
+        self.inline_retry_max_s = 5.0
+        self._workflows: dict[str, dict[str, WorkflowDef]] = {}
+        self._tools: dict[str, ToolDef] = {}
+        self._store: Store | None = None
+        self._connect_lock: asyncio.Lock | None = None
+        self._waiters: dict[str, asyncio.Event] = {}
+        self._workers: list[Worker] = []
+        self._local_wakes: list[float] = []
+        self._sandbox: Any = None
+        self._broker: Any = None
+        self._kill_cache: tuple[float, bool] = (0.0, False)
+        self.unauthorized_tool_calls = 0
+
+    # -- registration ------------------------------------------------------------------------
+    def tool(
+        self,
+        fn: Callable[..., Any] | None = None,
+        *,
+        name: str | None = None,
+        scopes: list[str] | tuple[str, ...] = (),
+        timeout_s: float = 30.0,
+        mutating: bool = False,
+        compensate: Callable[..., Any] | None = None,
+        sandbox: str = "process",
+        retry: RetryPolicy | None = None,
+        max_attempts: int | None = None,
+        egress: list[str] | tuple[str, ...] = (),
+        risk: int = 0,
+    ) -> Any:
+        """Register a tool. ``sandbox="process"`` (bubblewrap) is the default; ``"none"`` runs it
+        in process and is an explicit, recorded opt-in for trusted code."""
+
+        def register(f: Callable[..., Any]) -> Callable[..., Any]:
+            policy = retry
+            if max_attempts is not None:
+                base = retry or self.default_retry
+                policy = RetryPolicy(max_attempts, base.initial_s, base.multiplier, base.max_s)
+            tdef = ToolDef(
+                name=name or f.__name__,
+                fn=f,
+                scopes=tuple(scopes),
+                timeout_s=timeout_s,
+                mutating=mutating,
+                compensate=compensate,
+                sandbox=sandbox,
+                retry=policy,
+                egress=tuple(egress),
+                risk=risk,
+            )
+            if tdef.name in self._tools and self._tools[tdef.name].fn is not f:
+                raise ConfigError(f"tool {tdef.name!r} is registered twice")
+            self._tools[tdef.name] = tdef
+            f.__stalwart_tool__ = tdef  # type: ignore[attr-defined]
+            return f
+
+        return register(fn) if fn is not None else register
+
+    def workflow(
+        self,
+        fn: Callable[..., Any] | None = None,
+        *,
+        name: str | None = None,
+        version: str = "1",
+        tools: list[Any] | tuple[Any, ...] = (),
+        budget: Budget | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> Any:
+        """Register an ``async def`` workflow at ``version``. Old and new versions may coexist."""
+
+        def register(f: Callable[..., Any]) -> Callable[..., Any]:
+            tdefs: dict[str, ToolDef] = {}
+            for t in tools:
+                tdef = t if isinstance(t, ToolDef) else getattr(t, "__stalwart_tool__", None)
+                if tdef is None:
+                    raise ConfigError(f"workflow {name or f.__name__!r}: {t!r} is not a registered tool")
+                tdefs[tdef.name] = tdef
+            wdef = WorkflowDef(name=name or f.__name__, version=str(version), fn=f, tools=tdefs,
+                               budget=budget, retry=retry)
+            versions = self._workflows.setdefault(wdef.name, {})
+            if wdef.version in versions:
+                raise ConfigError(f"workflow {wdef.key} is registered twice")
+            versions[wdef.version] = wdef
+            f.__stalwart_workflow__ = wdef  # type: ignore[attr-defined]
+            return f
+
+        return register(fn) if fn is not None else register
+
+    def workflow_def(self, name: str, version: str | None = None) -> WorkflowDef:
+        versions = self._workflows.get(name)
+        if not versions:
+            known = ", ".join(sorted(self._workflows)) or "none"
+            raise UnknownWorkflow(f"unknown workflow {name!r} (this app has: {known})")
+        if version is None:
+            return versions[max(versions, key=_version_key)]
+        if version not in versions:
+            raise UnknownWorkflow(
+                f"workflow {name!r} has no version {version!r} here (versions: {', '.join(sorted(versions))})"
+            )
+        return versions[version]
+
+    def workflow_keys(self) -> list[str]:
+        return [w.key for versions in self._workflows.values() for w in versions.values()]
+
+    def workflows(self) -> list[WorkflowDef]:
+        return [w for versions in self._workflows.values() for w in versions.values()]
+
+    def tool_def(self, name: str) -> ToolDef | None:
+        return self._tools.get(name)
+
+    def tools(self) -> list[ToolDef]:
+        return list(self._tools.values())
+
+    # -- connection --------------------------------------------------------------------------
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            raise RuntimeError("the app is not connected yet: await app.connect() first")
+        return self._store
+
+    async def connect(self) -> Store:
+        """Open the store (applying migrations) once; later calls return it."""
+        if self._store is not None:
+            return self._store
+        if self._connect_lock is None:
+            self._connect_lock = asyncio.Lock()
+        async with self._connect_lock:
+            if self._store is None:
+                self._store = await open_store(self.settings.db, migrate=True)
+        return self._store
+
+    async def close(self) -> None:
+        for w in list(self._workers):
+            await w.stop()
+        if self._store is not None:
+            await self._store.close()
+            self._store = None
+
+    def worker(self, concurrency: int | None = None, **kwargs: Any) -> Worker:
+        """An in-process worker; use ``async with app.worker(concurrency=64): ...``."""
+        from stalwart.engine._worker import Worker
+
+        return Worker(self, concurrency=concurrency or self.settings.worker.concurrency, **kwargs)
+
+    # -- runs --------------------------------------------------------------------------------
+    async def start(
+        self,
+        workflow: str,
+        input: Any = None,
+        *,
+        idempotency_key: str | None = None,
+        org: str = "",
+        user: str = "",
+        version: str | None = None,
+        parent_id: str | None = None,
+    ) -> str:
+        """Start a run and return its id. A reused ``idempotency_key`` returns the existing run."""
+        wdef = self.workflow_def(workflow, version)
+        input_json = wdef.input_json(input)
+        if idempotency_key is not None and (not isinstance(idempotency_key, str) or not idempotency_key):
+            raise InvalidInput("idempotency_key must be a non-empty string")
+        store = await self.connect()
+        if await self.kill_switch_engaged(fresh=True):
+            raise KillSwitchEngaged("the kill switch is engaged: no new runs start until it is released")
+        now = self.clock.time()
+        run_id, _created = await store.create_run(
+            NewRun(
+                id=new_id(now),
+                workflow=wdef.name,
+                version=wdef.version,
+                input_json=input_json,
+                trace_id=new_trace_id(),
+                created_at=now,
+                org=org,
+                user=user,
+                idempotency_key=idempotency_key,
+                parent_id=parent_id,
+            )
+        )
+        for w in self._workers:
+            w.poke()
+        return run_id
+
+    async def get_run(self, run_id: str) -> RunInfo:
+        store = await self.connect()
+        rec = await store.get_run(run_id)
+        if rec is None:
+            raise RunNotFound(f"no run with id {run_id!r}")
+        return RunInfo.from_record(rec)
+
+    async def list_runs(
+        self, *, status: str | None = None, workflow: str | None = None, org: str | None = None, limit: int = 100
+    ) -> list[RunInfo]:
+        store = await self.connect()
+        if status is not None and status not in RunStatus.__members__:
+            raise InvalidInput(f"unknown status {status!r}; use one of {', '.join(RunStatus.__members__)}")
+        return [RunInfo.from_record(r) for r in await store.list_runs(status=status, workflow=workflow, org=org,
+                                                                         limit=limit)]
+
+    async def journal(self, run_id: str) -> list[JournalEntry]:
+        store = await self.connect()
+        return await store.journal(run_id)
+
+    async def result(self, run_id: str, timeout: float | None = None) -> Any:
+        """Wait for the run to end; return its output, or raise :class:`WorkflowFailed`."""
+        await self.connect()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        event = self._waiters.setdefault(run_id, asyncio.Event())
+        delay = 0.005
+        try:
+            while True:
+                info = await self.get_run(run_id)
+                if info.status in TERMINAL:
+                    if info.status is RunStatus.COMPLETED:
+                        return info.output
+                    message = (info.error or {}).get("message") or info.status.value
+                    raise WorkflowFailed(
+                        f"run {run_id} ended {info.status.value}: {message}",
+                        run_id=run_id,
+                        status=info.status.value,
+                        error=info.error,
+                    )
+                wait = delay
+                if deadline is not None:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise TimeoutError(f"run {run_id} did not finish within {timeout}s (status {info.status})")
+                    wait = min(wait, left)
+                try:
+                    await asyncio.wait_for(event.wait(), wait)
+                except TimeoutError:
+                    delay = min(delay * 2, 0.25)
+                event.clear()
+        finally:
+            self._waiters.pop(run_id, None)
+
+    async def signal(self, run_id: str, name: str, payload: Any = None) -> None:
+        """Deliver a signal to a run (``ctx.wait_signal(name)`` returns ``payload``)."""
+        from stalwart.engine._serde import encode
+
+        store = await self.connect()
+        await store.send_signal(run_id, name, encode(payload), self.clock.time())
+        for w in self._workers:
+            w.poke()
+
+    async def cancel(self, run_id: str) -> RunInfo:
+        """Request cancellation; it takes effect at the run's next step boundary."""
+        store = await self.connect()
+        rec = await store.request_cancel(run_id, self.clock.time())
+        for w in self._workers:
+            w.poke()
+        self._run_settled(run_id)
+        return RunInfo.from_record(rec)
+
+    # -- dead-letter queue -------------------------------------------------------------------
+    async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        store = await self.connect()
+        return await store.list_dead_letters(limit)
+
+    async def retry_dead_letter(self, run_id: str) -> RunInfo:
+        """Put a dead-lettered run back in the queue.
+
+        If compensations already undid its effects, it starts over as a new generation (its
+        journal is kept for the record; sequence numbers, and so idempotency keys, continue).
+        Otherwise it resumes where it failed, replaying its completed steps.
+        """
+        store = await self.connect()
+        journal = await store.journal(run_id)
+        compensated = any(e.kind == "compensation" for e in journal)
+        rec = await store.retry_dead_letter(run_id, self.clock.time(), new_generation=compensated)
+        for w in self._workers:
+            w.poke()
+        return RunInfo.from_record(rec)
+
+    # -- kill switch (the flag; governance builds the full switch on it) ----------------------
+    async def kill_switch_engaged(self, fresh: bool = False) -> bool:
+        store = await self.connect()
+        now = time.monotonic()
+        if not fresh and store.kind == "postgres" and now - self._kill_cache[0] < 0.25:
+            return self._kill_cache[1]
+        engaged = (await store.get_flag(KILL_SWITCH_FLAG)) is not None
+        self._kill_cache = (now, engaged)
+        return engaged
+
+    # -- hooks used by workers and executions -----------------------------------------------
+    def _attach_worker(self, w: Worker) -> None:
+        self._workers.append(w)
+
+    def _detach_worker(self, w: Worker) -> None:
+        if w in self._workers:
+            self._workers.remove(w)
+
+    def _note_wake(self, wake_at: float | None) -> None:
+        if wake_at is not None:
+            self._local_wakes.append(wake_at)
+
+    def _next_local_wake(self) -> float | None:
+        now = self.clock.time()
+        self._local_wakes = [w for w in self._local_wakes if w > now - 1.0]
+        return min(self._local_wakes, default=None)
+
+    def _run_settled(self, run_id: str) -> None:
+        ev = self._waiters.get(run_id)
+        if ev is not None:
+            ev.set()
+
+    def _run_finished(self, run_id: str) -> None:
+        self._run_settled(run_id)
+
+    def _count_unauthorized(self, tool: str) -> None:
+        self.unauthorized_tool_calls += 1
+
+    async def credential_broker(self) -> Any:
+        """The per-invocation credential broker (``stalwart.sandbox.CredentialBroker``), shared by
+        every tool call of this app."""
+        if self._broker is None:
+            from stalwart.sandbox import CredentialBroker
+
+            self._broker = CredentialBroker(await self.connect(), clock=self.clock.time)
+        return self._broker
+
+    async def _run_sandboxed(
+        self, ex: RunExecution, tool: ToolDef, args: dict[str, Any], meta: dict[str, Any]
+    ) -> Any:
+        from stalwart.engine._sandboxed import run_sandboxed
+
+        return await run_sandboxed(self, ex, tool, args, meta)
+
+
+def _version_key(v: str) -> tuple[Any, ...]:
+    parts: list[Any] = []
+    for p in v.replace("-", ".").split("."):
+        parts.append((0, int(p), "") if p.isdigit() else (1, 0, p))
+    return tuple(parts)

@@ -1,0 +1,233 @@
+"""The ``Context`` a workflow receives: every effect goes through it, durably."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import typing
+import uuid as _uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from stalwart.engine._definitions import ToolDef
+from stalwart.engine._retry import RetryPolicy
+from stalwart.engine._serde import decode, encode
+from stalwart.engine._tools import call_tool
+from stalwart.errors import UnauthorizedToolCall
+from stalwart.store import JournalEntry
+
+if TYPE_CHECKING:
+    from stalwart.engine._execution import RunExecution
+
+__all__ = ["Context"]
+
+
+class Context:
+    """Durable operations available inside a workflow.
+
+    Everything that touches the world (a computation with side effects, a tool, a model, time,
+    randomness) goes through here, so that a resumed run replays recorded results instead of
+    redoing the work.
+    """
+
+    def __init__(self, execution: RunExecution) -> None:
+        self._ex = execution
+
+    # -- identity ----------------------------------------------------------------------------
+    @property
+    def run_id(self) -> str:
+        return self._ex.run.id
+
+    @property
+    def workflow(self) -> str:
+        return self._ex.run.workflow
+
+    @property
+    def version(self) -> str:
+        return self._ex.run.version
+
+    @property
+    def org(self) -> str:
+        return self._ex.run.org
+
+    @property
+    def user(self) -> str:
+        return self._ex.run.user
+
+    @property
+    def trace_id(self) -> str:
+        return self._ex.run.trace_id
+
+    # -- deterministic sources ---------------------------------------------------------------
+    def now(self) -> datetime:
+        """The time the run last made durable progress (its start, or its latest step).
+
+        It is recorded data, so a replay sees exactly the same value.
+        """
+        return self._ex.deterministic_now()
+
+    def random(self) -> float:
+        """A float in [0, 1) from the run's own seeded generator (same sequence on replay)."""
+        return self._ex.rng.random()
+
+    def uuid(self) -> _uuid.UUID:
+        """A version-4 UUID from the run's seeded generator (same sequence on replay)."""
+        return _uuid.UUID(int=self._ex.rng.getrandbits(128), version=4)
+
+    # -- durable operations -----------------------------------------------------------------
+    async def step(
+        self, name: str, fn: Callable[..., Any], *args: Any, retry: RetryPolicy | None = None, **kwargs: Any
+    ) -> Any:
+        """Run ``fn(*args, **kwargs)`` as a durable step named ``name``.
+
+        The body runs at least once; its recorded result is used exactly once. ``async``
+        functions run on the worker's loop, plain functions in a thread. The value returned is
+        the JSON-decoded result, typed by ``fn``'s return annotation, on first run and replay alike.
+        """
+        if not isinstance(name, str) or not name:
+            raise TypeError("ctx.step needs a non-empty step name as its first argument")
+        is_async = inspect.iscoroutinefunction(fn)
+
+        async def body(seq: int, attempt: int) -> tuple[Any, None]:
+            if is_async:
+                return await fn(*args, **kwargs), None
+            return await asyncio.to_thread(fn, *args, **kwargs), None
+
+        rtype = _return_type(fn)
+        return await self._ex.durable("step", name, body, retry=retry, rtype=rtype)
+
+    async def tool(self, tool: Any, /, **kwargs: Any) -> Any:
+        """Call a registered tool through the allowlist, validation, breaker and sandbox.
+
+        A tool with a keyword parameter ``idempotency_key`` receives ``"{run_id}:{step_seq}"``.
+        """
+        tdef = self._resolve_tool(tool)
+        return await call_tool(self._ex, tdef, kwargs)
+
+    def _resolve_tool(self, tool: Any) -> ToolDef:
+        app = self._ex.app
+        if isinstance(tool, ToolDef):
+            return tool
+        if isinstance(tool, str):
+            found = self._ex.wdef.tools.get(tool) or app.tool_def(tool)
+        else:
+            found = getattr(tool, "__stalwart_tool__", None)
+        if found is None:
+            raise UnauthorizedToolCall(f"{tool!r} is not a registered tool", retryable=False)
+        return found
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait durably. The run holds no worker while it sleeps, and survives restarts."""
+        ex = self._ex
+        seq = ex.next_seq()
+        prior = ex.replayed(seq, "sleep", "sleep")
+        now = ex.now()
+        if prior is not None:
+            if prior.status == "completed":
+                if prior.finished_at is not None:
+                    ex.last_time = prior.finished_at
+                return
+            if prior.wake_at is not None and prior.wake_at > now:
+                await ex.suspend(prior.wake_at)
+            await ex.commit(_done(prior, now, None))
+            return
+        ex.boundary()
+        wake = now + max(0.0, float(seconds))
+        entry = JournalEntry(ex.run.id, seq, "sleep", "sleep", "waiting", started_at=now, wake_at=wake,
+                             meta={"seconds": seconds})
+        if wake <= now:
+            await ex.commit(_done(entry, now, None))
+            return
+        await ex.commit(entry)
+        await ex.suspend(wake)
+
+    async def wait_signal(self, name: str, timeout: float | None = None) -> Any:
+        """Wait durably for ``app.signal(run_id, name, payload)``; return its payload.
+
+        With ``timeout`` (seconds) it returns ``None`` if no signal came in time.
+        """
+        ex = self._ex
+        seq = ex.next_seq()
+        step_name = f"signal:{name}"
+        prior = ex.replayed(seq, "signal", step_name)
+        now = ex.now()
+        if prior is not None and prior.status == "completed":
+            if prior.finished_at is not None:
+                ex.last_time = prior.finished_at
+            return decode(prior.result_json)
+        if prior is None:
+            ex.boundary()
+        sig = await ex.store.next_signal(ex.run.id, name)
+        entry = prior or JournalEntry(
+            ex.run.id, seq, "signal", step_name, "waiting", started_at=now,
+            wake_at=None if timeout is None else now + timeout, meta={"signal": name},
+        )
+        if sig is not None:
+            await ex.commit(_done(entry, now, sig.payload_json), consume_signal=sig.id)
+            return decode(sig.payload_json)
+        if entry.wake_at is not None and entry.wake_at <= now:
+            await ex.commit(_done(entry, now, None, timed_out=True))
+            return None
+        if prior is None:
+            await ex.commit(entry)
+        await ex.suspend(entry.wake_at, signal_name=name)
+
+    def partial(self, value: Any) -> None:
+        """Report the best result so far; it becomes the output if a budget stops the run."""
+        encode(value)  # fail now, not at the end, if it cannot be stored
+        self._ex.partial_value = value
+
+    async def llm(
+        self,
+        task: str,
+        *,
+        template: str | None = None,
+        vars: dict[str, Any] | None = None,
+        messages: list[dict[str, Any]] | None = None,
+        output: Any = None,
+        model: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        cacheable: bool = False,
+        tools: list[Any] | None = None,
+    ) -> Any:
+        """Call a model through the gateway as a durable step.
+
+        Returns the validated ``output`` model instance when ``output`` is given, else the
+        text. A journaled call is never paid for twice: replay returns the recorded answer.
+        """
+        from stalwart.engine._llm import call_llm
+
+        return await call_llm(
+            self._ex,
+            task,
+            template=template,
+            vars=vars or {},
+            messages=messages,
+            output=output,
+            model=model,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            cacheable=cacheable,
+            tools=tools,
+        )
+
+
+def _done(entry: JournalEntry, now: float, result_json: str | None, timed_out: bool = False) -> JournalEntry:
+    meta = dict(entry.meta or {})
+    if timed_out:
+        meta["timed_out"] = True
+    return JournalEntry(
+        entry.run_id, entry.seq, entry.kind, entry.name, "completed", result_json,
+        attempts=entry.attempts, started_at=entry.started_at, finished_at=now, wake_at=entry.wake_at, meta=meta,
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _return_type(fn: Callable[..., Any]) -> Any:
+    try:
+        return typing.get_type_hints(fn).get("return")
+    except Exception:
+        return None

@@ -1,0 +1,387 @@
+"""Executing one claimed run: journal replay, durable calls, and what happens at the end.
+
+The workflow function is re-run from the top on every claim. Each durable call takes the next
+sequence number; if the journal holds a completed entry there, its recorded result is returned
+instead of running the body again. Anything else the workflow asks for at a journaled position
+is a divergence and raises :class:`NonDeterminismError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import traceback
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from stalwart.engine._control import Cancelled, Drain, Fenced, Suspend
+from stalwart.engine._retry import RetryPolicy, next_delay
+from stalwart.engine._serde import decode, encode
+from stalwart.engine._states import RunStatus, check_transition
+from stalwart.errors import (
+    BudgetExceeded,
+    LeaseLost,
+    NonDeterminismError,
+    StalwartError,
+    StepError,
+    ToolTimeout,
+    error_from_dict,
+)
+from stalwart.store import Claim, DeadLetter, JournalEntry, OutboxEvent
+
+if TYPE_CHECKING:
+    from stalwart.engine._app import App
+
+__all__ = ["RunExecution", "as_stalwart_error"]
+
+_log = logging.getLogger("stalwart.engine")
+_TRACE_LIMIT = 8000
+
+
+def as_stalwart_error(exc: BaseException) -> StalwartError:
+    """Classify any exception raised by a step body (retryable unless it says otherwise)."""
+    if isinstance(exc, StalwartError):
+        return exc
+    if isinstance(exc, TimeoutError):
+        return ToolTimeout(f"timed out: {exc}" if str(exc) else "timed out")
+    err = StepError(f"{type(exc).__name__}: {exc}", details={"exception": type(exc).__qualname__})
+    err.__cause__ = exc
+    return err
+
+
+def _error_record(err: StalwartError, seq: int | None = None, name: str | None = None) -> dict[str, Any]:
+    data = err.to_dict()
+    if seq is not None:
+        data["step_seq"] = seq
+        data["step"] = name
+    tb_source = err.__cause__ or err
+    tb = "".join(traceback.format_exception(type(tb_source), tb_source, tb_source.__traceback__))
+    if tb.strip():
+        data["traceback"] = tb[-_TRACE_LIMIT:]
+    return data
+
+
+class RunExecution:
+    """The state of one run while one worker holds its lease."""
+
+    def __init__(self, app: App, claim: Claim, *, lease_s: float, worker_id: str) -> None:
+        self.app = app
+        self.store = app.store
+        self.run = claim.run
+        self.epoch = claim.run.epoch
+        self.lease_s = lease_s
+        self.worker_id = worker_id
+        self.wdef = app.workflow_def(claim.run.workflow, claim.run.version)
+        self.journal: dict[int, JournalEntry] = {e.seq: e for e in claim.journal}
+        self.seq = claim.run.seq_base
+        self.rng = random.Random(f"{claim.run.id}:{claim.run.generation}")
+        finished = [e.finished_at for e in claim.journal if e.finished_at is not None and e.seq >= self.seq]
+        self.last_time = max(finished, default=claim.run.created_at)
+        self.cancel_requested = claim.run.cancel_requested
+        self.kill_engaged = False
+        self.drain_reason: str | None = None
+        self.partial_value: Any = None
+        self.spent_tokens = 0
+        self.spent_usd = 0.0
+        self.current_step: str | None = None
+        for e in claim.journal:
+            if e.seq >= self.seq and e.kind == "llm" and e.status == "completed" and e.meta:
+                self._add_spend(e.meta)
+
+    # -- clock / determinism -----------------------------------------------------------------
+    def now(self) -> float:
+        return self.app.clock.time()
+
+    def deterministic_now(self) -> datetime:
+        return datetime.fromtimestamp(self.last_time, tz=UTC)
+
+    def _add_spend(self, meta: dict[str, Any]) -> None:
+        self.spent_tokens += int(meta.get("tokens_in", 0)) + int(meta.get("tokens_out", 0))
+        self.spent_usd += float(meta.get("cost_usd", 0.0))
+
+    # -- writes ------------------------------------------------------------------------------
+    async def commit(self, entry: JournalEntry, *, consume_signal: int | None = None) -> None:
+        event = OutboxEvent(
+            event_id=f"{entry.run_id}:{entry.seq}:{entry.status}:{entry.attempts}",
+            type=f"step.{entry.status}",
+            run_id=entry.run_id,
+            payload={"seq": entry.seq, "kind": entry.kind, "name": entry.name, "attempts": entry.attempts},
+            created_at=entry.finished_at or self.now(),
+        )
+        try:
+            cancel, kill = await self.store.commit_step(
+                self.run.id,
+                self.epoch,
+                entry,
+                self.now(),
+                self.lease_s,
+                consume_signal=consume_signal,
+                events=[event],
+            )
+        except LeaseLost as exc:
+            raise Fenced(str(exc)) from None
+        self.journal[entry.seq] = entry
+        self.cancel_requested = self.cancel_requested or cancel
+        self.kill_engaged = kill
+        if entry.finished_at is not None:
+            self.last_time = entry.finished_at
+
+    async def set_state(self, status: RunStatus, **kw: Any) -> None:
+        check_transition(RunStatus.RUNNING, status)
+        events = kw.pop("events", None) or []
+        events.append(
+            OutboxEvent(
+                event_id=f"{self.run.id}:{self.epoch}:{status.value}:{len(self.journal)}",
+                type=f"run.{status.value.lower()}",
+                run_id=self.run.id,
+                payload={"status": status.value, "workflow": self.run.workflow, "version": self.run.version},
+                created_at=self.now(),
+            )
+        )
+        try:
+            await self.store.set_run_state(self.run.id, self.epoch, status.value, self.now(), events=events, **kw)
+        except LeaseLost as exc:
+            raise Fenced(str(exc)) from None
+
+    async def suspend(self, wake_at: float | None, *, signal_name: str | None = None) -> None:
+        await self.set_state(RunStatus.WAITING, wake_at=wake_at, release=True, signal_name=signal_name)
+        self.app._note_wake(wake_at)
+        raise Suspend()
+
+    def boundary(self) -> None:
+        """Checked before every new step: drain, kill switch, cancellation."""
+        if self.drain_reason is not None:
+            raise Drain(self.drain_reason)
+        if self.kill_engaged:
+            raise Drain("kill switch engaged")
+        if self.cancel_requested:
+            raise Cancelled()
+
+    # -- the durable call --------------------------------------------------------------------
+    def next_seq(self) -> int:
+        seq = self.seq
+        self.seq += 1
+        return seq
+
+    def replayed(self, seq: int, kind: str, name: str) -> JournalEntry | None:
+        prior = self.journal.get(seq)
+        if prior is None:
+            return None
+        if prior.kind != kind or prior.name != name:
+            raise NonDeterminismError(
+                f"run {self.run.id}: journal position {seq} holds {prior.kind} {prior.name!r}, but the "
+                f"workflow now asks for {kind} {name!r}; the code changed under a running version"
+            )
+        return prior
+
+    async def durable(
+        self,
+        kind: str,
+        name: str,
+        body: Callable[[int, int], Awaitable[tuple[Any, dict[str, Any] | None]]],
+        *,
+        retry: RetryPolicy | None = None,
+        rtype: Any = None,
+    ) -> Any:
+        """Run ``body(seq, attempt)`` at most until it succeeds once, and journal the result.
+
+        ``body`` returns ``(value, meta)``; ``meta`` is stored beside the result (tokens, cost,
+        routing, tool arguments…).
+        """
+        seq = self.next_seq()
+        prior = self.replayed(seq, kind, name)
+        attempts = 0
+        if prior is not None:
+            if prior.status == "completed":
+                if prior.finished_at is not None:
+                    self.last_time = prior.finished_at
+                return decode(prior.result_json, rtype)
+            if prior.status == "failed" and prior.error is not None:
+                err = error_from_dict(prior.error)
+                err.details.setdefault("step_seq", seq)
+                err._stalwart_step = seq  # type: ignore[attr-defined]
+                raise err
+            attempts = prior.attempts
+            if prior.status == "retrying" and prior.wake_at is not None and prior.wake_at > self.now():
+                self.boundary()
+                await self.suspend(prior.wake_at)
+        self.boundary()
+        policy = retry or self.app.default_retry
+        self.current_step = name
+        while True:
+            attempts += 1
+            started = self.now()
+            try:
+                value, meta = await body(seq, attempts)
+                result_json = encode(value)
+            except (Suspend, Cancelled, Drain, Fenced):
+                raise
+            except Exception as exc:
+                err = as_stalwart_error(exc)
+                if isinstance(exc, TypeError | ValueError) and "serial" in str(exc).lower():
+                    err = StepError(f"step {name!r} returned a value that is not JSON-serialisable: {exc}",
+                                    retryable=False)
+                delay = next_delay(policy, attempts, err, self.app.jitter)
+                finished = self.now()
+                entry = JournalEntry(
+                    run_id=self.run.id,
+                    seq=seq,
+                    kind=kind,
+                    name=name,
+                    status="failed" if delay is None else "retrying",
+                    error=_error_record(err, seq, name),
+                    attempts=attempts,
+                    started_at=started,
+                    finished_at=finished if delay is None else None,
+                    wake_at=None if delay is None else finished + delay,
+                    meta=getattr(err, "_stalwart_meta", None),
+                )
+                await self.commit(entry)
+                if delay is None:
+                    err._stalwart_step = seq  # type: ignore[attr-defined]
+                    self.current_step = None
+                    raise err from None
+                _log.info("step %s of run %s failed (attempt %d), retrying in %.3fs: %s",
+                          name, self.run.id, attempts, delay, err)
+                if delay <= self.app.inline_retry_max_s:
+                    await asyncio.sleep(delay)
+                    self.boundary()
+                    continue
+                await self.suspend(finished + delay)
+            else:
+                entry = JournalEntry(
+                    run_id=self.run.id,
+                    seq=seq,
+                    kind=kind,
+                    name=name,
+                    status="completed",
+                    result_json=result_json,
+                    attempts=attempts,
+                    started_at=started,
+                    finished_at=self.now(),
+                    meta=meta,
+                )
+                await self.commit(entry)
+                if kind == "llm" and meta:
+                    self._add_spend(meta)
+                self.current_step = None
+                return decode(result_json, rtype)
+
+    # -- the whole run -----------------------------------------------------------------------
+    async def execute(self) -> None:
+        """Run (or resume) the workflow and settle the run's state. Never raises for run failures."""
+        try:
+            await self._execute()
+        except Fenced as exc:
+            _log.warning("run %s: %s; stopping without further writes", self.run.id, exc)
+        finally:
+            self.app._run_settled(self.run.id)
+
+    async def _execute(self) -> None:
+        from stalwart.engine._context import Context
+
+        try:
+            if self.run.phase == "compensate":
+                await self._compensate_and_finish()
+                return
+            if self.cancel_requested:
+                raise Cancelled()
+            kwargs = self.wdef.validate_input(decode(self.run.input_json))
+            result = await self.wdef.fn(Context(self), **kwargs)
+            try:
+                output = encode(result)
+            except Exception as exc:
+                raise StepError(f"the workflow's return value is not JSON-serialisable: {exc}",
+                                retryable=False) from None
+            await self.finish(RunStatus.COMPLETED, output_json=output)
+        except Suspend:
+            pass
+        except Drain as exc:
+            await self._release(exc.reason)
+        except Cancelled:
+            await self._fail(RunStatus.CANCELLED, {"type": "Cancelled", "code": "cancelled",
+                                                   "message": "the run was cancelled", "retryable": False})
+        except NonDeterminismError as exc:
+            await self.finish(
+                RunStatus.DEAD_LETTER,
+                error=_error_record(exc),
+                dead_letter_reason=f"non_determinism: {exc}",
+            )
+        except BudgetExceeded as exc:
+            await self.finish(
+                RunStatus.COMPLETED,
+                output_json=encode({"partial": True, "budget_exceeded": True, "result": self.partial_value}),
+                meta_patch={"partial": True, "budget_exceeded": True, "budget_error": str(exc)},
+            )
+        except StalwartError as exc:
+            seq = getattr(exc, "_stalwart_step", None)
+            target = RunStatus.DEAD_LETTER if seq is not None else RunStatus.FAILED
+            record = _error_record(exc, seq, self.journal[seq].name if seq in self.journal else None)
+            await self._fail(target, record)
+        except Exception as exc:
+            await self._fail(RunStatus.FAILED, _error_record(as_stalwart_error(exc)))
+
+    async def _release(self, reason: str) -> None:
+        try:
+            await self.set_state(RunStatus.PENDING, release=True, meta_patch={"released": reason})
+        except Fenced:
+            pass
+
+    async def finish(
+        self,
+        status: RunStatus,
+        *,
+        output_json: str | None = None,
+        error: dict[str, Any] | None = None,
+        dead_letter_reason: str | None = None,
+        meta_patch: dict[str, Any] | None = None,
+    ) -> None:
+        dl = None
+        if status is RunStatus.DEAD_LETTER:
+            dl = DeadLetter(
+                run_id=self.run.id,
+                workflow=self.run.workflow,
+                version=self.run.version,
+                reason=dead_letter_reason or (error or {}).get("message", "failed"),
+                error=error,
+                created_at=self.now(),
+                retries=0,
+            )
+        try:
+            await self.set_state(
+                status, output_json=output_json, error=error, dead_letter=dl, meta_patch=meta_patch
+            )
+        except Fenced as exc:
+            _log.warning("run %s: could not record %s: %s", self.run.id, status, exc)
+            return
+        self.app._run_finished(self.run.id)
+
+    async def _fail(self, target: RunStatus, error: dict[str, Any]) -> None:
+        from stalwart.engine._saga import compensable_steps
+
+        if not compensable_steps(self):
+            reason = f"{error.get('code', 'error')}: {error.get('message', '')}"
+            await self.finish(target, error=error, dead_letter_reason=reason)
+            return
+        await self.set_state(
+            RunStatus.RUNNING, phase="compensate", error=error, meta_patch={"final_status": target.value}
+        )
+        self.run.phase = "compensate"
+        self.run.error = error
+        self.run.meta = {**self.run.meta, "final_status": target.value}
+        await self._compensate_and_finish()
+
+    async def _compensate_and_finish(self) -> None:
+        from stalwart.engine._saga import run_compensations
+
+        outcome = await run_compensations(self)
+        target = RunStatus(self.run.meta.get("final_status", RunStatus.FAILED.value))
+        error = dict(self.run.error or {})
+        error["compensation"] = outcome
+        if any(o["status"] != "completed" for o in outcome):
+            target = RunStatus.DEAD_LETTER
+        reason = f"{error.get('code', 'error')}: {error.get('message', '')}"
+        await self.finish(target, error=error, dead_letter_reason=reason, meta_patch={"compensated": True})
+
