@@ -1,5 +1,35 @@
-"""stalwart.gateway — the model gateway (providers, routing, budgets, cache, templates)."""
+"""stalwart.gateway — the model gateway: providers, routing and fallback, budgets, cache,
+structured outputs, prompt templates, token counting and cost.
+
+The engine calls ``await Gateway(settings, store).complete(LLMRequest(...), CallContext(...))``
+and journals the ``LLMResult``. The ``local`` provider is an offline scripted stand-in, labelled
+``local (offline, not a real LLM)`` wherever it appears.
+"""
 
 from stalwart.gateway._budget import Budget
+from stalwart.gateway._cache import SEMANTIC_CACHE_STATUS
+from stalwart.gateway._cost import CostEstimate
+from stalwart.gateway._gateway import DEFAULT_MAX_TOKENS, Gateway
+from stalwart.gateway._providers._base import Provider
+from stalwart.gateway._providers.local import LocalProvider, LocalRule
+from stalwart.gateway._templates import PromptTemplate
+from stalwart.gateway._tokens import count_messages, count_text
+from stalwart.gateway._types import LOCAL_LABEL, CallContext, LLMRequest, LLMResult
 
-__all__ = ["Budget"]
+__all__ = [
+    "Budget",
+    "CallContext",
+    "CostEstimate",
+    "DEFAULT_MAX_TOKENS",
+    "Gateway",
+    "LLMRequest",
+    "LLMResult",
+    "LOCAL_LABEL",
+    "LocalProvider",
+    "LocalRule",
+    "PromptTemplate",
+    "Provider",
+    "SEMANTIC_CACHE_STATUS",
+    "count_messages",
+    "count_text",
+]

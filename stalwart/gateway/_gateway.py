@@ -1,0 +1,417 @@
+"""The gateway: one call in, one validated, costed and routed ``LLMResult`` out.
+
+For each call: render the prompt, count its tokens, work out what every budget scope has left,
+plan the route (breakers, PII, context, latency, budget), then walk the plan as a fallback chain:
+cache lookup, limits, provider call with retries (``Retry-After`` honoured), structured-output
+validation with up to two correction prompts. Usage is checked against the caps afterwards and
+threshold crossings are reported on the result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from stalwart.errors import BudgetExceeded, OutputValidationError, PolicyDenied, ProviderError
+from stalwart.gateway._alerts import AlertSink
+from stalwart.gateway._breaker import Breakers
+from stalwart.gateway._budget import Budget, Spend, affordable_out, crossings
+from stalwart.gateway._cache import ResponseCache, cache_key
+from stalwart.gateway._cost import CostEstimate, estimate_cost
+from stalwart.gateway._limits import Limiter
+from stalwart.gateway._providers._base import Provider
+from stalwart.gateway._providers.local import LocalRule
+from stalwart.gateway._registry import Model, Registry
+from stalwart.gateway._router import Needs, plan_route
+from stalwart.gateway._state import MemoryState, SharedState
+from stalwart.gateway._structured import (
+    MAX_CORRECTIONS,
+    correction_message,
+    schema_instruction,
+    strict_schema,
+    validate_output,
+)
+from stalwart.gateway._templates import BUNDLED_PROMPTS, TemplateStore
+from stalwart.gateway._tokens import count_messages
+from stalwart.gateway._types import CallContext, LLMRequest, LLMResult, ProviderRequest, ProviderResponse
+from stalwart.settings import Settings
+
+__all__ = ["Gateway", "DEFAULT_MAX_TOKENS"]
+
+log = logging.getLogger("stalwart.gateway")
+
+DEFAULT_MAX_TOKENS = 1024
+"""``max_tokens`` of a call that does not set one."""
+_FALLBACK_KINDS = {"rate_limited", "server", "timeout", "connection", "stream_cut", "malformed",
+                   "context_overflow", "content_filter", "breaker_open"}
+_BREAKER_KINDS = {"server", "timeout", "connection", "stream_cut", "malformed"}
+_SPEND_NS = "gateway.spend"
+
+
+@dataclass(slots=True)
+class _Tally:
+    tokens_in: int = 0
+    tokens_out: int = 0
+    usd: float = 0.0
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, model: Model, resp: ProviderResponse) -> None:
+        self.tokens_in += resp.tokens_in
+        self.tokens_out += resp.tokens_out
+        self.usd += model.cost(resp.tokens_in, resp.tokens_out)
+
+
+class Gateway:
+    """Routes, budgets, caches, calls and validates model calls.
+
+    ``store`` (any ``stalwart.store.Store``) shares breakers, caps, spend counters, limits and the
+    cache across workers; with ``None`` they hold for this process only. ``settings.redis_url``
+    moves the cache and rate-limit counters to Redis. ``clock`` is the business clock (budget
+    months, cache TTLs, breaker timing); ``sleep`` and ``rng`` drive retry waits.
+    ``user_caps``/``org_monthly_caps`` give caps by user/org; :meth:`set_cap` stores more.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        store: SharedState | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        prompts_dir: Path | str | None = None,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        rng: random.Random | None = None,
+        local_rules: list[LocalRule] | None = None,
+        cache_ttl_s: float = 3600.0,
+        attempts_per_model: int = 2,
+        max_retry_wait_s: float = 30.0,
+        backoff_s: float = 0.1,
+        user_caps: dict[str, Budget] | None = None,
+        org_monthly_caps: dict[str, Budget] | None = None,
+        on_alert: Callable[[dict[str, Any]], Any] | None = None,
+    ) -> None:
+        self.settings = settings if settings is not None else Settings()
+        self.registry = Registry(self.settings, local_rules=local_rules)
+        self._clock = clock
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._state: SharedState = store if store is not None else MemoryState()
+        fast: SharedState = self._state
+        if self.settings.redis_url:
+            from stalwart.gateway._redis import RedisState
+
+            fast = RedisState(self.settings.redis_url, self._state, clock)
+        self._fast = fast
+        self.cache = ResponseCache(fast, ttl_s=cache_ttl_s)
+        self.limiter = Limiter(fast)
+        w = self.settings.worker
+        self.breakers = Breakers(self._state, threshold=w.breaker_failure_threshold, reset_s=w.breaker_reset_s)
+        dirs = [Path(p) for p in (prompts_dir, self.settings.prompts_dir) if p]
+        self.templates = TemplateStore([*dirs, Path.cwd() / "prompts", BUNDLED_PROMPTS])
+        self._attempts_per_model = max(1, attempts_per_model)
+        self._max_retry_wait_s = max_retry_wait_s
+        self._backoff_s = backoff_s
+        self._caps: dict[tuple[str, str], Budget | None] = {
+            **{("user", k): v for k, v in (user_caps or {}).items()},
+            **{("org", k): v for k, v in (org_monthly_caps or {}).items()},
+        }
+        self._fixed_caps = set(self._caps)
+        self._cap_seen: dict[tuple[str, str], float] = {}
+        self.alerts = AlertSink(on_alert, self.settings.webhook_url)
+
+    # -- public --------------------------------------------------------------------------------
+    async def complete(self, req: LLMRequest, call: CallContext) -> LLMResult:
+        """Make one model call under ``call``'s budgets; see the module docstring for the steps.
+
+        Raises ``BudgetExceeded`` (no cap has room, or actual usage went past one: the result is
+        then in ``details["result"]``), ``OutputValidationError`` (non-retryable), ``PolicyDenied``
+        (a PII call with no model allowed to take it), ``ProviderError`` (every candidate failed;
+        ``details`` holds routing and attempts) or ``ConfigError`` (naming the setting).
+        """
+        started = time.perf_counter()
+        now = self._clock()
+        messages, template_hash = self._prompt(req)
+        candidates = self.registry.route(req.task, req.model)
+        schema = strict_schema(req.output) if req.output is not None else None
+        max_tokens = req.max_tokens or DEFAULT_MAX_TOKENS
+        prompt_tokens = count_messages(messages, candidates[0].entry.model, req.tools)
+        spends = await self._spends(call, now)
+        allowance = {
+            m.name: affordable_out(spends, prompt_tokens, max_tokens, m.entry.price_in_per_mtok,
+                                   m.entry.price_out_per_mtok)
+            for m in candidates
+        }
+        breaker_open = {}
+        for m in candidates:
+            st = await self.breakers.get(m.name, now)
+            breaker_open[m.name] = not st.allows(now, self.breakers.reset_s)
+        plan = plan_route(candidates, Needs(prompt_tokens, max_tokens, req.pii, req.latency_budget_ms),
+                          breaker_open=breaker_open, allowance=allowance)
+        route_name = "override" if req.model else (req.task if req.task in self.registry.routes else "default")
+        routing: dict[str, Any] = {"route": route_name, "candidates": [m.name for m in candidates],
+                                   "skipped": list(plan.skipped)}
+        if not plan.order:
+            self._no_route(plan.skipped, routing, req.task)
+        tally = _Tally()
+        last: ProviderError | None = None
+        for model, out_allow in plan.order:
+            provider = self.registry.provider(model)
+            msgs = list(messages)
+            if schema is not None and not provider.supports_json_schema:
+                msgs.insert(1 if msgs and msgs[0]["role"] == "system" else 0, schema_instruction(schema))
+            preq = ProviderRequest(
+                model_id=model.entry.model, messages=msgs, max_tokens=out_allow, temperature=req.temperature,
+                tools=req.tools, json_schema=schema if provider.supports_json_schema else None,
+                schema_name=req.output.__name__ if req.output else "output", stream=req.stream,
+                timeout_s=model.entry.timeout_s, task=req.task, vars=req.vars,
+            )
+            key = None
+            if req.cacheable or req.temperature == 0:
+                params = {"max_tokens": max_tokens, "temperature": req.temperature, "tools": req.tools,
+                          "schema": schema}
+                key = cache_key(model.provider, model.entry.model, msgs, params, template_hash)
+                doc = await self.cache.get(key, now)
+                if doc is not None:
+                    routing.update(chosen=model.name, reason="cache hit")
+                    return self._from_cache(doc, req.output, routing, started)
+            try:
+                resp = await self._call_model(model, provider, preq, tally, call)
+                value: Any = resp.text
+                if req.output is not None and not resp.tool_calls:
+                    value, resp = await self._validated(model, provider, preq, resp, req.output, tally, call,
+                                                        spends)
+            except ProviderError as err:
+                kind = err.details.get("kind")
+                if kind not in _FALLBACK_KINDS:
+                    err.details.update(routing=routing, attempts=tally.attempts)
+                    raise
+                routing["skipped"].append({"model": model.name, "why": f"failed: {kind}: {err.message}"})
+                log.info("gateway: %s failed (%s), falling back", model.name, kind)
+                last = err
+                continue
+            fell_back = len(routing["skipped"]) > len(plan.skipped)
+            routing.update(chosen=model.name, reason=self._reason(model, plan.order, fell_back))
+            result = LLMResult(
+                value=value, text=resp.text, model=model.name, provider=model.provider,
+                model_id=model.entry.model, response_model=resp.response_model, tokens_in=tally.tokens_in,
+                tokens_out=tally.tokens_out, cost_usd=round(tally.usd, 10), cached=False,
+                latency_ms=round((time.perf_counter() - started) * 1000, 3), routing=routing,
+                template_hash=template_hash, attempts=tally.attempts, finish_reason=resp.finish_reason,
+                tool_calls=resp.tool_calls,
+            )
+            await self._settle(result, call, spends, now)
+            if key is not None:
+                await self.cache.put(key, result.to_json(), now)
+            return result
+        assert last is not None
+        err = ProviderError(
+            f"every model for task {req.task!r} failed; last: {last.message}",
+            status=last.status, retryable=True, retry_after=last.retry_after,
+            details={"kind": last.details.get("kind"), "routing": routing, "attempts": tally.attempts},
+        )
+        raise err
+
+    def estimate(
+        self,
+        req: LLMRequest,
+        *,
+        history: list[tuple[int, float]] | None = None,
+        budget: Budget | None = None,
+    ) -> CostEstimate:
+        """Cost estimate of a run from its rendered first prompt, its version's history of completed
+        runs (``(tokens, usd)`` each) and its budget cap. Pure: no provider is called."""
+        messages, _ = self._prompt(req)
+        model = self.registry.route(req.task, req.model)[0]
+        self.registry.check(model)
+        e = model.entry
+        return estimate_cost(
+            prompt_tokens=count_messages(messages, e.model, req.tools),
+            max_tokens=req.max_tokens or DEFAULT_MAX_TOKENS,
+            price_in=e.price_in_per_mtok, price_out=e.price_out_per_mtok, model=model.name,
+            history=history, budget=budget,
+        )
+
+    async def set_cap(self, scope: str, name: str, cap: Budget | None) -> None:
+        """Store a per-user per-run cap (``scope="user"``) or per-org monthly cap (``"org"``)."""
+        if scope not in ("user", "org"):
+            raise ValueError("scope must be 'user' or 'org'")
+        value = None if cap is None else {"max_tokens": cap.max_tokens, "max_usd": cap.max_usd}
+        await self._state.set_flag(f"gateway.cap.{scope}.{name}", value, self._clock())
+        self._caps[(scope, name)] = cap
+        self._cap_seen[(scope, name)] = self._clock()
+
+    async def org_spend(self, org: str, now: float | None = None) -> tuple[float, float]:
+        """``(tokens, usd)`` spent by ``org`` in the calendar month (UTC) of ``now``."""
+        month = time.strftime("%Y-%m", time.gmtime(self._clock() if now is None else now))
+        tokens = await self._state.counter_get(_SPEND_NS, f"org:{org}:{month}:tokens")
+        usd = await self._state.counter_get(_SPEND_NS, f"org:{org}:{month}:usd")
+        return tokens, usd
+
+    def provider(self, name: str) -> Provider:
+        """The adapter of registry entry ``name`` (checked: prices, key)."""
+        return self.registry.provider(self.registry.get(name))
+
+    async def aclose(self) -> None:
+        """Close provider clients and wait for pending alert webhooks."""
+        await self.alerts.drain()
+        await self.registry.aclose()
+        aclose = getattr(self._fast, "aclose", None)
+        if aclose is not None and self._fast is not self._state:
+            await aclose()
+
+    # -- steps -----------------------------------------------------------------------------------
+    def _prompt(self, req: LLMRequest) -> tuple[list[dict[str, Any]], str | None]:
+        if req.template is not None:
+            tpl = self.templates.get(req.template)
+            msgs = tpl.render(req.vars)
+            if req.messages:
+                msgs.extend(req.messages)
+            return msgs, tpl.hash
+        if not req.messages:
+            raise ValueError("LLMRequest needs a template or messages")
+        return list(req.messages), None
+
+    async def _cap(self, scope: str, name: str, now: float) -> Budget | None:
+        if not name:
+            return None
+        k = (scope, name)
+        if k in self._fixed_caps or (k in self._caps and now - self._cap_seen.get(k, -1e18) < 5.0):
+            return self._caps[k]
+        raw = await self._state.get_flag(f"gateway.cap.{scope}.{name}")
+        cap = Budget(raw.get("max_tokens"), raw.get("max_usd")) if raw else None
+        self._caps[k], self._cap_seen[k] = cap, now
+        return cap
+
+    async def _spends(self, call: CallContext, now: float) -> list[Spend]:
+        out = []
+        if call.budget is not None:
+            out.append(Spend("run", call.budget, call.spent_tokens, call.spent_usd))
+        ucap = await self._cap("user", call.user, now)
+        if ucap is not None:
+            out.append(Spend("user", ucap, call.spent_tokens, call.spent_usd))
+        ocap = await self._cap("org", call.org, now)
+        if ocap is not None:
+            tokens, usd = await self.org_spend(call.org, now)
+            out.append(Spend("org_month", ocap, tokens, usd))
+        return out
+
+    def _no_route(self, skipped: list[dict[str, Any]], routing: dict[str, Any], task: str) -> None:
+        whys = "; ".join(f"{s['model']}: {s['why']}" for s in skipped)
+        details = {"routing": routing}
+        if any(s["why"].startswith("budget") for s in skipped):
+            raise BudgetExceeded(f"budget exhausted for task {task!r}: {whys}", details=details)
+        if all(s["why"].startswith("pii") for s in skipped):
+            raise PolicyDenied(f"no model of the route for task {task!r} may receive PII: {whys}", details=details)
+        raise ProviderError(f"no model available for task {task!r}: {whys}", retryable=True,
+                            details={"kind": "breaker_open", **details})
+
+    async def _call_model(self, model: Model, provider: Provider, preq: ProviderRequest, tally: _Tally,
+                          call: CallContext) -> ProviderResponse:
+        """One model, with retries on retryable errors; raises the last ``ProviderError``."""
+        for attempt in range(1, self._attempts_per_model + 1):
+            now = self._clock()
+            t0 = time.perf_counter()
+            try:
+                async with self.limiter.slot(model, preq.max_tokens, now):
+                    resp = await provider.complete(preq)
+            except ProviderError as err:
+                kind = err.details.get("kind")
+                tally.attempts.append({"model": model.name, "attempt": attempt, "outcome": "error",
+                                       "kind": kind, "status": err.status, "error": err.message,
+                                       "ms": round((time.perf_counter() - t0) * 1000, 3)})
+                if kind in _BREAKER_KINDS:
+                    await self.breakers.record(model.name, False, now)
+                if not err.retryable or attempt == self._attempts_per_model:
+                    raise
+                delay = err.retry_after
+                if delay is None:
+                    delay = self._rng.uniform(0, self._backoff_s * 2 ** (attempt - 1))
+                if delay > self._max_retry_wait_s:
+                    raise
+                tally.attempts[-1]["waited_s"] = round(delay, 3)
+                await self._sleep(delay)
+                continue
+            tally.add(model, resp)
+            tally.attempts.append({"model": model.name, "attempt": attempt, "outcome": "ok",
+                                   "tokens_in": resp.tokens_in, "tokens_out": resp.tokens_out,
+                                   "ms": round((time.perf_counter() - t0) * 1000, 3)})
+            await self.breakers.record(model.name, True, now)
+            return resp
+        raise AssertionError("unreachable")
+
+    async def _validated(self, model: Model, provider: Provider, preq: ProviderRequest, resp: ProviderResponse,
+                         output: type[BaseModel], tally: _Tally, call: CallContext,
+                         spends: list[Spend]) -> tuple[BaseModel, ProviderResponse]:
+        for fix in range(MAX_CORRECTIONS + 1):
+            value, errors = validate_output(resp.text, output)
+            if value is not None:
+                return value, resp
+            tally.attempts[-1]["outcome"] = "invalid_output"
+            tally.attempts[-1]["validation"] = errors
+            if fix == MAX_CORRECTIONS:
+                break
+            messages = [*preq.messages, {"role": "assistant", "content": resp.text}, correction_message(errors or "")]
+            prompt = count_messages(messages, preq.model_id, preq.tools)
+            bumped = [Spend(s.scope, s.cap, s.tokens + tally.tokens_in + tally.tokens_out, s.usd + tally.usd)
+                      for s in spends]
+            out, over = affordable_out(bumped, prompt, preq.max_tokens, model.entry.price_in_per_mtok,
+                                       model.entry.price_out_per_mtok)
+            if over:
+                raise BudgetExceeded(f"budget exhausted during output correction: {over}",
+                                     details={"attempts": tally.attempts})
+            preq = ProviderRequest(**{**{f: getattr(preq, f) for f in preq.__slots__},  # type: ignore[attr-defined]
+                                      "messages": messages, "max_tokens": out})
+            resp = await self._call_model(model, provider, preq, tally, call)
+        raise OutputValidationError(
+            f"model {model.name!r} answered {MAX_CORRECTIONS + 1} times without matching "
+            f"{output.__name__}: {errors}",
+            retryable=False, details={"attempts": tally.attempts, "tokens_in": tally.tokens_in,
+                                      "tokens_out": tally.tokens_out, "cost_usd": tally.usd},
+        )
+
+    @staticmethod
+    def _reason(model: Model, order: list[tuple[Model, int]], fell_back: bool) -> str:
+        if fell_back:
+            return "fallback: earlier candidates failed"
+        return "first eligible candidate of the route"
+
+    async def _settle(self, result: LLMResult, call: CallContext, spends: list[Spend], now: float) -> None:
+        tokens = result.tokens_in + result.tokens_out
+        if call.org:
+            month = time.strftime("%Y-%m", time.gmtime(now))
+            await self._state.counter_add(_SPEND_NS, f"org:{call.org}:{month}:tokens", tokens, now)
+            await self._state.counter_add(_SPEND_NS, f"org:{call.org}:{month}:usd", result.cost_usd, now)
+        alerts = crossings(spends, tokens, result.cost_usd)
+        for a in alerts:
+            a.update(run_id=call.run_id, org=call.org, user=call.user, workflow=call.workflow,
+                     version=call.version, step_seq=call.step_seq)
+        result.budget_alerts = alerts
+        if alerts:
+            await self.alerts.emit(alerts)
+        over = [s for s in spends
+                if (s.cap.max_tokens is not None and s.tokens + tokens > s.cap.max_tokens)
+                or (s.cap.max_usd is not None and s.usd + result.cost_usd > s.cap.max_usd + 1e-12)]
+        if over:
+            raise BudgetExceeded(
+                f"{over[0].scope} budget exceeded by actual usage of this call",
+                details={"result": result.to_json()},
+            )
+
+    def _from_cache(self, doc: dict[str, Any], output: type[BaseModel] | None, routing: dict[str, Any],
+                    started: float) -> LLMResult:
+        res = LLMResult.from_json(doc, output)
+        res.cached = True
+        res.tokens_in = res.tokens_out = 0
+        res.cost_usd = 0.0
+        res.routing = routing
+        res.attempts = [{"model": res.model, "outcome": "cache_hit"}]
+        res.budget_alerts = []
+        res.latency_ms = round((time.perf_counter() - started) * 1000, 3)
+        return res
