@@ -1,0 +1,208 @@
+"""PII detection and redaction with Presidio, offline.
+
+Presidio's default engine downloads a spaCy model; here it runs on the no-op NLP engine with
+pattern recognizers only, chosen by locale (country-specific recognizers fire on look-alike
+numbers from other countries: ``UK_NHS`` scores 1.0 on a US phone number). Presidio's anonymizer
+numbers from the end of the text, so placeholders are assigned here, in text order.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from stalwart.guard._placeholders import PlaceholderMap
+from stalwart.guard._secrets import SECRET_RECOGNIZERS, RegexRecognizer, Span, custom_recognizers
+from stalwart.guard._types import Entity, Redaction
+
+__all__ = ["PiiRedactor", "LOCALE_RECOGNIZERS", "LABELS"]
+
+# Recognizers that hold for any locale. Checksummed or tightly shaped: low false-positive rates.
+_COMMON = ("EmailRecognizer", "CreditCardRecognizer", "IbanRecognizer", "IpRecognizer", "CryptoRecognizer")
+
+# locale (or its country part) -> (phone regions, country-specific Presidio recognizers)
+LOCALE_RECOGNIZERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "US": (("US",), ("UsSsnRecognizer", "UsItinRecognizer")),
+    "GB": (("GB",), ("NhsRecognizer", "UkNinoRecognizer")),
+    "CA": (("CA", "US"), ("CaSinRecognizer",)),
+    "AU": (("AU",), ("AuTfnRecognizer", "AuMedicareRecognizer", "AuAbnRecognizer")),
+    "IN": (("IN",), ("InAadhaarRecognizer", "InPanRecognizer")),
+    "DE": (("DE",), ("DeTaxIdRecognizer",)),
+    "ES": (("ES",), ("EsNifRecognizer", "EsNieRecognizer")),
+    "IT": (("IT",), ("ItFiscalCodeRecognizer",)),
+    "PL": (("PL",), ("PlPeselRecognizer",)),
+    "FI": (("FI",), ("FiPersonalIdentityCodeRecognizer",)),
+    "SE": (("SE",), ("SePersonnummerRecognizer",)),
+    "SG": (("SG",), ("SgFinRecognizer",)),
+    "KR": (("KR",), ("KrRrnRecognizer",)),
+    "TR": (("TR",), ("TrNationalIdRecognizer",)),
+    "TH": (("TH",), ("ThTninRecognizer",)),
+    "ZA": (("ZA",), ("ZaIdNumberRecognizer",)),
+    "NG": (("NG",), ("NgNinRecognizer",)),
+    "FR": (("FR",), ()),
+    "NL": (("NL",), ()),
+    "BR": (("BR",), ()),
+}
+
+# Presidio entity type -> placeholder label
+LABELS: dict[str, str] = {
+    "EMAIL_ADDRESS": "EMAIL",
+    "PHONE_NUMBER": "PHONE",
+    "IBAN_CODE": "IBAN",
+    "US_SSN": "SSN",
+    "IP_ADDRESS": "IP_ADDRESS",
+    "SG_NRIC_FIN": "SG_NRIC",
+}
+
+_lock = threading.Lock()
+_silenced = False
+
+
+def _silence_presidio() -> None:
+    """Presidio logs every recognizer it loads and warns about missing languages; tldextract warns
+    when it cannot fetch its suffix list. None of that is actionable for a guard that runs offline.
+    """
+    global _silenced
+    if _silenced:
+        return
+    for name in ("presidio-analyzer", "presidio_analyzer", "tldextract", "filelock"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    _silenced = True
+
+
+def _offline_tld_extractor() -> Any:
+    import tldextract
+
+    # No suffix-list URLs and no cache: the snapshot bundled with tldextract, never the network.
+    return tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None, fallback_to_snapshot=True)
+
+
+def _locale_parts(locale: str) -> list[str]:
+    out = []
+    for part in locale.replace(";", ",").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        country = part.replace("-", "_").split("_")[-1].upper()
+        if country == "UK":
+            country = "GB"
+        out.append(country)
+    return out or ["US"]
+
+
+class PiiRedactor:
+    """Finds PII and replaces it with ``{{TYPE_N}}`` placeholders.
+
+    ``locale`` is one locale (``en_US``) or several separated by commas (``en_GB,de_DE``).
+    ``custom_patterns`` adds entity types: NAME -> regex. ``min_score`` drops weak matches.
+    Presidio is loaded on first use, not at construction.
+    """
+
+    def __init__(
+        self,
+        *,
+        locale: str = "en_US",
+        custom_patterns: dict[str, str] | None = None,
+        min_score: float = 0.4,
+        secrets: bool = True,
+        extra: Iterable[RegexRecognizer] = (),
+    ) -> None:
+        self.locale = locale
+        self.min_score = min_score
+        self._countries = _locale_parts(locale)
+        self._regex: tuple[RegexRecognizer, ...] = (
+            (SECRET_RECOGNIZERS if secrets else ()) + custom_recognizers(custom_patterns or {}) + tuple(extra)
+        )
+        self._analyzer: Any = None
+
+    # -- loading ------------------------------------------------------------------------------
+    def load(self) -> None:
+        """Build the Presidio analyzer now (otherwise done on first use)."""
+        if self._analyzer is not None:
+            return
+        with _lock:
+            if self._analyzer is None:
+                self._analyzer = self._build()
+
+    def _build(self) -> Any:
+        _silence_presidio()
+        from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
+        from presidio_analyzer import predefined_recognizers as pr
+        from presidio_analyzer.nlp_engine import NoOpNlpEngine
+
+        regions: list[str] = []
+        names: list[str] = list(_COMMON)
+        for c in self._countries:
+            reg, recs = LOCALE_RECOGNIZERS.get(c, ((c,), ()))
+            regions.extend(r for r in reg if r not in regions)
+            names.extend(n for n in recs if n not in names)
+        registry = RecognizerRegistry(supported_languages=["en"])
+        extractor = _offline_tld_extractor()
+        for name in names:
+            cls = getattr(pr, name)
+            if name == "EmailRecognizer":
+                cls = type("OfflineEmailRecognizer", (cls,), {"validate_result": _email_validator(extractor)})
+            registry.add_recognizer(cls(supported_language="en"))
+        registry.add_recognizer(pr.PhoneRecognizer(supported_language="en", supported_regions=tuple(regions)))
+        nlp = NoOpNlpEngine(models=[{"lang_code": "en", "model_name": "none"}])
+        nlp.load()
+        return AnalyzerEngine(registry=registry, nlp_engine=nlp, supported_languages=["en"])
+
+    # -- detection ------------------------------------------------------------------------------
+    def find(self, text: str) -> list[Span]:
+        """Non-overlapping PII spans in text order (labels already mapped)."""
+        if not text:
+            return []
+        self.load()
+        spans: list[Span] = []
+        for r in self._analyzer.analyze(text=text, language="en", score_threshold=self.min_score):
+            spans.append(Span(LABELS.get(r.entity_type, r.entity_type), r.start, r.end, float(r.score)))
+        lowered = text.lower()
+        for rec in self._regex:
+            spans.extend(rec.find(text, lowered))
+        return _resolve(spans)
+
+    def redact(
+        self,
+        text: str,
+        placeholders: PlaceholderMap | None = None,
+        *,
+        keep: Iterable[str] = (),
+    ) -> Redaction:
+        """Replace each PII value by its placeholder. ``keep`` lists raw values left in place
+        (values the caller is entitled to see, e.g. in output scanning)."""
+        pm = placeholders if placeholders is not None else PlaceholderMap()
+        keep_set = set(keep)
+        parts: list[str] = []
+        entities: list[Entity] = []
+        pos = 0
+        for s in self.find(text):
+            value = text[s.start : s.end]
+            if value in keep_set or value.startswith("{{"):
+                continue
+            ph = pm.placeholder(s.type, value)
+            parts.append(text[pos : s.start])
+            parts.append(ph)
+            entities.append(Entity(s.type, s.start, s.end, round(s.score, 3), ph, value))
+            pos = s.end
+        parts.append(text[pos:])
+        return Redaction("".join(parts), entities)
+
+
+def _email_validator(extractor: Any) -> Any:
+    def validate_result(self: Any, pattern_text: str) -> bool:
+        return bool(extractor(pattern_text).fqdn)
+
+    return validate_result
+
+
+def _resolve(spans: list[Span]) -> list[Span]:
+    """Keep the best of overlapping spans: highest score, then longest, then earliest."""
+    chosen: list[Span] = []
+    for s in sorted(spans, key=lambda s: (-s.score, -(s.end - s.start), s.start)):
+        if all(s.end <= c.start or s.start >= c.end for c in chosen):
+            chosen.append(s)
+    chosen.sort(key=lambda s: s.start)
+    return chosen
