@@ -1,3 +1,49 @@
-"""stalwart.sandbox — see ../shared/DESIGN.md."""
+"""stalwart.sandbox — isolated tool execution, the egress allowlist proxy and the credential broker.
 
-__all__: list[str] = []
+Every tool call runs in a fresh bubblewrap sandbox (:class:`BwrapSandbox`) unless the tool opted in
+to ``sandbox="none"`` (:class:`InProcessSandbox`). Both take a :class:`ToolInvocation` and return a
+:class:`ToolOutcome`; a tool's failure is data on the outcome (``error`` shaped like
+``StalwartError.to_dict()``), never an exception. Only a host that cannot isolate raises
+:class:`~stalwart.errors.SandboxUnavailable`; there is no fallback to an unsandboxed run.
+
+Inside a sandbox: a read-only view of ``/usr``, the tool's ``code_root`` (at ``/opt/stalwart/code``),
+the ``stalwart`` package and site-packages; a size-capped tmpfs at ``/tmp`` as the only writable place;
+no network (or only loopback plus a CONNECT proxy for the tool's ``egress`` allowlist, exposed through
+``HTTPS_PROXY``); a seccomp filter; a dedicated unprivileged uid; rlimits and, where writable,
+per-sandbox pids/memory cgroups; a wall-clock timeout that kills the whole tree; an output cap.
+
+Credentials. For each invocation the engine mints a token with :meth:`CredentialBroker.mint` and
+puts it on ``ToolInvocation.credential`` together with ``verifier=broker.snapshot()``. The token goes
+to the sandbox over stdin, never argv or environment. A tool receives it either
+
+* as a keyword parameter named ``credential`` (filled in when the function declares one), or
+* by calling :func:`current_credential`.
+
+A service the tool calls checks it with :func:`verify_credential` ``(token, "read:orders", org="acme")``
+(or a bound scope ``"read:orders:org:acme"``); inside the sandbox this works offline from the snapshot.
+"""
+
+from stalwart.sandbox._bwrap import BwrapSandbox
+from stalwart.sandbox._context import current_credential
+from stalwart.sandbox._credentials import Claims, CredentialBroker, bind_scope, verify_credential
+from stalwart.sandbox._doctor import Check, doctor
+from stalwart.sandbox._inprocess import InProcessSandbox
+from stalwart.sandbox._proxy import EgressProxy
+from stalwart.sandbox._types import Sandbox, SandboxLimits, ToolInvocation, ToolOutcome
+
+__all__ = [
+    "BwrapSandbox",
+    "InProcessSandbox",
+    "Sandbox",
+    "SandboxLimits",
+    "ToolInvocation",
+    "ToolOutcome",
+    "CredentialBroker",
+    "Claims",
+    "bind_scope",
+    "verify_credential",
+    "current_credential",
+    "EgressProxy",
+    "doctor",
+    "Check",
+]

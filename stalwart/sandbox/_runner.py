@@ -1,0 +1,325 @@
+"""The process that runs inside the sandbox (and the call logic shared with the in-process sandbox).
+
+Executed as a script by a bare interpreter (``python -I -S _runner.py``), so it imports the standard
+library only, and lazily: ``asyncio`` alone costs ~30 ms, ``inspect`` ~4 ms, ``stalwart`` more,
+against a cold-start budget of 20 ms. Plain functions are introspected through ``__code__``.
+
+Protocol: one request on stdin, encoded with ``marshal`` by the trusted host (module, qualname,
+kwargs, limits, sys.path, credential and verifier snapshot); one JSON reply
+``{"ok": true, "result_json": "..."}`` or ``{"ok": false, "error": {...}}`` on the original stdout,
+written by the small encoder below (the ``json`` module costs ~6 ms to import; the host parses the
+reply with ``json``, never ``marshal``, because the tool controls these bytes). The tool's own prints are redirected to stderr, which the host keeps a tail of.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import types
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable
+
+CTX_MODULE = "_stalwart_sandbox_ctx"
+"""``sys.modules`` key of the per-invocation context (credential, verifier snapshot)."""
+
+_NON_RETRYABLE: tuple[type[BaseException], ...] = (
+    TypeError,
+    ValueError,
+    LookupError,
+    AttributeError,
+    NameError,
+    ImportError,
+    SyntaxError,
+    NotImplementedError,
+    AssertionError,
+    PermissionError,
+    FileNotFoundError,
+    IsADirectoryError,
+    MemoryError,
+    RecursionError,
+)
+_SIMPLE = (dict, list, str, int, float, bool, type(None))
+_CO_COROUTINE = 0x80
+_EMPTY = object()
+_MAX_MESSAGE = 2000
+
+
+_ESCAPES = {i: f"\\u{i:04x}" for i in range(0x20)}
+_ESCAPES.update({ord('"'): '\\"', ord("\\"): "\\\\", 0x2028: "\\u2028", 0x2029: "\\u2029"})
+
+
+def dumps(value: Any) -> str:
+    """JSON-encode plain data (dict with str keys, list/tuple, str, int, float, bool, None)."""
+    out: list[str] = []
+    _encode(value, out, 0)
+    return "".join(out)
+
+
+def _encode(v: Any, out: list[str], depth: int) -> None:
+    if depth > 200:
+        raise ValueError("result nests too deeply")
+    if v is None:
+        out.append("null")
+    elif v is True:
+        out.append("true")
+    elif v is False:
+        out.append("false")
+    elif type(v) is str:
+        out.append('"' + v.translate(_ESCAPES) + '"')
+    elif type(v) is int:
+        out.append(int.__repr__(v))
+    elif type(v) is float:
+        if v != v or v in (float("inf"), float("-inf")):
+            raise ValueError("NaN and infinity are not JSON")
+        out.append(float.__repr__(v))
+    elif type(v) in (list, tuple):
+        out.append("[")
+        for i, item in enumerate(v):
+            if i:
+                out.append(",")
+            _encode(item, out, depth + 1)
+        out.append("]")
+    elif type(v) is dict:
+        out.append("{")
+        for i, (key, item) in enumerate(v.items()):
+            if type(key) is not str:
+                raise ValueError(f"object keys must be str, not {type(key).__name__}")
+            if i:
+                out.append(",")
+            out.append('"' + key.translate(_ESCAPES) + '":')
+            _encode(item, out, depth + 1)
+        out.append("}")
+    elif isinstance(v, (str, int, float, list, tuple, dict)):
+        _encode(_plain(v), out, depth)
+    else:
+        raise ValueError(f"{type(v).__name__} is not JSON-serializable")
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, bool):
+        return bool(v)
+    for base in (str, int, float, list, dict):
+        if isinstance(v, base):
+            return base(v)
+    return list(v)
+
+
+class ResultInvalid(Exception):
+    """The tool returned something that does not match its return annotation."""
+
+
+def error_dict(exc: BaseException) -> dict[str, Any]:
+    """Describe a tool's exception; a ``StalwartError`` keeps its own type and ``retryable``."""
+    for cls in type(exc).__mro__:
+        if cls.__name__ == "StalwartError" and cls.__module__ == "stalwart.errors":
+            try:
+                d = dict(exc.to_dict())  # type: ignore[attr-defined]
+                dumps(d)
+                return d
+            except Exception:
+                break
+    if isinstance(exc, ResultInvalid):
+        return {
+            "type": "ToolError",
+            "code": "tool_result_invalid",
+            "message": str(exc)[:_MAX_MESSAGE],
+            "retryable": False,
+            "details": {"exception": "ResultInvalid"},
+        }
+    name = type(exc).__name__
+    return {
+        "type": "ToolError",
+        "code": "tool_error",
+        "message": f"{name}: {exc}"[:_MAX_MESSAGE],
+        "retryable": not isinstance(exc, _NON_RETRYABLE),
+        "details": {"exception": name},
+    }
+
+
+def resolve(module: str, qualname: str) -> Callable[..., Any]:
+    """Import ``module`` and walk ``qualname``; unwrap a decorated tool to its function."""
+    obj: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    for attr in ("__stalwart_fn__", "fn", "__wrapped__"):
+        inner = getattr(obj, attr, None)
+        if callable(inner) and not isinstance(obj, types.FunctionType):
+            obj = inner
+            break
+    if not callable(obj):
+        raise TypeError(f"{module}:{qualname} is not callable")
+    return obj  # type: ignore[no-any-return]
+
+
+def return_annotation(fn: Callable[..., Any]) -> Any:
+    """The declared return type, or ``_EMPTY``."""
+    ann = getattr(fn, "__annotations__", {}).get("return", _EMPTY)
+    if isinstance(ann, str):
+        import typing
+
+        ann = typing.get_type_hints(fn).get("return", _EMPTY)
+    return ann
+
+
+def _is_coroutine_function(fn: Callable[..., Any]) -> bool:
+    code = getattr(fn, "__code__", None)
+    if isinstance(fn, types.FunctionType) and code is not None:
+        return bool(code.co_flags & _CO_COROUTINE)
+    import inspect
+
+    return inspect.iscoroutinefunction(fn)
+
+
+def _accepts_keyword(fn: Callable[..., Any], name: str) -> bool:
+    code = getattr(fn, "__code__", None)
+    if isinstance(fn, types.FunctionType) and code is not None:
+        names = code.co_varnames[code.co_posonlyargcount : code.co_argcount + code.co_kwonlyargcount]
+        return name in names
+    import inspect
+
+    param = inspect.signature(fn).parameters.get(name)
+    return param is not None and param.kind in (param.KEYWORD_ONLY, param.POSITIONAL_OR_KEYWORD)
+
+
+def check_result(fn: Callable[..., Any], value: Any) -> Any:
+    """Validate ``value`` against ``fn``'s return annotation; return its JSON-ready form.
+
+    Plain builtins are checked by ``isinstance``; anything else goes through a pydantic
+    ``TypeAdapter`` (imported only then, because it costs tens of milliseconds).
+    """
+    ann = return_annotation(fn)
+    if ann is _EMPTY or repr(ann) == "typing.Any":
+        return value
+    if ann is None:
+        ann = type(None)
+    if ann in _SIMPLE:
+        ok = isinstance(value, ann) and not (ann is int and isinstance(value, bool))
+        if ann is float and isinstance(value, int) and not isinstance(value, bool):
+            ok = True
+        if not ok:
+            raise ResultInvalid(f"returned {type(value).__name__}, declared {ann.__name__}")
+        return value
+    try:
+        from pydantic import TypeAdapter, ValidationError
+    except ImportError as exc:
+        raise ResultInvalid(f"cannot validate return type {ann!r}: pydantic is not importable") from exc
+    adapter: Any = TypeAdapter(ann)
+    try:
+        return adapter.dump_python(adapter.validate_python(value), mode="json")
+    except ValidationError as exc:
+        raise ResultInvalid(f"result does not match return type {ann!r}: {exc}") from None
+
+
+def prepare_kwargs(fn: Callable[..., Any], kwargs: dict[str, Any], credential: str | None) -> dict[str, Any]:
+    """Fill the ``credential`` keyword when the function declares it."""
+    if credential is not None and "credential" not in kwargs and _accepts_keyword(fn, "credential"):
+        kwargs = {**kwargs, "credential": credential}
+    return kwargs
+
+
+async def _await(aw: Any) -> Any:
+    return await aw
+
+
+def call_sync(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+    """Call a sync or async tool to completion in this thread."""
+    if _is_coroutine_function(fn):
+        import asyncio
+
+        return asyncio.run(fn(**kwargs))
+    out = fn(**kwargs)
+    if hasattr(out, "__await__"):
+        import asyncio
+
+        return asyncio.run(_await(out))
+    return out
+
+
+def install_context(credential: str | None, verifier: dict[str, Any] | None) -> None:
+    """Publish the credential for ``stalwart.sandbox.current_credential`` and ``verify_credential``."""
+    ctx = types.ModuleType(CTX_MODULE)
+    ctx.credential = credential  # type: ignore[attr-defined]
+    ctx.verifier = verifier  # type: ignore[attr-defined]
+    sys.modules[CTX_MODULE] = ctx
+
+
+def _apply_limits(limits: dict[str, int]) -> None:
+    import resource
+
+    mb = 1024 * 1024
+    pairs = [
+        (resource.RLIMIT_AS, limits["memory_mb"] * mb),
+        (resource.RLIMIT_CPU, limits["cpu_s"]),
+        (resource.RLIMIT_NPROC, limits["uid_nproc"]),
+        (resource.RLIMIT_FSIZE, limits["file_mb"] * mb),
+        (resource.RLIMIT_NOFILE, limits["open_files"]),
+        (resource.RLIMIT_CORE, 0),
+    ]
+    for which, value in pairs:
+        hard = value + 1 if which == resource.RLIMIT_CPU else value
+        resource.setrlimit(which, (value, hard))
+
+
+def _start_shim(socket_path: str) -> None:
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_shim.py")
+    spec = importlib.util.spec_from_file_location("_stalwart_shim", path)
+    assert spec is not None and spec.loader is not None
+    shim = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(shim)
+    port = shim.start(socket_path)
+    url = f"http://127.0.0.1:{port}"
+    for name in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "https_proxy", "http_proxy", "all_proxy"):
+        os.environ[name] = url
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def run_request(req: dict[str, Any]) -> dict[str, Any]:
+    """Execute one request; never raises."""
+    try:
+        sys.path[:0] = req.get("sys_path", [])
+        install_context(req.get("credential"), req.get("verifier"))
+        if req.get("proxy_socket"):
+            _start_shim(req["proxy_socket"])
+        fn = resolve(req["module"], req["qualname"])
+        kwargs = req["kwargs"]
+        result = check_result(fn, call_sync(fn, prepare_kwargs(fn, kwargs, req.get("credential"))))
+        return {"ok": True, "result_json": dumps(result)}
+    except BaseException as exc:  # noqa: BLE001 - everything a tool does becomes data
+        return {"ok": False, "error": error_dict(exc)}
+
+
+def main() -> None:
+    """Entry point inside the sandbox."""
+    import marshal
+
+    req = marshal.loads(sys.stdin.buffer.read())
+    os.close(0)
+    reply_fd = os.dup(1)
+    os.dup2(2, 1)
+    _apply_limits(req["limits"])
+    reply = run_request(req)
+    try:
+        data = dumps(reply).encode("utf-8", "surrogatepass")
+    except (TypeError, ValueError, RecursionError) as exc:
+        data = dumps({"ok": False, "error": error_dict(ResultInvalid(f"result is not JSON: {exc}"))}).encode()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except Exception:
+        pass
+    _write_all(reply_fd, data)
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
