@@ -49,16 +49,17 @@ class Recorded:
     at: float = field(default_factory=time.time)
 
 
-def _tokens(text: str) -> int:
+def _tokens(text: str, model: str) -> int:
     from stalwart.gateway import count_text
 
-    return count_text(text)
+    return count_text(text, model)
 
 
-def _prompt_tokens(messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> int:
+def _prompt_tokens(messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, model: str) -> int:
+    """Usage as OpenAI reports it: tiktoken counts with per-message framing."""
     from stalwart.gateway import count_messages
 
-    return count_messages(messages, "", tools)
+    return count_messages(messages, model, tools)
 
 
 def _example(schema: dict[str, Any], defs: dict[str, Any] | None = None) -> Any:
@@ -346,11 +347,12 @@ class _Handler(BaseHTTPRequestHandler):
         if fault == "schema":
             text, calls = json.dumps({"unexpected": "shape", "note": "violates the schema"}), []
         max_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or 4096)
-        text, finish = _truncate(text, max_tokens, finish)
-        usage = {"prompt_tokens": _prompt_tokens(messages, tools or None),
-                 "completion_tokens": _tokens(text) + sum(_tokens(json.dumps(c["arguments"])) for c in calls)}
+        model = str(body.get("model", ""))
+        text, finish, n_out = _truncate(text, max_tokens, finish, model)
+        usage = {"prompt_tokens": _prompt_tokens(messages, tools or None, model),
+                 "completion_tokens": n_out + sum(_tokens(json.dumps(c["arguments"]), model)
+                                                                 for c in calls)}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
-        model = body.get("model", "")
         tool_calls = [{"id": c["id"], "type": "function",
                        "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])}} for c in calls]
         if body.get("stream"):
@@ -425,7 +427,8 @@ class _Handler(BaseHTTPRequestHandler):
             stop = "tool_use" if calls else "end_turn"
         if fault == "schema":
             text, calls = json.dumps({"unexpected": "shape"}), []
-        text, finish = _truncate(text, int(body.get("max_tokens") or 4096), stop)
+        model = str(body.get("model", ""))
+        text, finish, n_out = _truncate(text, int(body.get("max_tokens") or 4096), stop, model)
         content: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
         content += [{"type": "tool_use", "id": f"toolu_{c['id']}", "name": c["name"], "input": c["arguments"]}
                     for c in calls]
@@ -433,8 +436,9 @@ class _Handler(BaseHTTPRequestHandler):
             "id": "msg_fake", "type": "message", "role": "assistant", "model": body.get("model", ""),
             "content": content, "stop_reason": "max_tokens" if finish == "length" else finish,
             "stop_sequence": None,
-            "usage": {"input_tokens": _prompt_tokens(all_messages, tools or None),
-                      "output_tokens": _tokens(text) + sum(_tokens(json.dumps(c["arguments"])) for c in calls)},
+            "usage": {"input_tokens": _prompt_tokens(all_messages, tools or None, model),
+                      "output_tokens": n_out + sum(_tokens(json.dumps(c["arguments"]), model)
+                                                                  for c in calls)},
         }
         if fault == "cut":
             data = json.dumps(doc).encode()
@@ -448,11 +452,12 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(200, doc)
 
 
-def _truncate(text: str, max_tokens: int, finish: str) -> tuple[str, str]:
+def _truncate(text: str, max_tokens: int, finish: str, model: str) -> tuple[str, str, int]:
+    """The answer cut to ``max_tokens`` tokens: (text, finish reason, tokens)."""
     from stalwart.gateway._tokens import encoding_for
 
-    enc = encoding_for("")
+    enc = encoding_for(model)
     ids = enc.encode(text, disallowed_special=())
     if len(ids) <= max_tokens:
-        return text, finish
-    return enc.decode(ids[:max_tokens]), "length"
+        return text, finish, len(ids)
+    return enc.decode(ids[:max_tokens]), "length", max_tokens
