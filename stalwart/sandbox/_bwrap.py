@@ -33,6 +33,9 @@ from stalwart.settings import SandboxSettings
 __all__ = ["BwrapSandbox"]
 
 _TAIL = 4096
+_BWRAP_ENV = {"PATH": "/usr/bin:/bin"}
+"""bwrap's own environment: the sandbox's pid 1 is bwrap, and its ``/proc/1/environ`` is readable
+inside, so the worker's environment (API keys) must never reach bwrap, only ``--clearenv`` children."""
 
 
 class _OutputExceeded(Exception):
@@ -182,7 +185,7 @@ class BwrapSandbox:
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE, pass_fds=(r_fd,),
+                stderr=asyncio.subprocess.PIPE, pass_fds=(r_fd,), env=_BWRAP_ENV,
                 preexec_fn=join_cgroups if join_fds else None, **kw,
             )
         finally:
