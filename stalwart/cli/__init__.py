@@ -1,0 +1,40 @@
+"""The ``stalwart`` command."""
+
+from __future__ import annotations
+
+import typer
+
+from stalwart.cli._common import state
+from stalwart.cli._demo import demo
+from stalwart.cli._runs import dlq_cli, run_cli
+from stalwart.cli._worker import migrate, worker
+
+__all__ = ["cli", "main"]
+
+cli = typer.Typer(
+    name="stalwart",
+    help="Stalwart: durable, observable, bounded AI agent workflows.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=True,
+)
+
+
+@cli.callback()
+def _options(
+    db: str | None = typer.Option(None, "--db", envvar="STALWART_DB", help="Database URL (sqlite:/// or postgresql://)."),
+    app: str | None = typer.Option(None, "--app", envvar="STALWART_APP", help="Application as module:attribute."),
+    config: str | None = typer.Option(None, "--config", envvar="STALWART_CONFIG", help="Settings file (TOML)."),
+) -> None:
+    state.db, state.app, state.config = db, app, config
+
+
+cli.command("demo")(demo)
+cli.command("worker")(worker)
+cli.command("migrate")(migrate)
+cli.add_typer(run_cli, name="run")
+cli.add_typer(dlq_cli, name="dlq")
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,260 @@
+"""``stalwart run …`` and ``stalwart dlq …``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from stalwart.cli._common import console, load_app, parse_json_arg, print_json, run
+from stalwart.engine import RunInfo
+from stalwart.store import JournalEntry
+
+run_cli = typer.Typer(help="Start, inspect and list runs.", no_args_is_help=True)
+dlq_cli = typer.Typer(help="The dead-letter queue: runs parked after their last attempt.", no_args_is_help=True)
+
+
+def _ts(t: float | None) -> str:
+    return "" if t is None else datetime.fromtimestamp(t, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def journal_dicts(entries: list[JournalEntry]) -> list[dict[str, Any]]:
+    out = []
+    for e in entries:
+        d: dict[str, Any] = {
+            "seq": e.seq,
+            "kind": e.kind,
+            "name": e.name,
+            "status": e.status,
+            "attempts": e.attempts,
+            "started_at": e.started_at,
+            "finished_at": e.finished_at,
+            "duration_ms": None if e.started_at is None or e.finished_at is None
+            else round((e.finished_at - e.started_at) * 1000, 3),
+        }
+        if e.error:
+            d["error"] = {k: v for k, v in e.error.items() if k != "traceback"}
+        if e.meta:
+            d["meta"] = e.meta
+        out.append(d)
+    return out
+
+
+def steps_table(entries: list[JournalEntry], title: str = "steps") -> Table:
+    t = Table(title=title, title_justify="left", show_lines=False)
+    for col in ("#", "kind", "name", "status", "tries", "ms", "notes"):
+        t.add_column(col, justify="right" if col in ("#", "tries", "ms") else "left")
+    for d in journal_dicts(entries):
+        notes = []
+        meta = d.get("meta") or {}
+        if meta.get("idempotency_key"):
+            notes.append(f"key {meta['idempotency_key'][-10:]}")
+        if meta.get("credential_id"):
+            notes.append(f"credential {str(meta['credential_id'])[:8]}")
+        if meta.get("sandbox") == "process":
+            notes.append("sandboxed")
+        if meta.get("compensates") is not None:
+            notes.append(f"undoes step {meta['compensates']}")
+        if meta.get("model"):
+            notes.append(f"model {meta['model']}")
+        if meta.get("tokens_in") is not None:
+            notes.append(f"{meta.get('tokens_in', 0)}+{meta.get('tokens_out', 0)} tok ${meta.get('cost_usd', 0):.5f}")
+        if d.get("error"):
+            notes.append(str(d["error"].get("message", ""))[:60])
+        style = {"completed": "green", "failed": "red", "retrying": "yellow", "waiting": "cyan"}.get(d["status"], "")
+        t.add_row(str(d["seq"]), d["kind"], d["name"], f"[{style}]{d['status']}[/{style}]", str(d["attempts"]),
+                  "" if d["duration_ms"] is None else f"{d['duration_ms']:.1f}", "; ".join(notes))
+    return t
+
+
+def run_dict(info: RunInfo, journal: list[JournalEntry] | None = None) -> dict[str, Any]:
+    d = info.to_dict()
+    if journal is not None:
+        d["steps"] = journal_dicts(journal)
+    return d
+
+
+@run_cli.command("start")
+def start(
+    workflow: str = typer.Argument(..., help="Workflow name (its newest version unless --version)."),
+    input: str = typer.Option("null", "--input", "-i", help="The workflow input, as JSON."),
+    key: str | None = typer.Option(None, "--key", "-k", help="Idempotency key: reusing it returns the same run."),
+    org: str = typer.Option("", help="Organisation the run belongs to."),
+    user: str = typer.Option("", help="User on whose behalf it runs."),
+    version: str | None = typer.Option(None, help="Pin a workflow version."),
+    wait: float | None = typer.Option(None, help="Also run an in-process worker and wait up to this many seconds."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Start a run (validated against the workflow's type hints) and print its id."""
+    app = load_app()
+    payload = parse_json_arg(input, "--input")
+
+    async def go() -> dict[str, Any]:
+        try:
+            run_id = await app.start(workflow, payload, idempotency_key=key, org=org, user=user, version=version)
+            out: dict[str, Any] = {"id": run_id}
+            if wait is not None:
+                async with app.worker():
+                    try:
+                        out["output"] = await app.result(run_id, timeout=wait)
+                    except Exception as exc:  # reported, with the run's state below
+                        out["error"] = str(exc)
+                out["status"] = (await app.get_run(run_id)).status.value
+            return out
+        finally:
+            await app.close()
+
+    out = run(go)
+    if json_out:
+        print_json(out)
+    else:
+        console.print(out["id"])
+        if "status" in out:
+            console.print(f"status: {out['status']}")
+
+
+@run_cli.command("get")
+def get(
+    run_id: str = typer.Argument(..., help="The run id."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON (status, input, output, error, steps)."),
+) -> None:
+    """Show one run and its journal."""
+    app = load_app(default=None)
+
+    async def go() -> tuple[RunInfo, list[JournalEntry]]:
+        try:
+            return await app.get_run(run_id), await app.journal(run_id)
+        finally:
+            await app.close()
+
+    info, journal = run(go)
+    if json_out:
+        print_json(run_dict(info, journal))
+        return
+    show_run(info, journal)
+
+
+def show_run(info: RunInfo, journal: list[JournalEntry]) -> None:
+    colour = {"COMPLETED": "green", "FAILED": "red", "DEAD_LETTER": "red", "CANCELLED": "yellow"}.get(
+        info.status.value, "cyan")
+    console.print(f"[bold]run {info.id}[/bold]  {info.workflow}@{info.version}  "
+                  f"[{colour}]{info.status.value}[/{colour}]  org={info.org or '-'}  started {_ts(info.created_at)}")
+    console.print(steps_table(journal))
+    if info.output is not None:
+        console.print(f"output: {info.output}")
+    if info.error:
+        console.print(f"[red]error:[/red] {info.error.get('type')}: {info.error.get('message')}")
+        comp = info.error.get("compensation")
+        if comp:
+            console.print(f"compensation: {comp}")
+
+
+@run_cli.command("list")
+def list_runs(
+    status: str | None = typer.Option(None, help="Only runs in this status."),
+    workflow: str | None = typer.Option(None, help="Only runs of this workflow."),
+    org: str | None = typer.Option(None, help="Only runs of this organisation."),
+    limit: int = typer.Option(50, min=1, max=10_000, help="At most this many (newest first)."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """List runs, newest first."""
+    app = load_app(default=None)
+
+    async def go() -> list[RunInfo]:
+        try:
+            return await app.list_runs(status=status, workflow=workflow, org=org, limit=limit)
+        finally:
+            await app.close()
+
+    runs = run(go)
+    if json_out:
+        print_json([r.to_dict() for r in runs])
+        return
+    t = Table(title=f"{len(runs)} runs", title_justify="left")
+    for col in ("id", "workflow", "status", "org", "created"):
+        t.add_column(col)
+    for r in runs:
+        t.add_row(r.id, f"{r.workflow}@{r.version}", r.status.value, r.org, _ts(r.created_at))
+    console.print(t)
+
+
+@run_cli.command("cancel")
+def cancel(run_id: str = typer.Argument(..., help="The run id.")) -> None:
+    """Request cancellation; compensations run at the next step boundary."""
+    app = load_app(default=None)
+
+    async def go() -> RunInfo:
+        try:
+            return await app.cancel(run_id)
+        finally:
+            await app.close()
+
+    info = run(go)
+    console.print(f"cancellation requested for {info.id} (status {info.status.value})")
+
+
+@run_cli.command("signal")
+def signal(
+    run_id: str = typer.Argument(..., help="The run id."),
+    name: str = typer.Argument(..., help="Signal name the run waits for."),
+    payload: str = typer.Option("null", help="Payload, as JSON."),
+) -> None:
+    """Send a signal to a run waiting in ``ctx.wait_signal``."""
+    app = load_app(default=None)
+    value = parse_json_arg(payload, "--payload")
+
+    async def go() -> None:
+        try:
+            await app.signal(run_id, name, value)
+        finally:
+            await app.close()
+
+    run(go)
+    console.print(f"signal {name!r} sent to {run_id}")
+
+
+@dlq_cli.command("list")
+def dlq_list(
+    limit: int = typer.Option(100, min=1, help="At most this many."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Runs parked in the dead-letter queue, with their error."""
+    app = load_app(default=None)
+
+    async def go() -> list[Any]:
+        try:
+            return await app.dead_letters(limit)
+        finally:
+            await app.close()
+
+    items = run(go)
+    if json_out:
+        print_json([{"run_id": d.run_id, "workflow": d.workflow, "version": d.version, "reason": d.reason,
+                     "error": d.error, "created_at": d.created_at, "retries": d.retries} for d in items])
+        return
+    t = Table(title=f"{len(items)} dead-lettered runs", title_justify="left")
+    for col in ("run", "workflow", "reason", "since", "retries"):
+        t.add_column(col)
+    for d in items:
+        t.add_row(d.run_id, f"{d.workflow}@{d.version}", d.reason[:80], _ts(d.created_at), str(d.retries))
+    console.print(t)
+
+
+@dlq_cli.command("retry")
+def dlq_retry(run_id: str = typer.Argument(..., help="The dead-lettered run's id.")) -> None:
+    """Put a dead-lettered run back in the queue (a worker will pick it up)."""
+    app = load_app(default=None)
+
+    async def go() -> RunInfo:
+        try:
+            return await app.retry_dead_letter(run_id)
+        finally:
+            await app.close()
+
+    info = run(go)
+    how = "starts over (its effects were compensated)" if info.generation else "resumes from its failed step"
+    console.print(f"run {info.id} is {info.status.value} again and {how}")
+
+

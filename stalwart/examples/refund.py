@@ -1,0 +1,133 @@
+"""The bundled reference workflow: a customer-support refund.
+
+It looks up the order (in the sandbox, with a scoped credential), checks it with a flaky fraud
+service (retried), issues the refund with an idempotency key, and emails the customer. When a
+later step fails for good, the refund is voided by its compensation.
+
+Payments are written to a small SQLite ledger beside the Stalwart database, keyed by the
+idempotency key, so a retried or replayed refund can never be paid twice.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import stalwart as sw
+from stalwart.errors import ToolError
+
+app = sw.App("support")
+
+ORDERS: dict[str, dict[str, Any]] = {
+    "A-1001": {"order_id": "A-1001", "org": "acme", "customer": "c-17", "total_cents": 4_999, "status": "delivered"},
+    "A-1002": {"order_id": "A-1002", "org": "acme", "customer": "c-23", "total_cents": 12_500, "status": "delivered"},
+    "A-1003": {"order_id": "A-1003", "org": "globex", "customer": "c-42", "total_cents": 2_000, "status": "delivered"},
+}
+BOUNCING_DOMAINS = ("bounce.invalid",)
+_fraud_calls: dict[str, int] = {}
+
+
+def ledger_path() -> Path:
+    """The demo payment ledger: ``STALWART_DEMO_LEDGER``, else beside the default database."""
+    return Path(os.environ.get("STALWART_DEMO_LEDGER", ".stalwart/payments.db"))
+
+
+def _ledger() -> sqlite3.Connection:
+    path = ledger_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, isolation_level=None, timeout=30)
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS payments (idempotency_key TEXT PRIMARY KEY, order_id TEXT, cents INTEGER,"
+        " kind TEXT, created_at TEXT DEFAULT CURRENT_TIMESTAMP)"
+    )
+    return db
+
+
+@app.tool(scopes=["read:orders"], timeout_s=5)
+def lookup_order(order_id: str) -> dict:
+    """Fetch an order from the order service (runs sandboxed with a read:orders credential)."""
+    from stalwart.sandbox import current_credential, verify_credential
+
+    order = ORDERS.get(order_id)
+    if order is None:
+        raise ToolError(f"order {order_id} does not exist", retryable=False)
+    token = current_credential()
+    if token is None:
+        raise ToolError("the order service needs a credential", retryable=False)
+    verify_credential(token, "read:orders", org=order["org"])  # another org's order is refused
+    return dict(order)
+
+
+@app.tool(sandbox="none", max_attempts=4)
+def check_fraud(order_id: str, cents: int, *, idempotency_key: str) -> dict:
+    """Score the refund with the fraud service; it times out on the first call of each run."""
+    n = _fraud_calls.get(idempotency_key, 0) + 1
+    _fraud_calls[idempotency_key] = n
+    if n == 1:
+        raise ToolError("fraud service timed out (simulated)", retryable=True)
+    return {"order_id": order_id, "score": 3 if cents < 10_000 else 41, "attempt": n}
+
+
+def void_refund(order_id: str, cents: int, *, idempotency_key: str) -> dict:
+    """Compensation for :func:`issue_refund`: record a void of the same amount, once."""
+    with closing(_ledger()) as db:
+        db.execute(
+            "INSERT OR IGNORE INTO payments (idempotency_key, order_id, cents, kind) VALUES (?,?,?,'void')",
+            (idempotency_key, order_id, -cents),
+        )
+    return {"voided": order_id, "cents": cents}
+
+
+@app.tool(scopes=["write:payments"], mutating=True, compensate=void_refund, sandbox="none")
+def issue_refund(order_id: str, cents: int, *, idempotency_key: str) -> dict:
+    """Pay the refund. The ledger's primary key is the idempotency key: a retry pays nothing twice."""
+    with closing(_ledger()) as db:
+        db.execute(
+            "INSERT OR IGNORE INTO payments (idempotency_key, order_id, cents, kind) VALUES (?,?,?,'refund')",
+            (idempotency_key, order_id, cents),
+        )
+        row = db.execute("SELECT cents FROM payments WHERE idempotency_key=?", (idempotency_key,)).fetchone()
+    return {"order_id": order_id, "refunded_cents": row[0], "payment_id": idempotency_key}
+
+
+@app.tool(sandbox="none", max_attempts=2)
+def send_email(to: str, subject: str, body: str) -> dict:
+    """Send the confirmation email. Addresses at a bouncing domain fail permanently."""
+    if to.endswith(BOUNCING_DOMAINS):
+        raise ToolError(f"mailbox {to} rejected the message (permanent bounce)", retryable=False)
+    return {"sent_to": to, "subject": subject}
+
+
+@app.workflow(
+    name="refund",
+    version="1",
+    tools=[lookup_order, check_fraud, issue_refund, send_email],
+    budget=sw.Budget(max_tokens=20_000, max_usd=0.50),
+)
+async def refund(ctx: sw.Context, ticket: dict) -> dict:
+    """Handle one refund ticket end to end."""
+    order_id = str(ticket.get("order_id", ""))
+    order = await ctx.tool(lookup_order, order_id=order_id)
+    cents = int(ticket.get("amount_cents") or order["total_cents"])
+    if cents > order["total_cents"]:
+        return {"decision": "rejected", "reason": "refund exceeds the order total", "order_id": order_id}
+    fraud = await ctx.tool(check_fraud, order_id=order_id, cents=cents)
+    ctx.partial({"decision": "pending", "order_id": order_id, "fraud_score": fraud["score"]})
+    payment = await ctx.tool(issue_refund, order_id=order_id, cents=cents)
+    await ctx.tool(
+        send_email,
+        to=str(ticket.get("email", "customer@example.com")),
+        subject=f"Your refund for {order_id}",
+        body=f"We refunded {cents / 100:.2f} USD.",
+    )
+    return {"decision": "refunded", "order_id": order_id, "cents": cents, "payment_id": payment["payment_id"],
+            "fraud_score": fraud["score"]}
+
+
+def ledger_rows() -> list[tuple[Any, ...]]:
+    """Every payment row, for the demo's summary."""
+    with closing(_ledger()) as db:
+        return db.execute("SELECT idempotency_key, order_id, cents, kind FROM payments ORDER BY rowid").fetchall()

@@ -1,0 +1,153 @@
+"""One contract suite for every Store implementation: SQLite and the real PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+
+from stalwart.errors import LeaseLost, RunNotFound
+from stalwart.store import DeadLetter, JournalEntry, NewRun, OutboxEvent, open_store
+
+pytestmark = pytest.mark.asyncio
+
+
+def _run(i: str, key: str | None = None, org: str = "acme", wf: str = "wf") -> NewRun:
+    return NewRun(id=i, workflow=wf, version="1", input_json='{"x":1}', trace_id="t" * 32, created_at=100.0,
+                  org=org, idempotency_key=key)
+
+
+@pytest.fixture
+async def store(db_url):  # type: ignore[no-untyped-def]
+    s = await open_store(db_url, migrate=True)
+    yield s
+    await s.close()
+
+
+async def test_migrations_are_idempotent(store) -> None:  # type: ignore[no-untyped-def]
+    assert await store.migrate() == []
+    assert await store.pending_migrations() == []
+
+
+async def test_idempotent_create_is_scoped_by_org(store) -> None:  # type: ignore[no-untyped-def]
+    assert await store.create_run(_run("r1", "k")) == ("r1", True)
+    assert await store.create_run(_run("r2", "k")) == ("r1", False)
+    assert await store.create_run(_run("r3", "k", org="globex")) == ("r3", True)
+    assert await store.create_run(_run("r4")) == ("r4", True)
+    rec = await store.get_run("r1")
+    assert rec is not None and rec.status == "PENDING" and rec.input_json == '{"x":1}'
+
+
+async def test_claim_bumps_epoch_and_loads_journal_once(store) -> None:  # type: ignore[no-untyped-def]
+    await store.create_run(_run("r1"))
+    assert await store.claim_runs("w1", ["other@1"], 101.0, 10, 5) == []
+    [claim] = await store.claim_runs("w1", ["wf@1"], 101.0, 10, 5)
+    assert claim.run.status == "RUNNING" and claim.run.epoch == 1 and claim.journal == []
+    assert await store.claim_runs("w2", ["wf@1"], 102.0, 10, 5) == []  # lease still held
+    e = JournalEntry("r1", 0, "step", "a", "completed", "1", started_at=101.0, finished_at=101.5)
+    assert await store.commit_step("r1", 1, e, 101.5, 10) == (False, False)
+    # lease expires: another worker takes over, sees the journal, and fences the first one out
+    [takeover] = await store.claim_runs("w2", ["wf@1"], 200.0, 10, 5)
+    assert takeover.run.epoch == 2 and [j.name for j in takeover.journal] == ["a"]
+    with pytest.raises(LeaseLost):
+        await store.commit_step("r1", 1, JournalEntry("r1", 1, "step", "b", "completed", "2"), 201.0, 10)
+    with pytest.raises(LeaseLost):
+        await store.set_run_state("r1", 1, "COMPLETED", 201.0, output_json="1")
+    assert [j.name for j in await store.journal("r1")] == ["a"]
+
+
+async def test_commit_reports_cancel_and_kill_switch(store) -> None:  # type: ignore[no-untyped-def]
+    await store.create_run(_run("r1"))
+    [c] = await store.claim_runs("w", ["wf@1"], 101.0, 10, 1)
+    await store.request_cancel("r1", 101.2)
+    await store.set_flag("kill_switch", {"reason": "test"}, 101.3)
+    cancel, kill = await store.commit_step("r1", c.run.epoch, JournalEntry("r1", 0, "step", "a", "completed", "1"),
+                                           101.5, 10)
+    assert cancel and kill
+
+
+async def test_waiting_runs_wake_on_time_and_on_signal(store) -> None:  # type: ignore[no-untyped-def]
+    await store.create_run(_run("r1"))
+    [c] = await store.claim_runs("w", ["wf@1"], 101.0, 10, 1)
+    await store.set_run_state("r1", c.run.epoch, "WAITING", 101.0, wake_at=500.0, release=True)
+    assert await store.claim_runs("w", ["wf@1"], 102.0, 10, 1) == []
+    [c2] = await store.claim_runs("w", ["wf@1"], 500.0, 10, 1)
+    await store.set_run_state("r1", c2.run.epoch, "WAITING", 500.0, wake_at=None, release=True, signal_name="go")
+    assert await store.claim_runs("w", ["wf@1"], 10_000.0, 10, 1) == []  # no timer: waits for its signal
+    await store.send_signal("r1", "go", '{"ok":true}', 600.0)
+    [c3] = await store.claim_runs("w", ["wf@1"], 600.0, 10, 1)
+    sig = await store.next_signal("r1", "go")
+    assert sig is not None and sig.payload_json == '{"ok":true}'
+    await store.commit_step("r1", c3.run.epoch, JournalEntry("r1", 0, "signal", "signal:go", "completed", "1"),
+                            601.0, 10, consume_signal=sig.id)
+    assert await store.next_signal("r1", "go") is None
+
+
+async def test_signal_sent_before_suspending_is_not_lost(store) -> None:  # type: ignore[no-untyped-def]
+    await store.create_run(_run("r1"))
+    [c] = await store.claim_runs("w", ["wf@1"], 101.0, 10, 1)
+    await store.send_signal("r1", "go", "1", 101.5)  # arrives while the run is still RUNNING
+    await store.set_run_state("r1", c.run.epoch, "WAITING", 102.0, wake_at=None, release=True, signal_name="go")
+    assert len(await store.claim_runs("w", ["wf@1"], 102.0, 10, 1)) == 1
+
+
+async def test_cancel_of_untouched_pending_run_is_immediate(store) -> None:  # type: ignore[no-untyped-def]
+    await store.create_run(_run("r1"))
+    rec = await store.request_cancel("r1", 101.0)
+    assert rec.status == "CANCELLED" and rec.cancel_requested
+    with pytest.raises(RunNotFound):
+        await store.request_cancel("missing", 101.0)
+
+
+async def test_dead_letter_and_retry(store) -> None:  # type: ignore[no-untyped-def]
+    await store.create_run(_run("r1"))
+    [c] = await store.claim_runs("w", ["wf@1"], 101.0, 10, 1)
+    await store.commit_step("r1", c.run.epoch, JournalEntry("r1", 0, "tool", "t", "completed", "1"), 101.0, 10)
+    dl = DeadLetter("r1", "wf", "1", "tool_error: boom", {"message": "boom"}, 102.0, 0)
+    await store.set_run_state("r1", c.run.epoch, "DEAD_LETTER", 102.0, error={"message": "boom"}, dead_letter=dl)
+    [item] = await store.list_dead_letters()
+    assert item.run_id == "r1" and item.error == {"message": "boom"}
+    rec = await store.retry_dead_letter("r1", 103.0, new_generation=True)
+    assert rec.status == "PENDING" and rec.generation == 1 and rec.seq_base == 1
+    assert await store.list_dead_letters() == []
+    with pytest.raises(RunNotFound):
+        await store.retry_dead_letter("r1", 104.0)
+
+
+async def test_outbox_is_written_with_the_step(store) -> None:  # type: ignore[no-untyped-def]
+    await store.create_run(_run("r1"))
+    [c] = await store.claim_runs("w", ["wf@1"], 101.0, 10, 1)
+    ev = OutboxEvent("r1:0:completed:1", "step.completed", "r1", {"seq": 0}, 101.0)
+    await store.commit_step("r1", c.run.epoch, JournalEntry("r1", 0, "step", "a", "completed", "1"), 101.0, 10,
+                            events=[ev, ev])
+    events = await store.outbox_after(0)
+    assert [e.type for e in events] == ["run.created", "step.completed"]  # deduplicated by event id
+
+
+async def test_shared_state(store) -> None:  # type: ignore[no-untyped-def]
+    assert await store.get_flag("f") is None
+    await store.set_flag("f", {"a": 1}, 1.0)
+    assert await store.get_flag("f") == {"a": 1}
+    await store.set_flag("f", None, 2.0)
+    assert await store.get_flag("f") is None
+    await store.kv_put("ns", "a:1", b"one")
+    await store.kv_put("ns", "a:2", b"two", expires_at=50.0)
+    await store.kv_put("ns", "b:1", b"three")
+    assert await store.kv_get("ns", "a:1") == b"one"
+    assert await store.kv_get("ns", "a:2", now=10.0) == b"two"
+    assert await store.kv_get("ns", "a:2", now=60.0) is None
+    assert await store.kv_keys("ns", "a:") == ["a:1", "a:2"]
+    assert await store.kv_delete_prefix("ns", "a:") == 2
+    assert await store.kv_delete("ns", "b:1") is True
+    assert await store.kv_delete("ns", "b:1") is False
+    assert await store.counter_add("c", "k", 1.5, 1.0) == 1.5
+    assert await store.counter_add("c", "k", 2.0, 2.0) == 3.5
+    assert await store.counter_get("c", "k") == 3.5
+    assert await store.counter_get("c", "missing") == 0.0
+
+
+async def test_list_runs_filters(store) -> None:  # type: ignore[no-untyped-def]
+    await store.create_run(_run("r1", wf="a"))
+    await store.create_run(_run("r2", wf="b", org="globex"))
+    assert {r.id for r in await store.list_runs()} == {"r1", "r2"}
+    assert [r.id for r in await store.list_runs(workflow="b")] == ["r2"]
+    assert [r.id for r in await store.list_runs(org="acme")] == ["r1"]
+    assert [r.id for r in await store.list_runs(status="PENDING", limit=1)] in (["r1"], ["r2"])

@@ -1,0 +1,39 @@
+"""The public surface is pinned: a change here is a deliberate contract change."""
+
+import stalwart as sw
+import stalwart.engine
+import stalwart.errors
+import stalwart.store
+
+
+def test_top_level_exports() -> None:
+    for name in ("App", "Context", "Budget", "RunStatus", "WorkflowFailed", "guard", "RetryPolicy"):
+        assert name in sw.__all__, name
+        assert hasattr(sw, name), name
+
+
+def test_every_layer_exports_what_it_lists() -> None:
+    for module in (sw, stalwart.engine, stalwart.store, stalwart.errors):
+        for name in module.__all__:
+            assert hasattr(module, name), f"{module.__name__}.{name}"
+
+
+def test_errors_share_one_root_and_carry_retry_data() -> None:
+    for name in stalwart.errors.__all__:
+        obj = getattr(stalwart.errors, name)
+        if isinstance(obj, type):
+            assert issubclass(obj, stalwart.errors.StalwartError), name
+            err = obj.__new__(obj)
+            assert isinstance(obj.code, str) and obj.code
+            assert isinstance(obj.retryable, bool)
+            del err
+
+
+def test_guard_contract_names() -> None:
+    assert callable(sw.guard.scan)
+    assert callable(sw.guard.redact)
+
+
+def test_context_contract_methods() -> None:
+    for name in ("step", "tool", "sleep", "wait_signal", "now", "uuid", "random", "llm", "partial"):
+        assert callable(getattr(sw.Context, name)), name
