@@ -249,6 +249,8 @@ class CredentialBroker:
                 revoked=frozenset(k[len(_REVOKED):] for k in keys),
                 read_at=time.monotonic(),
             )
+        if _registered is None:
+            self.install()
 
     async def _fresh_state(self) -> _State:
         if self._state is None or time.monotonic() - self._state.read_at >= self.refresh_s:

@@ -110,13 +110,18 @@ def _probe_userns(bwrap: str, uid: int, gid: int, switch: bool) -> str | None:
     return None if out.returncode == 0 else (out.stderr.strip() or f"exit status {out.returncode}")
 
 
+def find_bwrap() -> str | None:
+    """Path of the bwrap binary, or ``None``."""
+    return shutil.which("bwrap") or ("/usr/bin/bwrap" if os.path.exists("/usr/bin/bwrap") else None)
+
+
 def discover(uid: int = 65534, python: str | None = None) -> tuple[HostLayout | None, list[Check]]:
     """Resolve the layout and list every check; the layout is ``None`` when a required check fails."""
     checks: list[Check] = []
     ok_arch, machine = _seccomp.supported()
     checks.append(Check("seccomp filter", ok_arch, f"architecture {machine}",
                         "" if ok_arch else "run workers on x86_64 (the only architecture with a filter)"))
-    bwrap = shutil.which("bwrap") or ("/usr/bin/bwrap" if os.path.exists("/usr/bin/bwrap") else None)
+    bwrap = find_bwrap()
     checks.append(Check("bubblewrap", bwrap is not None, bwrap or "bwrap not found on PATH",
                         "" if bwrap else "apt-get install bubblewrap"))
     s_uid, s_gid, switch = _sandbox_ids(uid)

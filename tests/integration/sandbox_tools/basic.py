@@ -86,3 +86,7 @@ def visible_text(*, credential: str) -> dict:
                 except OSError as exc:
                     seen[f"{pid}/{name}"] = f"<{exc.__class__.__name__}>"
     return {"seen": seen, "has_credential": bool(credential)}
+
+
+async def sleep_async(seconds: float) -> None:
+    await asyncio.sleep(seconds)
