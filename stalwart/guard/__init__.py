@@ -10,13 +10,16 @@ Importing this package is cheap; Presidio and the classifier load on first use.
     'block'
 """
 
+from stalwart.guard._allowlist import ToolCallPolicy, ToolSpec, check_tool_call, enforce_tool_call
 from stalwart.guard._classifier import InjectionClassifier, NgramClassifier
 from stalwart.guard._guard import Guard, OutputScan, configure, default_guard, redact, scan, scan_output
+from stalwart.guard._hierarchy import build_messages, check_trusted, spotlight
 from stalwart.guard._injection import InjectionDetector, Thresholds, enforce
 from stalwart.guard._normalize import normalize
 from stalwart.guard._pii import PiiRedactor
 from stalwart.guard._placeholders import PlaceholderMap
 from stalwart.guard._types import Entity, Redaction, ToolCallDecision, Verdict
+from stalwart.guard._vault import Vault, load_master_key
 
 __all__ = [
     "scan",
@@ -38,4 +41,13 @@ __all__ = [
     "NgramClassifier",
     "Thresholds",
     "ToolCallDecision",
+    "ToolCallPolicy",
+    "ToolSpec",
+    "check_tool_call",
+    "enforce_tool_call",
+    "spotlight",
+    "build_messages",
+    "check_trusted",
+    "Vault",
+    "load_master_key",
 ]

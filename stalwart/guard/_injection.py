@@ -91,7 +91,7 @@ class InjectionDetector:
         external: InjectionClassifier | Sequence[InjectionClassifier] | None = None,
         rules: bool = True,
         thresholds: dict[str, Thresholds] | None = None,
-        window: int = 400,
+        window: int = 240,
     ) -> None:
         self._classifier: InjectionClassifier | None = None
         self._use_classifier = classifier is not False
@@ -147,10 +147,12 @@ class InjectionDetector:
                         clf_score, clf_view = s, name
         if clf_score >= 0.5:
             reasons.append(f"classifier:{clf_score:.2f}" + ("" if clf_view == "normalized" else f"@{clf_view}"))
+        # Alone, the classifier is damped: n-gram models are overconfident on short, odd texts.
+        # With a rule as corroboration, the two combine as independent evidence.
         if rule_score >= 0.4 and clf_score >= 0.4:
             score = 1.0 - (1.0 - rule_score) * (1.0 - clf_score)
         else:
-            score = max(rule_score, clf_score)
+            score = max(rule_score, clf_score**1.5)
         return min(score, 0.999), tuple(reasons)
 
     def scan(self, text: str, source: Source = "tool") -> Verdict:

@@ -43,8 +43,9 @@ _CONFUSABLE = {
 }
 _CONFUSABLE_TABLE = str.maketrans(_CONFUSABLE)
 _WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
-_SPACED = re.compile(r"(?<![\w])(?:[A-Za-z][ .\-_*|/]){3,}[A-Za-z](?![\w])")
-_LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s", "!": "i"})
+_SPACED = re.compile(r"(?<![\w])(?:[A-Za-z][.\-_*|/]){2,}[A-Za-z](?![\w])")
+_SPACED_BLANK = re.compile(r"(?<![\w])(?:[A-Za-z] ){3,}[A-Za-z](?![\w])")
+_LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"})
 _B64 = re.compile(r"(?<![A-Za-z0-9+/_-])[A-Za-z0-9+/_-]{16,}={0,2}")
 _HEX = re.compile(r"(?:\\x|0x)?(?:[0-9a-fA-F]{2}[ :]?){8,}")
 _ESCAPED = re.compile(r"(?:\\u[0-9a-fA-F]{4}|\\x[0-9a-fA-F]{2}){4,}")
@@ -71,7 +72,8 @@ def normalize(text: str) -> str:
         t = unicodedata.normalize("NFKC", t)
     if "&" in t:
         t = html.unescape(t)
-    return _SPACED.sub(lambda m: re.sub(r"[ .\-_*|/]", "", m.group(0)), t)
+    t = _SPACED.sub(lambda m: re.sub(r"[.\-_*|/]", "", m.group(0)), t)
+    return _SPACED_BLANK.sub(lambda m: m.group(0).replace(" ", ""), t)
 
 
 def hidden_payloads(text: str) -> list[str]:

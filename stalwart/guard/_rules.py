@@ -72,6 +72,11 @@ RULES: tuple[Rule, ...] = (
     )),
     Rule("impersonation.from_operator", 0.6, _c(r"\b(?:message|reminder|notice|note|directive|instruction|instructions|update|order|memo|request) (?:from|by) (?:your|the) (?:developers?|operators?|admins?|administrators?|creators?|system|owners?|makers?|engineers?|trainers?)\b")),
     Rule("impersonation.directs_agent", 0.45, _c(r"\b(?:the|this|you,? the|dear) (?:ai|a\.i\.|llm|language model|ai agent|ai assistant|assistant|model|chatbot|bot) (?:must|should|needs? to|is required to|has to|shall|is instructed to|is authori[sz]ed to)\b|\brequires? that the (?:agent|assistant|ai|model|bot)\b")),
+    Rule("impersonation.relayed_user", 0.5, _c(
+        r"\b(?:per|as per|according to|on behalf of|as agreed with|as requested by|at the request of)\s+(?:the\s+)?(?:customer|user|client|account (?:holder|owner)|owner)(?:'s)?\b"
+        r"|\b(?:the )?(?:user|customer|client|account owner|account holder) (?:has asked|asked|requests?|wants|would like|has requested|instructed|has authori[sz]ed|authori[sz]ed|pre-?approved) (?:that )?(?:you|the (?:assistant|agent|ai|model|bot))\b"
+    )),
+    Rule("impersonation.system_header_ml", 0.7, _c(r"\b(?:systemnachricht|message syst[eè]me|mensaje del sistema|messaggio di sistema|mensagem do sistema|systeembericht|wiadomo[sś][cć] systemowa|системное сообщение|sistem mesaj[ıi])\s*:|(?:系统消息|系統訊息|システムメッセージ|시스템 메시지)\s*[:：]")),
     Rule("impersonation.authorized_bypass", 0.7, _c(r"\b(?:authori[sz]ed|permitted|allowed|cleared) to (?:bypass|ignore|override|disable|skip)\b|\b(?:admin|developer|debug|maintenance|god|sudo|root) (?:mode|access|override) (?:is )?(?:enabled|activated|on|granted)\b")),
     Rule("impersonation.addresses_ai", 0.6, _c(
         r"\b(?:note|message|instructions?|attention|important|notice|hey|dear|hello)\b[^.\n]{0,12}\b(?:to|for)?\s*(?:the |any |all )?(?:ai|a\.i\.|llm|gpt|chatgpt|claude|language model|assistant|ai assistant|ai agent|agent|chatbot|bot|model)s?\b\s*(?:[:,!-]|reading|processing|that reads|who reads)"
