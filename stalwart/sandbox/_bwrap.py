@@ -168,28 +168,36 @@ class BwrapSandbox:
             os.write(w_fd, self._filters[egress])
         finally:
             os.close(w_fd)
+        block_r, block_w = os.pipe() if cgroup else (None, None)
         argv = _command.build_argv(
             bwrap=layout.bwrap, python=layout.python, pkg_dir=str(_host.PKG_DIR), code_root=code_root,
             site_packages=layout.site_packages, seccomp_fd=r_fd,
             tmpfs_bytes=inv.limits.tmpfs_mb * 1024 * 1024, proxy_dir=proxy_dir, top_links=self._top_links,
+            block_fd=block_r,
         )
-        join_fds = tuple(cgroup.join_fds) if cgroup else ()
-
-        def join_cgroups() -> None:
-            for fd in join_fds:
-                os.write(fd, b"0")
-
         kw: dict[str, Any] = {}
         if layout.switch_user:
             kw = {"user": layout.uid, "group": layout.gid, "extra_groups": []}
+        pass_fds = (r_fd,) if block_r is None else (r_fd, block_r)
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE, pass_fds=(r_fd,), env=_BWRAP_ENV,
-                preexec_fn=join_cgroups if join_fds else None, **kw,
+                stderr=asyncio.subprocess.PIPE, pass_fds=pass_fds, env=_BWRAP_ENV, **kw,
             )
         finally:
             os.close(r_fd)
+            if block_r is not None:
+                os.close(block_r)
+        if cgroup is not None and block_w is not None:
+            try:
+                cgroup.adopt_tree(proc.pid)
+                os.write(block_w, b"1")
+            except OSError:
+                self._kill(proc, cgroup)
+                await proc.wait()
+                raise
+            finally:
+                os.close(block_w)
         return await self._supervise(proc, inv, request, cgroup)
 
     async def _supervise(

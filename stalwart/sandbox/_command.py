@@ -47,6 +47,7 @@ def build_argv(
     tmpfs_bytes: int,
     proxy_dir: str | None,
     top_links: dict[str, str | None],
+    block_fd: int | None = None,
 ) -> list[str]:
     """Assemble the argv; the interpreter is bound read-only when it lives outside ``/usr``."""
     argv = [
@@ -82,6 +83,7 @@ def build_argv(
         "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin",
         "--setenv", "LANG", "C.UTF-8",
         "--seccomp", str(seccomp_fd),
+        *(["--block-fd", str(block_fd)] if block_fd is not None else []),
         "--",
         python, "-I", "-S", "-B", RUNNER,
     ]

@@ -42,6 +42,7 @@ _NON_RETRYABLE: tuple[type[BaseException], ...] = (
     RecursionError,
 )
 _SIMPLE = (dict, list, str, int, float, bool, type(None))
+_SIMPLE_NAMES = {t.__name__: t for t in _SIMPLE} | {"None": type(None)}
 _CO_COROUTINE = 0x80
 _EMPTY = object()
 _MAX_MESSAGE = 2000
@@ -157,6 +158,8 @@ def resolve(module: str, qualname: str) -> Callable[..., Any]:
 def return_annotation(fn: Callable[..., Any]) -> Any:
     """The declared return type, or ``_EMPTY``."""
     ann = getattr(fn, "__annotations__", {}).get("return", _EMPTY)
+    if isinstance(ann, str) and ann in _SIMPLE_NAMES:
+        return _SIMPLE_NAMES[ann]
     if isinstance(ann, str):
         import typing
 
