@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from stalwart.cli._common import state
+from stalwart.cli._common import state  # noqa: I001
 from stalwart.cli._demo import demo
 from stalwart.cli._runs import dlq_cli, run_cli
 from stalwart.cli._worker import migrate, worker
@@ -37,4 +37,12 @@ cli.add_typer(dlq_cli, name="dlq")
 
 
 def main() -> None:
-    cli()
+    import sys
+
+    from stalwart.cli._common import report_error
+    from stalwart.errors import StalwartError
+
+    try:
+        cli()
+    except StalwartError as exc:
+        sys.exit(report_error(exc))

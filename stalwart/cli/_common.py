@@ -27,6 +27,9 @@ T = TypeVar("T")
 
 console = Console()
 err_console = Console(stderr=True)
+for _c in (console, err_console):
+    if not _c.is_terminal:
+        _c.width = 120  # readable logs and CI output instead of rich's 80-column default
 
 DEFAULT_APP = "stalwart.examples.refund:app"
 USER_ERRORS = (ConfigError, InvalidInput, RunNotFound, UnknownWorkflow)
@@ -72,18 +75,21 @@ def load_app(required: bool = True, default: str | None = DEFAULT_APP) -> App:
 
 
 def run(coro_fn: Callable[[], Awaitable[T]]) -> T:
-    """Run a coroutine, turning Stalwart errors into a clear message and an exit code."""
+    """Run a coroutine; errors are reported by :func:`report_errors` around the whole command."""
     try:
         return asyncio.run(coro_fn())  # type: ignore[arg-type]
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/yellow]")
         raise typer.Exit(130) from None
-    except USER_ERRORS as exc:
-        err_console.print(f"[bold red]error:[/bold red] {exc}")
-        raise typer.Exit(2) from None
-    except StalwartError as exc:
-        err_console.print(f"[bold red]error ({exc.code}):[/bold red] {exc}")
-        raise typer.Exit(1) from None
+
+
+def report_error(exc: StalwartError) -> int:
+    """Print a Stalwart error without a traceback; return the exit code (2: your input, 1: the system)."""
+    if isinstance(exc, USER_ERRORS):
+        err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
+        return 2
+    err_console.print(f"[bold red]error ({exc.code}):[/bold red] {exc}", highlight=False)
+    return 1
 
 
 def parse_json_arg(text: str, what: str) -> Any:
