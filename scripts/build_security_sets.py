@@ -540,13 +540,14 @@ def pii_generators() -> dict[str, dict[str, Callable[[Faker], str]]]:
     return {
         "en_US": {**common, "PHONE": lambda f: f.random_element(["(415) 555-{n}", "212-555-{n}", "+1 646 555 {n}"]).format(n=f.numerify("01##")),
                   "SSN": lambda f: f.ssn(), "US_ITIN": lambda f: f.itin()},
-        "en_GB": {**common, "PHONE": lambda f: f.random_element(["020 7946 {n}", "+44 20 7946 {n}", "07700 900{m}"]).format(n=f.numerify("0###"), m=f.numerify("###")),
+        "en_GB": {**common, "PHONE": lambda f: f.random_element(["020 7946 {n}", "+44 20 7946 {n}", "07911 {m}", "+44 7911 {m}"]).format(n=f.numerify("0###"), m=f.numerify("######")),
                   "UK_NHS": lambda f: _nhs(f)},
         "de_DE": {**common, "PHONE": lambda f: f.random_element(["030 {n}", "+49 30 {n}", "089 {n}"]).format(n=f.numerify("#######"))},
         "es_ES": {**common, "ES_NIF": lambda f: f.nif(), "ES_NIE": lambda f: f.nie()},
         "it_IT": {**common, "IT_FISCAL_CODE": lambda f: f.ssn()},
-        "en_IN": {**common, "IN_PAN": lambda f: _pan(f)},
-        "en_CA": {**common, "CA_SIN": lambda f: f.ssn()},
+        # Faker's en_IN IBAN is not a valid IBAN (wrong length for its GB country code): left out.
+        "en_IN": {**{k: v for k, v in common.items() if k != "IBAN"}, "IN_PAN": lambda f: _pan(f)},
+        "en_CA": {**common, "CA_SIN": _sin},
         "pl_PL": {**common, "PL_PESEL": lambda f: f.pesel()},
         "fi_FI": {**common, "FI_PERSONAL_IDENTITY_CODE": lambda f: f.ssn()},
         "sv_SE": {**common, "SE_PERSONNUMMER": lambda f: f.ssn(long=True, dash=True) if f.random.random() < 0.5 else f.ssn()},
@@ -564,6 +565,23 @@ def _nhs(f: Faker) -> str:
             return f"{s[:3]} {s[3:6]} {s[6:]}"
 
 
+def _valid_phone(v: str, locale: str) -> bool:
+    """Only numbers in allocated ranges: an unallocated number is not a phone number."""
+    import phonenumbers
+
+    try:
+        return phonenumbers.is_valid_number(phonenumbers.parse(v, locale.split("_")[1]))
+    except phonenumbers.NumberParseException:
+        return False
+
+
+def _sin(f: Faker) -> str:
+    while True:  # SINs beginning with 0 are never issued, and Presidio rightly rejects them
+        v = f.ssn()
+        if not v.startswith("0"):
+            return v
+
+
 def _pan(f: Faker) -> str:
     up = string.ascii_uppercase
     return "".join(f.random.choices(up, k=3)) + "P" + f.random.choice(up) + f.numerify("####") + f.random.choice(up)
@@ -578,6 +596,8 @@ def pii_rows(seed: int, per_type: int = 6) -> list[dict]:
         for label, gen in gens.items():
             for i in range(per_type):
                 v = gen(fake)
+                while label == "PHONE" and not _valid_phone(v, locale):
+                    v = gen(fake)
                 tmpl = PII_SENTENCES[i % len(PII_SENTENCES)]
                 pre, post = tmpl.split("{v}")
                 pre = pre.replace("{label}", label.lower().replace("_", " "))

@@ -179,6 +179,7 @@ class PiiRedactor:
         entities: list[Entity] = []
         pos = 0
         for s in self.find(text):
+            s = _trim(text, s)
             value = text[s.start : s.end]
             if value in keep_set or value.startswith("{{"):
                 continue
@@ -196,6 +197,18 @@ def _email_validator(extractor: Any) -> Any:
         return bool(extractor(pattern_text).fqdn)
 
     return validate_result
+
+
+def _trim(text: str, s: Span) -> Span:
+    """Drop an unbalanced bracket at either end ("(020 7946 0147" is the number without "("),
+    so the same value always gets the same placeholder."""
+    start, end = s.start, s.end
+    value = text[start:end]
+    if value[:1] in "([" and not any(c in value for c in ")]"):
+        start += 1
+    elif value[-1:] in ")]" and not any(c in value for c in "(["):
+        end -= 1
+    return s if (start, end) == (s.start, s.end) else Span(s.type, start, end, s.score)
 
 
 def _resolve(spans: list[Span]) -> list[Span]:
