@@ -27,7 +27,7 @@ def ping(n: int) -> int:
 
 def pct(xs: list[float], p: float) -> float:
     xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+    return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
 
 
 async def plain_subprocess(n: int) -> list[float]:
@@ -36,8 +36,9 @@ async def plain_subprocess(n: int) -> list[float]:
     out = []
     for _ in range(n):
         t = time.perf_counter()
-        proc = await asyncio.create_subprocess_exec(PY, "-I", "-S", "-c", TRIVIAL, "1",
-                                                    stdout=asyncio.subprocess.PIPE)
+        proc = await asyncio.create_subprocess_exec(
+            PY, "-I", "-S", "-c", TRIVIAL, "1", stdout=asyncio.subprocess.PIPE
+        )
         data, _ = await proc.communicate()
         assert data == b"2"
         out.append((time.perf_counter() - t) * 1000)
@@ -48,8 +49,9 @@ async def bwrap_sandbox(n: int) -> list[float]:
     from stalwart.sandbox import BwrapSandbox, ToolInvocation
 
     sb = BwrapSandbox()
-    inv = ToolInvocation(tool_name="ping", module="bench.sandbox", qualname="ping", code_root=ROOT,
-                         kwargs_json='{"n": 1}')
+    inv = ToolInvocation(
+        tool_name="ping", module="bench.sandbox", qualname="ping", code_root=ROOT, kwargs_json='{"n": 1}'
+    )
     await sb.run(inv)
     out = []
     for _ in range(n):
@@ -70,9 +72,19 @@ async def runsc(n: int) -> list[float] | None:
     out = []
     for _ in range(n):
         t = time.perf_counter()
-        proc = await asyncio.create_subprocess_exec(exe, "--network=none", "do", PY, "-I", "-S",
-                                                    "-c", TRIVIAL, "1", stdout=asyncio.subprocess.PIPE,
-                                                    stderr=asyncio.subprocess.PIPE)
+        proc = await asyncio.create_subprocess_exec(
+            exe,
+            "--network=none",
+            "do",
+            PY,
+            "-I",
+            "-S",
+            "-c",
+            TRIVIAL,
+            "1",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
         data, err = await proc.communicate()
         if data != b"2":
             print(f"runsc failed: {err.decode()[-300:]}", file=sys.stderr)
@@ -133,8 +145,10 @@ async def main() -> None:
     ap.add_argument("--skip-e2e", action="store_true")
     args = ap.parse_args()
     n = args.n
-    print(f"# sandbox cold start, n={n}, {os.cpu_count()} cores, {platform.platform()}, "
-          f"python {platform.python_version()}, uid {os.geteuid()}")
+    print(
+        f"# sandbox cold start, n={n}, {os.cpu_count()} cores, {platform.platform()}, "
+        f"python {platform.python_version()}, uid {os.geteuid()}"
+    )
     plain = await plain_subprocess(n)
     sandbox = await bwrap_sandbox(n)
     gvisor = await runsc(max(20, n // 5))
@@ -143,18 +157,27 @@ async def main() -> None:
     if not args.skip_e2e:
         try:
             e2e = await ctx_tool(max(20, n // 4))
-        except Exception as exc:  # the engine is optional for this table
+        except Exception as exc:  # noqa: BLE001 - the engine row is optional in this table
             e2e_note = f"failed: {type(exc).__name__}: {exc}"[:120]
     print("| path | p50 ms | p90 ms | p99 ms | note |")
     print("| --- | ---: | ---: | ---: | --- |")
     print(row("plain subprocess (python -I -S)", plain))
     print(row("Stalwart BwrapSandbox", sandbox, "uid switch, cgroups, seccomp, rlimits, runner"))
-    print(row("gVisor runsc do --network=none", gvisor,
-              "" if gvisor else "runsc not installed (apt-get install runsc) or failed"))
-    print(row("ctx.tool end to end (run start→result)", e2e[0] if e2e else None, e2e_note or "whole 1-step run"))
+    print(
+        row(
+            "gVisor runsc do --network=none",
+            gvisor,
+            "" if gvisor else "runsc not installed (apt-get install runsc) or failed",
+        )
+    )
+    print(
+        row("ctx.tool end to end (run start→result)", e2e[0] if e2e else None, e2e_note or "whole 1-step run")
+    )
     print(row("ctx.tool: sandbox part (journal meta)", e2e[1] if e2e else None, e2e_note))
     ok50, ok99 = statistics.median(sandbox) <= 20, pct(sandbox, 99) <= 50
-    print(f"\ntarget p50 <= 20 ms: {'met' if ok50 else 'MISSED'}; p99 <= 50 ms: {'met' if ok99 else 'MISSED'}")
+    print(
+        f"\ntarget p50 <= 20 ms: {'met' if ok50 else 'MISSED'}; p99 <= 50 ms: {'met' if ok99 else 'MISSED'}"
+    )
 
 
 if __name__ == "__main__":

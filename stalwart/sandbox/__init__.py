@@ -33,17 +33,17 @@ from stalwart.sandbox._types import Sandbox, SandboxLimits, ToolInvocation, Tool
 
 __all__ = [
     "BwrapSandbox",
+    "Check",
+    "Claims",
+    "CredentialBroker",
+    "EgressProxy",
     "InProcessSandbox",
     "Sandbox",
     "SandboxLimits",
     "ToolInvocation",
     "ToolOutcome",
-    "CredentialBroker",
-    "Claims",
     "bind_scope",
-    "verify_credential",
     "current_credential",
-    "EgressProxy",
     "doctor",
-    "Check",
+    "verify_credential",
 ]

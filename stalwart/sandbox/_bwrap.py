@@ -58,7 +58,7 @@ class BwrapSandbox:
         clock: Callable[[], float] = time.time,
         cgroups: bool = True,
     ) -> None:
-        self.settings = settings or SandboxSettings()
+        self.settings = settings or SandboxSettings.model_validate({})
         self._resolver = resolver
         self._connector = connector
         self._clock = clock
@@ -79,10 +79,15 @@ class BwrapSandbox:
         if self._layout is None:
             layout, checks = _host.discover(self.settings.uid, self.settings.python)
             if layout is None:
-                missing = "; ".join(f"{c.name}: {c.detail}" + (f" (fix: {c.fix})" if c.fix else "")
-                                    for c in checks if not c.ok and c.name != "site-packages in sandbox")
-                raise SandboxUnavailable(f"cannot sandbox tools on this host: {missing}",
-                                         details={"missing": [c.name for c in checks if not c.ok]})
+                missing = "; ".join(
+                    f"{c.name}: {c.detail}" + (f" (fix: {c.fix})" if c.fix else "")
+                    for c in checks
+                    if not c.ok and c.name != "site-packages in sandbox"
+                )
+                raise SandboxUnavailable(
+                    f"cannot sandbox tools on this host: {missing}",
+                    details={"missing": [c.name for c in checks if not c.ok]},
+                )
             self._filters = {flag: _seccomp.build_filter(allow_inet=flag) for flag in (False, True)}
             if self._want_cgroups and os.geteuid() == 0:
                 self._cgroups = CgroupManager()
@@ -107,13 +112,19 @@ class BwrapSandbox:
                 os.chmod(proxy_dir, 0o700)
                 if layout.switch_user:
                     os.chown(proxy_dir, layout.uid, layout.gid)
-                proxy = EgressProxy(inv.egress, egress_log, resolver=self._resolver,
-                                    connector=self._connector, clock=self._clock)
+                proxy = EgressProxy(
+                    inv.egress,
+                    egress_log,
+                    resolver=self._resolver,
+                    connector=self._connector,
+                    clock=self._clock,
+                )
                 await proxy.start(os.path.join(proxy_dir, "egress.sock"))
             if self._cgroups is not None and self._cgroups.available:
                 lim = inv.limits
                 cgroup = self._cgroups.create(
-                    uuid.uuid4().hex, max_procs=lim.max_procs,
+                    uuid.uuid4().hex,
+                    max_procs=lim.max_procs,
                     memory_bytes=(lim.memory_mb + lim.tmpfs_mb) * 1024 * 1024,
                 )
             ok, result_json, error, tail = await self._execute(layout, inv, proxy_dir, cgroup)
@@ -131,36 +142,51 @@ class BwrapSandbox:
                 cgroup.close()
             if proxy_dir is not None:
                 shutil.rmtree(proxy_dir, ignore_errors=True)
-        return ToolOutcome(ok=ok, result_json=result_json, error=error,
-                           duration_ms=(time.perf_counter() - started) * 1000.0,
-                           egress_log=egress_log, stderr_tail=tail)
+        return ToolOutcome(
+            ok=ok,
+            result_json=result_json,
+            error=error,
+            duration_ms=(time.perf_counter() - started) * 1000.0,
+            egress_log=egress_log,
+            stderr_tail=tail,
+        )
 
     @staticmethod
-    def _request(layout: _host.HostLayout, inv: ToolInvocation, kwargs: dict[str, Any], egress: bool) -> bytes:
-        return marshal.dumps({
-            "module": inv.module,
-            "qualname": inv.qualname,
-            "kwargs": kwargs,
-            "sys_path": _command.sandbox_sys_path(layout.site_packages),
-            "limits": asdict(inv.limits),
-            "credential": inv.credential,
-            "verifier": inv.verifier,
-            "proxy_socket": _command.PROXY_SOCKET if egress else None,
-        })
+    def _request(
+        layout: _host.HostLayout, inv: ToolInvocation, kwargs: dict[str, Any], egress: bool
+    ) -> bytes:
+        return marshal.dumps(
+            {
+                "module": inv.module,
+                "qualname": inv.qualname,
+                "kwargs": kwargs,
+                "sys_path": _command.sandbox_sys_path(layout.site_packages),
+                "limits": asdict(inv.limits),
+                "credential": inv.credential,
+                "verifier": inv.verifier,
+                "proxy_socket": _command.PROXY_SOCKET if egress else None,
+            }
+        )
 
     async def _execute(
-        self, layout: _host.HostLayout, inv: ToolInvocation, proxy_dir: str | None, cgroup: CgroupHandle | None
+        self,
+        layout: _host.HostLayout,
+        inv: ToolInvocation,
+        proxy_dir: str | None,
+        cgroup: CgroupHandle | None,
     ) -> tuple[bool, str | None, dict[str, Any] | None, str]:
         code_root = os.path.realpath(inv.code_root)
         if not os.path.isdir(code_root):
             raise ValueError(f"code_root {inv.code_root!r} is not a directory")
         blocked = _host.readable_by(code_root, layout.uid, layout.gid)
         if blocked is not None:
-            raise SandboxUnavailable(f"sandbox uid {layout.uid} cannot read the tool's code at {blocked}; "
-                                     "install the code outside /root or chmod o+rx the path")
+            raise SandboxUnavailable(
+                f"sandbox uid {layout.uid} cannot read the tool's code at {blocked}; "
+                "install the code outside /root or chmod o+rx the path"
+            )
         kwargs = json.loads(inv.kwargs_json)
         if not isinstance(kwargs, dict):
-            raise ValueError("kwargs_json must be a JSON object")
+            raise ValueError("kwargs_json must be a JSON object")  # noqa: TRY004 - reported as invalid input
         request = self._request(layout, inv, kwargs, bool(inv.egress))
         egress = bool(inv.egress)
         r_fd, w_fd = os.pipe()
@@ -170,9 +196,15 @@ class BwrapSandbox:
             os.close(w_fd)
         block_r, block_w = os.pipe() if cgroup else (None, None)
         argv = _command.build_argv(
-            bwrap=layout.bwrap, python=layout.python, pkg_dir=str(_host.PKG_DIR), code_root=code_root,
-            site_packages=layout.site_packages, seccomp_fd=r_fd,
-            tmpfs_bytes=inv.limits.tmpfs_mb * 1024 * 1024, proxy_dir=proxy_dir, top_links=self._top_links,
+            bwrap=layout.bwrap,
+            python=layout.python,
+            pkg_dir=str(_host.PKG_DIR),
+            code_root=code_root,
+            site_packages=layout.site_packages,
+            seccomp_fd=r_fd,
+            tmpfs_bytes=inv.limits.tmpfs_mb * 1024 * 1024,
+            proxy_dir=proxy_dir,
+            top_links=self._top_links,
             block_fd=block_r,
         )
         kw: dict[str, Any] = {}
@@ -181,8 +213,13 @@ class BwrapSandbox:
         pass_fds = (r_fd,) if block_r is None else (r_fd, block_r)
         try:
             proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE, pass_fds=pass_fds, env=_BWRAP_ENV, **kw,
+                *argv,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                pass_fds=pass_fds,
+                env=_BWRAP_ENV,
+                **kw,
             )
         finally:
             os.close(r_fd)
@@ -201,7 +238,11 @@ class BwrapSandbox:
         return await self._supervise(proc, inv, request, cgroup)
 
     async def _supervise(
-        self, proc: asyncio.subprocess.Process, inv: ToolInvocation, request: bytes, cgroup: CgroupHandle | None,
+        self,
+        proc: asyncio.subprocess.Process,
+        inv: ToolInvocation,
+        request: bytes,
+        cgroup: CgroupHandle | None,
     ) -> tuple[bool, str | None, dict[str, Any] | None, str]:
         assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
         cap = inv.limits.max_output_bytes
@@ -233,10 +274,12 @@ class BwrapSandbox:
         ]
         timed_out = exceeded = False
         try:
-            done, pending = await asyncio.wait(tasks, timeout=inv.timeout_s,
-                                               return_when=asyncio.FIRST_EXCEPTION)
-            exceeded = any(t.done() and not t.cancelled() and isinstance(t.exception(), _OutputExceeded)
-                           for t in done)
+            done, pending = await asyncio.wait(
+                tasks, timeout=inv.timeout_s, return_when=asyncio.FIRST_EXCEPTION
+            )
+            exceeded = any(
+                t.done() and not t.cancelled() and isinstance(t.exception(), _OutputExceeded) for t in done
+            )
             timed_out = bool(pending) and not exceeded
             if pending:
                 self._kill(proc, cgroup)
@@ -249,11 +292,17 @@ class BwrapSandbox:
             for t in tasks:
                 t.cancel()
             raise
-        ok, result_json, error = classify(Observed(
-            returncode=returncode, reply=bytes(reply), timed_out=timed_out, output_exceeded=exceeded,
-            oom_killed=cgroup.oom_killed() if cgroup else False, timeout_s=inv.timeout_s,
-            max_output_bytes=cap,
-        ))
+        ok, result_json, error = classify(
+            Observed(
+                returncode=returncode,
+                reply=bytes(reply),
+                timed_out=timed_out,
+                output_exceeded=exceeded,
+                oom_killed=cgroup.oom_killed() if cgroup else False,
+                timeout_s=inv.timeout_s,
+                max_output_bytes=cap,
+            )
+        )
         return ok, result_json, error, tail.decode("utf-8", "replace")
 
     @staticmethod

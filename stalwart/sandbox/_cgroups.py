@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["CgroupManager", "CgroupHandle"]
+__all__ = ["CgroupHandle", "CgroupManager"]
 
 CONTROLLERS = ("pids", "memory")
 

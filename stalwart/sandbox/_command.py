@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["build_argv", "CODE_DIR", "LIB_DIR", "SITE_DIR", "RUN_DIR", "RUNNER"]
+__all__ = ["CODE_DIR", "LIB_DIR", "RUNNER", "RUN_DIR", "SITE_DIR", "build_argv"]
 
 CODE_DIR = "/opt/stalwart/code"
 LIB_DIR = "/opt/stalwart/lib"
@@ -52,10 +52,17 @@ def build_argv(
     """Assemble the argv; the interpreter is bound read-only when it lives outside ``/usr``."""
     argv = [
         bwrap,
-        "--unshare-all", "--unshare-user", "--disable-userns",
-        "--die-with-parent", "--new-session", "--clearenv",
-        "--hostname", "stalwart-sandbox",
-        "--ro-bind", "/usr", "/usr",
+        "--unshare-all",
+        "--unshare-user",
+        "--disable-userns",
+        "--die-with-parent",
+        "--new-session",
+        "--clearenv",
+        "--hostname",
+        "stalwart-sandbox",
+        "--ro-bind",
+        "/usr",
+        "/usr",
         *_top_level(top_links),
     ]
     for path in _ETC:
@@ -65,27 +72,51 @@ def build_argv(
         prefix = os.path.dirname(os.path.dirname(real_python))
         argv += ["--ro-bind", prefix, prefix]
     argv += [
-        "--proc", "/proc",
-        "--dev", "/dev",
-        "--size", str(tmpfs_bytes), "--tmpfs", "/tmp",
-        "--ro-bind", code_root, CODE_DIR,
-        "--ro-bind", pkg_dir, f"{LIB_DIR}/stalwart",
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--size",
+        str(tmpfs_bytes),
+        "--tmpfs",
+        "/tmp",
+        "--ro-bind",
+        code_root,
+        CODE_DIR,
+        "--ro-bind",
+        pkg_dir,
+        f"{LIB_DIR}/stalwart",
     ]
     if site_packages:
         argv += ["--ro-bind", site_packages, SITE_DIR]
     if proxy_dir:
         argv += ["--ro-bind", proxy_dir, RUN_DIR]
     argv += [
-        "--remount-ro", "/",
-        "--chdir", "/tmp",
-        "--setenv", "HOME", "/tmp",
-        "--setenv", "TMPDIR", "/tmp",
-        "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin",
-        "--setenv", "LANG", "C.UTF-8",
-        "--seccomp", str(seccomp_fd),
+        "--remount-ro",
+        "/",
+        "--chdir",
+        "/tmp",
+        "--setenv",
+        "HOME",
+        "/tmp",
+        "--setenv",
+        "TMPDIR",
+        "/tmp",
+        "--setenv",
+        "PATH",
+        "/usr/local/bin:/usr/bin:/bin",
+        "--setenv",
+        "LANG",
+        "C.UTF-8",
+        "--seccomp",
+        str(seccomp_fd),
         *(["--block-fd", str(block_fd)] if block_fd is not None else []),
         "--",
-        python, "-I", "-S", "-B", RUNNER,
+        python,
+        "-I",
+        "-S",
+        "-B",
+        RUNNER,
     ]
     return argv
 

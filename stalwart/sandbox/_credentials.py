@@ -19,11 +19,11 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 from stalwart.errors import CredentialError
 
-__all__ = ["CredentialBroker", "Claims", "verify_credential", "bind_scope"]
+__all__ = ["Claims", "CredentialBroker", "bind_scope", "verify_credential"]
 
 NAMESPACE = "credentials"
 ISSUER = "stalwart"
@@ -75,11 +75,21 @@ def _decode(token: str, public_key: bytes) -> dict[str, Any]:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     try:
-        return dict(jwt.decode(
-            token, Ed25519PublicKey.from_public_bytes(public_key), algorithms=["EdDSA"], issuer=ISSUER,
-            options={"verify_exp": False, "verify_iat": False, "verify_nbf": False, "verify_aud": False,
-                     "require": ["exp", "jti", "scope", "org", "epoch", "iss"]},
-        ))
+        return dict(
+            jwt.decode(
+                token,
+                Ed25519PublicKey.from_public_bytes(public_key),
+                algorithms=["EdDSA"],
+                issuer=ISSUER,
+                options={
+                    "verify_exp": False,
+                    "verify_iat": False,
+                    "verify_nbf": False,
+                    "verify_aud": False,
+                    "require": ["exp", "jti", "scope", "org", "epoch", "iss"],
+                },
+            )
+        )
     except jwt.InvalidSignatureError as exc:
         raise _fail("signature", "credential signature is invalid") from exc
     except jwt.PyJWTError as exc:
@@ -111,9 +121,15 @@ def check_claims(
     scopes = tuple(payload["scope"])
     if bound not in scopes:
         raise _fail("scope", f"credential does not grant {bound!r}")
-    return Claims(jti=str(payload["jti"]), org=str(payload["org"]), run_id=str(payload.get("run", "")),
-                  tool=str(payload.get("sub", "")), scopes=scopes, expires_at=float(payload["exp"]),
-                  epoch=int(payload["epoch"]))
+    return Claims(
+        jti=str(payload["jti"]),
+        org=str(payload["org"]),
+        run_id=str(payload.get("run", "")),
+        tool=str(payload.get("sub", "")),
+        scopes=scopes,
+        expires_at=float(payload["exp"]),
+        epoch=int(payload["epoch"]),
+    )
 
 
 def verify_credential(token: str, scope: str, *, org: str | None = None) -> Claims:
@@ -130,12 +146,20 @@ def verify_credential(token: str, scope: str, *, org: str | None = None) -> Clai
     snap = current_verifier()
     if snap is not None:
         payload = _decode(token, base64.b64decode(snap["public_key"]))
-        return check_claims(payload, scope, org, now=time.time(), epoch=int(snap["epoch"]),
-                            revoked=frozenset(snap.get("revoked", ())))
+        return check_claims(
+            payload,
+            scope,
+            org,
+            now=time.time(),
+            epoch=int(snap["epoch"]),
+            revoked=frozenset(snap.get("revoked", ())),
+        )
     broker = _registered
     if broker is None or broker._state is None:
-        raise CredentialError("no credential verifier: install a CredentialBroker in this process",
-                              details={"reason": "no_verifier"})
+        raise CredentialError(
+            "no credential verifier: install a CredentialBroker in this process",
+            details={"reason": "no_verifier"},
+        )
     return broker.verify_cached(token, scope, org=org)
 
 
@@ -172,7 +196,7 @@ class CredentialBroker:
         self._metrics = _mint_metrics(registry)
 
     # -- lifecycle --------------------------------------------------------------------------
-    async def start(self) -> CredentialBroker:
+    async def start(self) -> Self:
         """Load the key and state, register for :func:`verify_credential`, and keep state fresh."""
         await self.refresh()
         self.install()
@@ -191,7 +215,7 @@ class CredentialBroker:
         if _registered is self:
             _registered = None
 
-    async def __aenter__(self) -> CredentialBroker:
+    async def __aenter__(self) -> Self:
         return await self.start()
 
     async def __aexit__(self, *exc: object) -> None:
@@ -217,8 +241,11 @@ class CredentialBroker:
             return self._private
         given = self._given_key
         if given is not None:
-            self._private = given if isinstance(given, Ed25519PrivateKey) else \
-                Ed25519PrivateKey.from_private_bytes(bytes(given))
+            self._private = (
+                given
+                if isinstance(given, Ed25519PrivateKey)
+                else Ed25519PrivateKey.from_private_bytes(bytes(given))
+            )
             return self._private
         raw = await self.store.kv_get(NAMESPACE, _KEY)
         if raw is None:
@@ -229,7 +256,9 @@ class CredentialBroker:
                     break
                 await asyncio.sleep(0.05)
             if raw is None:
-                fresh = Ed25519PrivateKey.generate().private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+                fresh = Ed25519PrivateKey.generate().private_bytes(
+                    Encoding.Raw, PrivateFormat.Raw, NoEncryption()
+                )
                 await self.store.kv_put(NAMESPACE, _KEY, fresh)
                 raw = await self.store.kv_get(NAMESPACE, _KEY) or fresh
         self._private = Ed25519PrivateKey.from_private_bytes(raw)
@@ -246,7 +275,7 @@ class CredentialBroker:
             self._state = _State(
                 public_key=key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw),
                 epoch=epoch,
-                revoked=frozenset(k[len(_REVOKED):] for k in keys),
+                revoked=frozenset(k[len(_REVOKED) :] for k in keys),
                 read_at=time.monotonic(),
             )
         if _registered is None:
@@ -288,12 +317,24 @@ class CredentialBroker:
         count = await self.store.counter_add(NAMESPACE, f"mint:{org}:{minute}", 1, now)
         if count > self.mint_quota_per_min:
             self._metrics("denied", org)
-            raise CredentialError(f"org {org!r} exceeded {self.mint_quota_per_min} credential mints per minute",
-                                  retryable=True, retry_after=60 - (now % 60),
-                                  details={"reason": "quota", "org": org})
+            raise CredentialError(
+                f"org {org!r} exceeded {self.mint_quota_per_min} credential mints per minute",
+                retryable=True,
+                retry_after=60 - (now % 60),
+                details={"reason": "quota", "org": org},
+            )
         jti = self._new_id()
-        payload = {"iss": ISSUER, "sub": tool, "org": org, "run": run_id, "scope": bound, "jti": jti,
-                   "iat": int(now), "exp": now + ttl_s, "epoch": state.epoch}
+        payload = {
+            "iss": ISSUER,
+            "sub": tool,
+            "org": org,
+            "run": run_id,
+            "scope": bound,
+            "jti": jti,
+            "iat": int(now),
+            "exp": now + ttl_s,
+            "epoch": state.epoch,
+        }
         token = jwt.encode(payload, await self._load_key(), algorithm="EdDSA")
         self._metrics("minted", org)
         return token, jti
@@ -303,8 +344,9 @@ class CredentialBroker:
         if self._state is None:
             raise CredentialError("broker not started: await broker.refresh() first")
         payload = _decode(token, self._state.public_key)
-        return check_claims(payload, scope, org, now=self.clock(), epoch=self._state.epoch,
-                            revoked=self._state.revoked)
+        return check_claims(
+            payload, scope, org, now=self.clock(), epoch=self._state.epoch, revoked=self._state.revoked
+        )
 
     async def verify(self, token: str, scope: str, *, org: str | None = None) -> Claims:
         """Verify against state at most ``refresh_s`` old."""
@@ -334,7 +376,11 @@ def _mint_metrics(registry: Any) -> Callable[[str, str], None]:
     reg = registry if registry is not None else REGISTRY
     counter = _metric_cache.get(id(reg))
     if counter is None:
-        counter = Counter("stalwart_credential_mints", "Credentials minted (or refused by quota), by org",
-                          ["org", "result"], registry=reg)
+        counter = Counter(
+            "stalwart_credential_mints",
+            "Credentials minted (or refused by quota), by org",
+            ["org", "result"],
+            registry=reg,
+        )
         _metric_cache[id(reg)] = counter
     return lambda result, org: counter.labels(org=org, result=result).inc()

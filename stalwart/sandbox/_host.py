@@ -14,7 +14,7 @@ import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
-from stalwart.sandbox import _seccomp  # noqa: I001
+from stalwart.sandbox import _seccomp
 
 __all__ = ["Check", "HostLayout", "discover", "readable_by"]
 
@@ -91,20 +91,46 @@ def _candidates(explicit: str | None) -> list[str]:
 
 def _python_version(python: str) -> str | None:
     try:
-        out = subprocess.run([python, "-I", "-S", "-c", "import sys;print('%d.%d' % sys.version_info[:2])"],
-                             capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            [python, "-I", "-S", "-c", "import sys;print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() or None
 
 
 def _probe_userns(bwrap: str, uid: int, gid: int, switch: bool) -> str | None:
-    argv = [bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent",
-            "--ro-bind", "/usr", "/usr", "--symlink", "usr/bin", "/bin", "--symlink", "usr/lib", "/lib",
-            "--symlink", "usr/lib64", "/lib64", "--proc", "/proc", "--dev", "/dev", "true"]
+    argv = [
+        bwrap,
+        "--unshare-all",
+        "--unshare-user",
+        "--disable-userns",
+        "--die-with-parent",
+        "--ro-bind",
+        "/usr",
+        "/usr",
+        "--symlink",
+        "usr/bin",
+        "/bin",
+        "--symlink",
+        "usr/lib",
+        "/lib",
+        "--symlink",
+        "usr/lib64",
+        "/lib64",
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "true",
+    ]
     kw: dict[str, object] = {"user": uid, "group": gid, "extra_groups": []} if switch else {}
     try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=10, **kw)  # type: ignore[call-overload]
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False, **kw)  # type: ignore[call-overload]
     except (OSError, subprocess.TimeoutExpired) as exc:
         return str(exc)
     return None if out.returncode == 0 else (out.stderr.strip() or f"exit status {out.returncode}")
@@ -119,14 +145,31 @@ def discover(uid: int = 65534, python: str | None = None) -> tuple[HostLayout | 
     """Resolve the layout and list every check; the layout is ``None`` when a required check fails."""
     checks: list[Check] = []
     ok_arch, machine = _seccomp.supported()
-    checks.append(Check("seccomp filter", ok_arch, f"architecture {machine}",
-                        "" if ok_arch else "run workers on x86_64 (the only architecture with a filter)"))
+    checks.append(
+        Check(
+            "seccomp filter",
+            ok_arch,
+            f"architecture {machine}",
+            "" if ok_arch else "run workers on x86_64 (the only architecture with a filter)",
+        )
+    )
     bwrap = find_bwrap()
-    checks.append(Check("bubblewrap", bwrap is not None, bwrap or "bwrap not found on PATH",
-                        "" if bwrap else "apt-get install bubblewrap"))
+    checks.append(
+        Check(
+            "bubblewrap",
+            bwrap is not None,
+            bwrap or "bwrap not found on PATH",
+            "" if bwrap else "apt-get install bubblewrap",
+        )
+    )
     s_uid, s_gid, switch = _sandbox_ids(uid)
-    checks.append(Check("sandbox uid", True,
-                        f"tools run as uid {s_uid} gid {s_gid}" + ("" if switch else " (not root: own uid)")))
+    checks.append(
+        Check(
+            "sandbox uid",
+            True,
+            f"tools run as uid {s_uid} gid {s_gid}" + ("" if switch else " (not root: own uid)"),
+        )
+    )
     chosen: str | None = None
     tried = []
     for cand in _candidates(python):
@@ -135,29 +178,58 @@ def discover(uid: int = 65534, python: str | None = None) -> tuple[HostLayout | 
             chosen = cand
             break
         tried.append(f"{cand} (blocked at {blocked})")
-    checks.append(Check("sandbox interpreter", chosen is not None, chosen or "none usable: " + ", ".join(tried),
-                        "" if chosen else f"apt-get install python3 (or set sandbox.python to an interpreter "
-                        f"uid {s_uid} can execute)"))
+    checks.append(
+        Check(
+            "sandbox interpreter",
+            chosen is not None,
+            chosen or "none usable: " + ", ".join(tried),
+            ""
+            if chosen
+            else f"apt-get install python3 (or set sandbox.python to an interpreter uid {s_uid} can execute)",
+        )
+    )
     blocked = readable_by(PKG_DIR, s_uid, s_gid)
-    checks.append(Check("stalwart package readable", blocked is None, str(PKG_DIR),
-                        "" if blocked is None else f"uid {s_uid} cannot read {blocked}; install Stalwart "
-                        "outside /root or chmod o+rx the path"))
+    checks.append(
+        Check(
+            "stalwart package readable",
+            blocked is None,
+            str(PKG_DIR),
+            ""
+            if blocked is None
+            else f"uid {s_uid} cannot read {blocked}; install Stalwart outside /root or chmod o+rx the path",
+        )
+    )
     site: str | None = None
     host_v = f"{sys.version_info.major}.{sys.version_info.minor}"
     sandbox_v = _python_version(chosen) if chosen else None
     purelib = sysconfig.get_paths()["purelib"]
     if sandbox_v == host_v and readable_by(purelib, s_uid, s_gid) is None:
         site = purelib
-    checks.append(Check("site-packages in sandbox", site is not None,
-                        site or f"sandbox python {sandbox_v} vs host {host_v}, {purelib}",
-                        "" if site else "use a sandbox interpreter of the host's Python version and a "
-                        "world-readable virtualenv (pydantic return validation and verify_credential need it)"))
+    checks.append(
+        Check(
+            "site-packages in sandbox",
+            site is not None,
+            site or f"sandbox python {sandbox_v} vs host {host_v}, {purelib}",
+            ""
+            if site
+            else "use a sandbox interpreter of the host's Python version and a "
+            "world-readable virtualenv (pydantic return validation and verify_credential need it)",
+        )
+    )
     userns_err = _probe_userns(bwrap, s_uid, s_gid, switch) if bwrap else "bwrap missing"
-    checks.append(Check("user namespaces", userns_err is None, userns_err or "bwrap can create a user namespace",
-                        "" if userns_err is None else "sysctl -w kernel.unprivileged_userns_clone=1 "
-                        "(and user.max_user_namespaces > 0)"))
+    checks.append(
+        Check(
+            "user namespaces",
+            userns_err is None,
+            userns_err or "bwrap can create a user namespace",
+            ""
+            if userns_err is None
+            else "sysctl -w kernel.unprivileged_userns_clone=1 (and user.max_user_namespaces > 0)",
+        )
+    )
     required_ok = all(c.ok for c in checks if c.name != "site-packages in sandbox")
     if not required_ok or bwrap is None or chosen is None:
         return None, checks
-    return HostLayout(bwrap=bwrap, python=chosen, uid=s_uid, gid=s_gid, switch_user=switch,
-                      site_packages=site), checks
+    return HostLayout(
+        bwrap=bwrap, python=chosen, uid=s_uid, gid=s_gid, switch_user=switch, site_packages=site
+    ), checks

@@ -42,21 +42,33 @@ class InProcessSandbox:
             result = _runner.check_result(fn, value)
             result_json = json.dumps(result, allow_nan=False)
             if len(result_json) > inv.limits.max_output_bytes:
-                error = tool_error(f"tool result exceeds {inv.limits.max_output_bytes} bytes",
-                                   code="tool_output_exceeded", retryable=False)
+                error = tool_error(
+                    f"tool result exceeds {inv.limits.max_output_bytes} bytes",
+                    code="tool_output_exceeded",
+                    retryable=False,
+                )
                 result_json = None
             else:
                 ok = True
-        except asyncio.TimeoutError:
-            error = tool_error(f"tool did not finish within {inv.timeout_s:g} s", kind="ToolTimeout",
-                               code="tool_timeout", retryable=True)
+        except TimeoutError:
+            error = tool_error(
+                f"tool did not finish within {inv.timeout_s:g} s",
+                kind="ToolTimeout",
+                code="tool_timeout",
+                retryable=True,
+            )
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - a tool's failure is data
             error = _runner.error_dict(exc)
-        return ToolOutcome(ok=ok, result_json=result_json, error=error,
-                           duration_ms=(time.perf_counter() - started) * 1000.0, egress_log=[],
-                           stderr_tail="")
+        return ToolOutcome(
+            ok=ok,
+            result_json=result_json,
+            error=error,
+            duration_ms=(time.perf_counter() - started) * 1000.0,
+            egress_log=[],
+            stderr_tail="",
+        )
 
     @staticmethod
     async def _call(fn: Any, kwargs: dict[str, Any], inv: ToolInvocation) -> Any:

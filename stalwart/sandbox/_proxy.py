@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-__all__ = ["EgressProxy", "parse_allowlist", "address_refusal", "Resolver", "Connector"]
+__all__ = ["Connector", "EgressProxy", "Resolver", "address_refusal", "parse_allowlist"]
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 Connector = Callable[[str, int], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
@@ -145,8 +145,13 @@ class EgressProxy:
             self._tasks.add(task)
         try:
             await self._serve(reader, writer)
-        except (ConnectionError, OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
-                asyncio.TimeoutError):
+        except (
+            TimeoutError,
+            ConnectionError,
+            OSError,
+            asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError,
+        ):
             pass
         finally:
             if task is not None:
@@ -159,8 +164,13 @@ class EgressProxy:
             return
         line = head.split(b"\r\n", 1)[0].decode("latin-1")
         parts = line.split()
-        entry: dict[str, Any] = {"host": None, "port": None, "allowed": False, "address": None,
-                                 "at": self._clock()}
+        entry: dict[str, Any] = {
+            "host": None,
+            "port": None,
+            "allowed": False,
+            "address": None,
+            "at": self._clock(),
+        }
         if len(parts) != 3 or parts[0].upper() != "CONNECT":
             entry["reason"] = f"only CONNECT is supported, got {parts[0] if parts else '?'!r}"
             self.log.append(entry)
@@ -182,9 +192,10 @@ class EgressProxy:
             return
         entry["address"] = address
         try:
-            up_reader, up_writer = await asyncio.wait_for(self._connector(address, port),
-                                                          self._connect_timeout_s)
-        except (OSError, asyncio.TimeoutError) as exc:
+            up_reader, up_writer = await asyncio.wait_for(
+                self._connector(address, port), self._connect_timeout_s
+            )
+        except (TimeoutError, OSError) as exc:
             entry["reason"] = f"connect to {address}:{port} failed: {exc}"
             self.log.append(entry)
             writer.write(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")

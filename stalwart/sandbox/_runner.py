@@ -20,7 +20,8 @@ import types
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable
+    from collections.abc import Callable
+    from typing import Any
 
 CTX_MODULE = "_stalwart_sandbox_ctx"
 """``sys.modules`` key of the per-invocation context (credential, verifier snapshot)."""
@@ -73,7 +74,7 @@ def _encode(v: Any, out: list[str], depth: int) -> None:
     elif type(v) is int:
         out.append(int.__repr__(v))
     elif type(v) is float:
-        if v != v or v in (float("inf"), float("-inf")):
+        if v != v or v in (float("inf"), float("-inf")):  # noqa: PLR0124 - NaN test without importing math
             raise ValueError("NaN and infinity are not JSON")
         out.append(float.__repr__(v))
     elif type(v) in (list, tuple):
@@ -102,6 +103,7 @@ def _encode(v: Any, out: list[str], depth: int) -> None:
 def _plain(v: Any) -> Any:
     if isinstance(v, bool):
         return bool(v)
+    base: Any
     for base in (str, int, float, list, dict):
         if isinstance(v, base):
             return base(v)
@@ -120,7 +122,7 @@ def error_dict(exc: BaseException) -> dict[str, Any]:
                 d = dict(exc.to_dict())  # type: ignore[attr-defined]
                 dumps(d)
                 return d
-            except Exception:
+            except Exception:  # noqa: BLE001 - a broken to_dict falls back to the generic shape
                 break
     if isinstance(exc, ResultInvalid):
         return {
@@ -318,7 +320,7 @@ def main() -> None:
     try:
         sys.stdout.flush()
         sys.stderr.flush()
-    except Exception:
+    except Exception:  # noqa: BLE001, S110 - the tool may have closed its streams
         pass
     _write_all(reply_fd, data)
     os._exit(0)

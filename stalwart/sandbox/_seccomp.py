@@ -15,7 +15,7 @@ import errno
 import platform
 import struct
 
-__all__ = ["build_filter", "supported", "DENIED_SYSCALLS"]
+__all__ = ["DENIED_SYSCALLS", "build_filter", "supported"]
 
 AUDIT_ARCH_X86_64 = 0xC000003E
 X32_SYSCALL_BIT = 0x40000000

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["SandboxLimits", "ToolInvocation", "ToolOutcome", "Sandbox"]
+__all__ = ["Sandbox", "SandboxLimits", "ToolInvocation", "ToolOutcome"]
 
 
 @dataclass(frozen=True)

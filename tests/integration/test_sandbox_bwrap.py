@@ -31,8 +31,9 @@ BASIC = "tests.integration.sandbox_tools.basic"
 
 
 def inv(fn: str, module: str = BASIC, **kwargs: object) -> ToolInvocation:
-    return ToolInvocation(tool_name=fn, module=module, qualname=fn, code_root=ROOT, kwargs_json=json.dumps(kwargs),
-                          timeout_s=20)
+    return ToolInvocation(
+        tool_name=fn, module=module, qualname=fn, code_root=ROOT, kwargs_json=json.dumps(kwargs), timeout_s=20
+    )
 
 
 _bwrap: BwrapSandbox | None = None
@@ -77,14 +78,18 @@ async def test_result_must_match_return_annotation(sandbox: Sandbox, fn: str) ->
     assert out.error["code"] == "tool_result_invalid" and out.error["retryable"] is False
 
 
-@pytest.mark.parametrize("fn,kwargs,etype,retryable", [
-    ("raise_value_error", {}, ToolError, False),
-    ("raise_connection_error", {}, ToolError, True),
-    ("raise_stalwart", {"retryable": False}, StaleData, False),
-    ("raise_stalwart", {"retryable": True}, StaleData, True),
-])
-async def test_errors_keep_their_type_and_retryable(sandbox: Sandbox, fn: str, kwargs: dict, etype: type,
-                                                    retryable: bool) -> None:
+@pytest.mark.parametrize(
+    "fn,kwargs,etype,retryable",
+    [
+        ("raise_value_error", {}, ToolError, False),
+        ("raise_connection_error", {}, ToolError, True),
+        ("raise_stalwart", {"retryable": False}, StaleData, False),
+        ("raise_stalwart", {"retryable": True}, StaleData, True),
+    ],
+)
+async def test_errors_keep_their_type_and_retryable(
+    sandbox: Sandbox, fn: str, kwargs: dict, etype: type, retryable: bool
+) -> None:
     out = await sandbox.run(inv(fn, **kwargs))
     assert not out.ok and out.error is not None
     err = error_from_dict(out.error)
@@ -178,13 +183,19 @@ async def test_allowlisted_egress_goes_through_the_proxy() -> None:
         return await asyncio.open_connection("127.0.0.1", port)
 
     sb = BwrapSandbox(resolver=resolver, connector=connector)
-    i = inv("connect_via_proxy", module="tests.integration.sandbox_tools.escape", host="api.example.com", port=443)
+    i = inv(
+        "connect_via_proxy", module="tests.integration.sandbox_tools.escape", host="api.example.com", port=443
+    )
     i.egress = ["api.example.com:443"]
     out = await sb.run(i)
     server.close()
     assert out.ok and json.loads(out.result_json or "") == "ping", out.error
     (entry,) = out.egress_log
-    assert entry["allowed"] is True and entry["address"] == "93.184.216.34" and entry["host"] == "api.example.com"
+    assert (
+        entry["allowed"] is True
+        and entry["address"] == "93.184.216.34"
+        and entry["host"] == "api.example.com"
+    )
 
 
 async def test_fails_closed_without_bwrap(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -196,7 +207,9 @@ async def test_fails_closed_without_bwrap(monkeypatch: pytest.MonkeyPatch) -> No
 
 async def test_fails_closed_without_a_usable_interpreter() -> None:
     with pytest.raises(SandboxUnavailable) as exc:
-        await BwrapSandbox(SandboxSettings(python="/root/.pyenv/versions/nope/bin/python")).run(inv("echo", value="x"))
+        await BwrapSandbox(SandboxSettings(python="/root/.pyenv/versions/nope/bin/python")).run(
+            inv("echo", value="x")
+        )
     assert "sandbox interpreter" in str(exc.value)
 
 
@@ -213,7 +226,12 @@ async def test_unreadable_code_root_fails_closed(tmp_path) -> None:
 
 def test_doctor_reports_required_checks() -> None:
     checks = {c.name: c for c in doctor()}
-    for name in ("bubblewrap", "seccomp filter", "sandbox interpreter", "user namespaces",
-                 "stalwart package readable"):
+    for name in (
+        "bubblewrap",
+        "seccomp filter",
+        "sandbox interpreter",
+        "user namespaces",
+        "stalwart package readable",
+    ):
         assert checks[name].ok, checks[name]
     assert all(c.fix for c in checks.values() if not c.ok)

@@ -22,9 +22,18 @@ MODULE = "tests.integration.sandbox_tools.escape"
 SECRET_ENV = "STALWART_ESCAPE_TEST_SECRET"
 
 
-def inv(fn: str, timeout_s: float = 20.0, egress: list[str] | None = None, **kwargs: object) -> ToolInvocation:
-    return ToolInvocation(tool_name=fn, module=MODULE, qualname=fn, code_root=ROOT, kwargs_json=json.dumps(kwargs),
-                          timeout_s=timeout_s, egress=egress or [])
+def inv(
+    fn: str, timeout_s: float = 20.0, egress: list[str] | None = None, **kwargs: object
+) -> ToolInvocation:
+    return ToolInvocation(
+        tool_name=fn,
+        module=MODULE,
+        qualname=fn,
+        code_root=ROOT,
+        kwargs_json=json.dumps(kwargs),
+        timeout_s=timeout_s,
+        egress=egress or [],
+    )
 
 
 def contained(out: ToolOutcome, *, exception: str | None = None, code: str | None = None) -> dict:
@@ -57,7 +66,9 @@ async def test_direct_connections_are_refused_by_seccomp(sandbox: BwrapSandbox, 
 
 
 @pytest.mark.parametrize("host,port", [("1.1.1.1", 53), ("169.254.169.254", 80)])
-async def test_direct_connections_with_egress_have_no_route(sandbox: BwrapSandbox, host: str, port: int) -> None:
+async def test_direct_connections_with_egress_have_no_route(
+    sandbox: BwrapSandbox, host: str, port: int
+) -> None:
     out = await sandbox.run(inv("connect_direct", egress=["api.example.com:443"], host=host, port=port))
     err = contained(out, exception="OSError")
     assert "Errno 101" in err["message"]  # ENETUNREACH: the namespace only has loopback
@@ -65,8 +76,9 @@ async def test_direct_connections_with_egress_have_no_route(sandbox: BwrapSandbo
 
 
 async def test_non_allowlisted_host_through_proxy(sandbox: BwrapSandbox) -> None:
-    out = await sandbox.run(inv("connect_via_proxy", egress=["api.example.com:443"], host="evil.example.com",
-                                port=443))
+    out = await sandbox.run(
+        inv("connect_via_proxy", egress=["api.example.com:443"], host="evil.example.com", port=443)
+    )
     err = contained(out, exception="PermissionError")
     assert "403" in err["message"]
     assert [(e["host"], e["port"], e["allowed"], e["reason"]) for e in out.egress_log] == [
@@ -75,8 +87,9 @@ async def test_non_allowlisted_host_through_proxy(sandbox: BwrapSandbox) -> None
 
 
 async def test_dns_rebinding_to_metadata_through_proxy(sandbox: BwrapSandbox) -> None:
-    out = await sandbox.run(inv("connect_via_proxy", egress=["rebind.example.com:80"], host="rebind.example.com",
-                                port=80))
+    out = await sandbox.run(
+        inv("connect_via_proxy", egress=["rebind.example.com:80"], host="rebind.example.com", port=80)
+    )
     err = contained(out, exception="PermissionError")
     assert "403" in err["message"]
     (entry,) = out.egress_log
@@ -146,7 +159,9 @@ async def test_memory_bomb_is_bounded(sandbox: BwrapSandbox) -> None:
     i = replace(inv("memory_bomb", max_mb=8192), limits=SandboxLimits(memory_mb=256))
     out = await sandbox.run(i)
     err = contained(out)
-    assert err.get("details", {}).get("exception") == "MemoryError" or err["code"] == "tool_memory_exceeded", err
+    assert (
+        err.get("details", {}).get("exception") == "MemoryError" or err["code"] == "tool_memory_exceeded"
+    ), err
     assert err["retryable"] is False
 
 

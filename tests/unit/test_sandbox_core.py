@@ -46,8 +46,21 @@ NO_INET = _seccomp.build_filter(allow_inet=False)
 INET = _seccomp.build_filter(allow_inet=True)
 
 
-@pytest.mark.parametrize("name", ["ptrace", "mount", "unshare", "setns", "bpf", "keyctl", "io_uring_setup",
-                                  "perf_event_open", "process_vm_readv", "userfaultfd"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "ptrace",
+        "mount",
+        "unshare",
+        "setns",
+        "bpf",
+        "keyctl",
+        "io_uring_setup",
+        "perf_event_open",
+        "process_vm_readv",
+        "userfaultfd",
+    ],
+)
 def test_seccomp_denies(name: str) -> None:
     assert run_bpf(NO_INET, _seccomp.DENIED_SYSCALLS[name]) == EPERM
 
@@ -85,28 +98,51 @@ def test_seccomp_tiocsti() -> None:
 
 
 def test_argv_isolation_flags_and_no_secrets() -> None:
-    argv = build_argv(bwrap="/usr/bin/bwrap", python="/usr/bin/python3.11", pkg_dir="/src/stalwart",
-                      code_root="/src", site_packages=None, seccomp_fd=5, tmpfs_bytes=1 << 20, proxy_dir=None,
-                      top_links={"/lib": "usr/lib"})
-    for flag in ("--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session",
-                 "--clearenv"):
+    argv = build_argv(
+        bwrap="/usr/bin/bwrap",
+        python="/usr/bin/python3.11",
+        pkg_dir="/src/stalwart",
+        code_root="/src",
+        site_packages=None,
+        seccomp_fd=5,
+        tmpfs_bytes=1 << 20,
+        proxy_dir=None,
+        top_links={"/lib": "usr/lib"},
+    )
+    for flag in (
+        "--unshare-all",
+        "--unshare-user",
+        "--disable-userns",
+        "--die-with-parent",
+        "--new-session",
+        "--clearenv",
+    ):
         assert flag in argv
     assert argv[argv.index("--seccomp") + 1] == "5"
     assert argv[argv.index("--size") + 1] == str(1 << 20) and argv[argv.index("--size") + 2] == "--tmpfs"
     assert argv[argv.index("--remount-ro") + 1] == "/"
     assert "--bind" not in argv  # nothing is bound writable
-    assert argv[-5:] == ["/usr/bin/python3.11", "-I", "-S", "-B", "/opt/stalwart/lib/stalwart/sandbox/_runner.py"]
+    assert argv[-5:] == [
+        "/usr/bin/python3.11",
+        "-I",
+        "-S",
+        "-B",
+        "/opt/stalwart/lib/stalwart/sandbox/_runner.py",
+    ]
 
 
-@pytest.mark.parametrize("obs,code,retryable", [
-    (Observed(None, b"", timed_out=True, timeout_s=1), "tool_timeout", True),
-    (Observed(-9, b"", output_exceeded=True), "tool_output_exceeded", False),
-    (Observed(137, b"", oom_killed=True), "tool_memory_exceeded", False),
-    (Observed(128 + signal.SIGXCPU, b""), "tool_cpu_exceeded", False),
-    (Observed(128 + signal.SIGSEGV, b""), "tool_crashed", True),
-    (Observed(1, b""), "tool_crashed", True),
-    (Observed(0, b"{not json"), "tool_protocol_error", False),
-])
+@pytest.mark.parametrize(
+    "obs,code,retryable",
+    [
+        (Observed(None, b"", timed_out=True, timeout_s=1), "tool_timeout", True),
+        (Observed(-9, b"", output_exceeded=True), "tool_output_exceeded", False),
+        (Observed(137, b"", oom_killed=True), "tool_memory_exceeded", False),
+        (Observed(128 + signal.SIGXCPU, b""), "tool_cpu_exceeded", False),
+        (Observed(128 + signal.SIGSEGV, b""), "tool_crashed", True),
+        (Observed(1, b""), "tool_crashed", True),
+        (Observed(0, b"{not json"), "tool_protocol_error", False),
+    ],
+)
 def test_classify_failures(obs: Observed, code: str, retryable: bool) -> None:
     ok, result, err = classify(obs)
     assert not ok and result is None and err is not None
@@ -119,7 +155,9 @@ def test_classify_reply() -> None:
     assert classify(Observed(0, json.dumps({"ok": False, "error": err}).encode()))[2] == err
 
 
-@pytest.mark.parametrize("value", [{"a": [1, 2.5, None, True, False, "q\"\\\n\u2028é\x00"]}, [], "", -7, 1e300])
+@pytest.mark.parametrize(
+    "value", [{"a": [1, 2.5, None, True, False, 'q"\\\n\u2028é\x00']}, [], "", -7, 1e300]
+)
 def test_runner_encoder_round_trips(value: object) -> None:
     assert json.loads(dumps(value)) == value
 
@@ -133,9 +171,13 @@ def test_runner_encoder_refuses_non_json(value: object) -> None:
 def test_error_dict_keeps_stalwart_retryable_and_classifies_others() -> None:
     assert error_dict(StaleData("x", retryable=False))["retryable"] is False
     assert error_dict(StaleData("x"))["type"] == "StaleData"
-    assert error_dict(ValueError("bad")) ["retryable"] is False
+    assert error_dict(ValueError("bad"))["retryable"] is False
     conn = error_dict(ConnectionError("reset"))
-    assert conn["retryable"] is True and conn["type"] == "ToolError" and conn["details"]["exception"] == "ConnectionError"
+    assert (
+        conn["retryable"] is True
+        and conn["type"] == "ToolError"
+        and conn["details"]["exception"] == "ConnectionError"
+    )
 
 
 def test_check_result_and_credential_injection() -> None:
@@ -155,25 +197,43 @@ def test_check_result_and_credential_injection() -> None:
     assert prepare_kwargs(g, {"x": 1}, "tok") == {"x": 1}
 
 
-@pytest.mark.parametrize("ip,refused", [
-    ("93.184.216.34", False), ("2606:2800:220:1:248:1893:25c8:1946", False),
-    ("169.254.169.254", True), ("127.0.0.1", True), ("10.0.0.5", True), ("192.168.1.1", True),
-    ("172.16.0.1", True), ("100.64.0.1", True), ("0.0.0.0", True), ("::1", True), ("fe80::1", True),
-    ("fd00:ec2::254", True), ("::ffff:169.254.169.254", True), ("224.0.0.1", True),
-])
+@pytest.mark.parametrize(
+    "ip,refused",
+    [
+        ("93.184.216.34", False),
+        ("2606:2800:220:1:248:1893:25c8:1946", False),
+        ("169.254.169.254", True),
+        ("127.0.0.1", True),
+        ("10.0.0.5", True),
+        ("192.168.1.1", True),
+        ("172.16.0.1", True),
+        ("100.64.0.1", True),
+        ("0.0.0.0", True),
+        ("::1", True),
+        ("fe80::1", True),
+        ("fd00:ec2::254", True),
+        ("::ffff:169.254.169.254", True),
+        ("224.0.0.1", True),
+    ],
+)
 def test_address_policy(ip: str, refused: bool) -> None:
     assert (address_refusal(ip) is not None) is refused
 
 
 def test_allowlist_parsing() -> None:
     assert parse_allowlist(["API.example.com:443", "[2001:db8::1]:8443"]) == {
-        ("api.example.com", 443), ("2001:db8::1", 8443)}
+        ("api.example.com", 443),
+        ("2001:db8::1", 8443),
+    }
     with pytest.raises(ValueError):
         parse_allowlist(["example.com"])
 
 
 async def test_proxy_decisions_with_rebinding_resolver() -> None:
-    answers = {"api.example.com": ["93.184.216.34"], "rebind.example.com": ["93.184.216.34", "169.254.169.254"]}
+    answers = {
+        "api.example.com": ["93.184.216.34"],
+        "rebind.example.com": ["93.184.216.34", "169.254.169.254"],
+    }
 
     async def resolver(host: str, port: int) -> list[str]:
         return answers[host]
