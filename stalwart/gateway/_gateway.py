@@ -248,7 +248,9 @@ class Gateway:
         self._cap_seen[(scope, name)] = self._clock()
 
     async def org_spend(self, org: str, now: float | None = None) -> tuple[float, float]:
-        """``(tokens, usd)`` spent by ``org`` in the calendar month (UTC) of ``now``."""
+        """``(tokens, usd)`` spent by ``org`` in the calendar month (UTC) of ``now``.
+
+        Counted on the dimensions its monthly cap sets (a dimension without a cap reads 0)."""
         month = time.strftime("%Y-%m", time.gmtime(self._clock() if now is None else now))
         tokens = await self._state.counter_get(_SPEND_NS, f"org:{org}:{month}:tokens")
         usd = await self._state.counter_get(_SPEND_NS, f"org:{org}:{month}:usd")
@@ -298,7 +300,12 @@ class Gateway:
             out.append(Spend("user", ucap, call.spent_tokens, call.spent_usd))
         ocap = await self._cap("org", call.org, now)
         if ocap is not None:
-            tokens, usd = await self.org_spend(call.org, now)
+            month = time.strftime("%Y-%m", time.gmtime(now))
+            tokens = usd = 0.0
+            if ocap.max_tokens is not None:
+                tokens = await self._state.counter_get(_SPEND_NS, f"org:{call.org}:{month}:tokens")
+            if ocap.max_usd is not None:
+                usd = await self._state.counter_get(_SPEND_NS, f"org:{call.org}:{month}:usd")
             out.append(Spend("org_month", ocap, tokens, usd))
         return out
 
@@ -384,10 +391,13 @@ class Gateway:
 
     async def _settle(self, result: LLMResult, call: CallContext, spends: list[Spend], now: float) -> None:
         tokens = result.tokens_in + result.tokens_out
-        if call.org:
+        org_cap = next((s.cap for s in spends if s.scope == "org_month"), None)
+        if org_cap is not None:
             month = time.strftime("%Y-%m", time.gmtime(now))
-            await self._state.counter_add(_SPEND_NS, f"org:{call.org}:{month}:tokens", tokens, now)
-            await self._state.counter_add(_SPEND_NS, f"org:{call.org}:{month}:usd", result.cost_usd, now)
+            if org_cap.max_tokens is not None:
+                await self._state.counter_add(_SPEND_NS, f"org:{call.org}:{month}:tokens", tokens, now)
+            if org_cap.max_usd is not None:
+                await self._state.counter_add(_SPEND_NS, f"org:{call.org}:{month}:usd", result.cost_usd, now)
         alerts = crossings(spends, tokens, result.cost_usd)
         for a in alerts:
             a.update(run_id=call.run_id, org=call.org, user=call.user, workflow=call.workflow,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import copy
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from pydantic import BaseModel
@@ -88,9 +89,11 @@ class LLMResult:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-safe dict (the Pydantic value is dumped in JSON mode)."""
-        out = asdict(self)
+        out = {f: getattr(self, f) for f in _RESULT_FIELDS}
         if isinstance(self.value, BaseModel):
             out["value"] = self.value.model_dump(mode="json")
+        for f in ("routing", "attempts", "tool_calls", "budget_alerts"):
+            out[f] = copy.deepcopy(out[f]) if f == "routing" else [dict(x) for x in out[f]]
         return out
 
     @classmethod
@@ -102,6 +105,9 @@ class LLMResult:
         kw.setdefault("tool_calls", [])
         kw.setdefault("budget_alerts", [])
         return cls(**kw)
+
+
+_RESULT_FIELDS = tuple(f.name for f in fields(LLMResult))
 
 
 @dataclass(slots=True)

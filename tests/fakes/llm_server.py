@@ -241,6 +241,7 @@ class FakeLLMServer:
 class _Handler(BaseHTTPRequestHandler):
     fake: FakeLLMServer
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:
         return None
@@ -461,3 +462,17 @@ def _truncate(text: str, max_tokens: int, finish: str, model: str) -> tuple[str,
     if len(ids) <= max_tokens:
         return text, finish, len(ids)
     return enc.decode(ids[:max_tokens]), "length", max_tokens
+
+
+def main() -> None:
+    """Serve on loopback until stdin closes (used by bench/gateway.py to keep the server in its own
+    process); prints the base URL on the first line."""
+    import sys
+
+    with FakeLLMServer() as srv:
+        print(srv.url, flush=True)
+        sys.stdin.read()
+
+
+if __name__ == "__main__":
+    main()

@@ -8,13 +8,14 @@
 from __future__ import annotations
 
 import email.utils
+import json
 import re
 import time
 from typing import Any
 
 from stalwart.errors import ProviderError
 
-__all__ = ["translate", "scrub", "provider_error"]
+__all__ = ["translate", "scrub", "provider_error", "status_error", "error_body_message"]
 
 _KEYLIKE = re.compile(r"(sk-|sk_|key-|Bearer\s+)[A-Za-z0-9_\-\.]{6,}")
 _OVERFLOW = re.compile(r"context[_ ]length|maximum context|too many tokens|prompt is too long", re.I)
@@ -69,6 +70,34 @@ def _body_message(exc: Any) -> str:
     return str(getattr(exc, "message", "") or exc)
 
 
+def status_error(where: str, status: int, message: str, headers: Any, secret: str | None) -> ProviderError:
+    """The ``ProviderError`` for an HTTP error status with the provider's message."""
+    msg = scrub(message, secret)
+    if status == 429:
+        return provider_error(where, "rate_limited", f"HTTP 429 {msg}", status=429, retry_after=_retry_after(headers))
+    if status in (401, 403):
+        return provider_error(where, "auth", f"HTTP {status} {msg}", status=status)
+    if status >= 500 or status in (408, 409, 425, 529):
+        return provider_error(where, "server", f"HTTP {status} {msg}", status=status, retry_after=_retry_after(headers))
+    if _OVERFLOW.search(msg):
+        return provider_error(where, "context_overflow", f"HTTP {status} {msg}", status=status)
+    if "content_filter" in msg or "content management policy" in msg:
+        return provider_error(where, "content_filter", f"HTTP {status} {msg}", status=status)
+    return provider_error(where, "bad_request", f"HTTP {status} {msg}", status=status)
+
+
+def error_body_message(text: str) -> str:
+    """The human message inside an OpenAI- or Anthropic-shaped error body (or the raw text)."""
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return text[:300]
+    err = doc.get("error", doc) if isinstance(doc, dict) else doc
+    if isinstance(err, dict) and err.get("message"):
+        return str(err["message"])
+    return text[:300]
+
+
 def translate(exc: BaseException, where: str, secret: str | None) -> ProviderError:
     """Map any exception raised while talking to a provider onto a ``ProviderError``."""
     if isinstance(exc, ProviderError):
@@ -76,20 +105,8 @@ def translate(exc: BaseException, where: str, secret: str | None) -> ProviderErr
     name = type(exc).__name__
     status = getattr(exc, "status_code", None)
     if isinstance(status, int):
-        msg = scrub(_body_message(exc), secret)
         response = getattr(exc, "response", None)
-        headers = getattr(response, "headers", None)
-        if status == 429:
-            return provider_error(where, "rate_limited", f"HTTP 429 {msg}", status=429, retry_after=_retry_after(headers))
-        if status in (401, 403):
-            return provider_error(where, "auth", f"HTTP {status} {msg}", status=status)
-        if status >= 500 or status in (408, 409, 425, 529):
-            return provider_error(where, "server", f"HTTP {status} {msg}", status=status, retry_after=_retry_after(headers))
-        if _OVERFLOW.search(msg):
-            return provider_error(where, "context_overflow", f"HTTP {status} {msg}", status=status)
-        if "content_filter" in msg or "content management policy" in msg:
-            return provider_error(where, "content_filter", f"HTTP {status} {msg}", status=status)
-        return provider_error(where, "bad_request", f"HTTP {status} {msg}", status=status)
+        return status_error(where, status, _body_message(exc), getattr(response, "headers", None), secret)
     cause = type(exc.__cause__).__name__ if exc.__cause__ is not None else ""
     if "Timeout" in name or "Timeout" in cause:
         return provider_error(where, "timeout", f"timed out ({name})")
