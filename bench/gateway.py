@@ -18,23 +18,23 @@ import asyncio
 import json
 import os
 import random
-import statistics
 import subprocess
 import sys
 import tempfile
 import textwrap
 import time
 from pathlib import Path
+from typing import Self
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import httpx  # noqa: E402
+import httpx
 
-from stalwart.gateway import Budget, CallContext, Gateway, LLMRequest  # noqa: E402
-from stalwart.settings import ModelEntry, RouteEntry, Settings  # noqa: E402
-from stalwart.store import open_store  # noqa: E402
-from tests.fakes import FakeLLMServer  # noqa: E402
+from stalwart.gateway import Budget, CallContext, Gateway, LLMRequest
+from stalwart.settings import ModelEntry, RouteEntry, Settings
+from stalwart.store import open_store
+from tests.fakes import FakeLLMServer
 
 MODEL = "gpt-4o-2024-08-06"
 BENCH_VENV_PY = ROOT / "bench" / ".venv" / "bin" / "python"
@@ -74,11 +74,18 @@ def pct(values: list[float], p: float) -> float:
 
 def settings(srv: FakeLLMServer) -> Settings:
     def entry(model: str) -> ModelEntry:
-        return ModelEntry(provider="openai", model=model, base_url=srv.openai_url, price_in_per_mtok=2.5,
-                          price_out_per_mtok=10.0)
+        return ModelEntry(
+            provider="openai",
+            model=model,
+            base_url=srv.openai_url,
+            price_in_per_mtok=2.5,
+            price_out_per_mtok=10.0,
+        )
 
-    return Settings(models={"primary": entry(MODEL), "backup": entry("gpt-4o-mini-2024-07-18")},
-                    routes={"default": RouteEntry(models=["primary", "backup", "local"])})
+    return Settings(
+        models={"primary": entry(MODEL), "backup": entry("gpt-4o-mini-2024-07-18")},
+        routes={"default": RouteEntry(models=["primary", "backup", "local"])},
+    )
 
 
 async def stalwart_side(srv: FakeLLMServer, n: int, tmp: Path) -> dict[str, list[float]]:
@@ -87,12 +94,17 @@ async def stalwart_side(srv: FakeLLMServer, n: int, tmp: Path) -> dict[str, list
     budget = Budget(max_tokens=10**12, max_usd=1e9)
     raw: list[float] = []
     ours: list[float] = []
-    body = lambda i: {"model": MODEL, "messages": [{"role": "user", "content": f"question {i}"}],  # noqa: E731
-                      "max_tokens": 64}
+    body = lambda i: {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": f"question {i}"}],
+        "max_tokens": 64,
+    }
     async with httpx.AsyncClient(base_url=srv.openai_url) as client:
+
         async def one(i: int) -> None:
-            req = LLMRequest("chat", messages=[{"role": "user", "content": f"question {i}"}], max_tokens=64,
-                             cacheable=True)
+            req = LLMRequest(
+                "chat", messages=[{"role": "user", "content": f"question {i}"}], max_tokens=64, cacheable=True
+            )
             res = await gw.complete(req, CallContext(f"run-{i}", org="acme", user="u", budget=budget))
             json.dumps(res.to_json())
 
@@ -101,7 +113,9 @@ async def stalwart_side(srv: FakeLLMServer, n: int, tmp: Path) -> dict[str, list
             await one(-i - 1)
         for i in range(n):
             t = time.perf_counter()
-            (await client.post("/chat/completions", json=body(i), headers={"Authorization": "Bearer x"})).json()
+            (
+                await client.post("/chat/completions", json=body(i), headers={"Authorization": "Bearer x"})
+            ).json()
             raw.append(time.perf_counter() - t)
             t = time.perf_counter()
             await one(i)
@@ -111,7 +125,9 @@ async def stalwart_side(srv: FakeLLMServer, n: int, tmp: Path) -> dict[str, list
     return {"raw": raw, "stalwart": ours}
 
 
-async def cache_workload(srv: FakeLLMServer, tmp: Path, calls: int = 600, distinct: int = 200) -> dict[str, float]:
+async def cache_workload(
+    srv: FakeLLMServer, tmp: Path, calls: int = 600, distinct: int = 200
+) -> dict[str, float]:
     store = await open_store(f"sqlite:///{tmp}/cache.db", migrate=True)
     gw = Gateway(settings(srv), store)
     rng = random.Random(7)
@@ -120,21 +136,37 @@ async def cache_workload(srv: FakeLLMServer, tmp: Path, calls: int = 600, distin
     hits = 0
     for i in range(calls):
         k = rng.choices(range(distinct), weights)[0]
-        res = await gw.complete(LLMRequest("faq", messages=[{"role": "user", "content": f"faq {k}"}], max_tokens=64,
-                                           temperature=0), CallContext(f"c{i}"))
+        res = await gw.complete(
+            LLMRequest(
+                "faq", messages=[{"role": "user", "content": f"faq {k}"}], max_tokens=64, temperature=0
+            ),
+            CallContext(f"c{i}"),
+        )
         hits += res.cached
     await gw.aclose()
     await store.close()
-    return {"calls": calls, "distinct": distinct, "hit_rate": hits / calls, "provider_calls": srv.count() - before}
+    return {
+        "calls": calls,
+        "distinct": distinct,
+        "hit_rate": hits / calls,
+        "provider_calls": srv.count() - before,
+    }
 
 
 def litellm_side(srv: FakeLLMServer, n: int) -> dict[str, object] | str:
     if not BENCH_VENV_PY.exists():
-        return ("LiteLLM skipped: bench/.venv is missing (python3 -m venv bench/.venv; then the two pip lines "
-                "in bench/requirements.txt)")
-    proc = subprocess.run([str(BENCH_VENV_PY), "-c", LITELLM_SCRIPT, srv.openai_url, str(n), MODEL],
-                          capture_output=True, text=True, timeout=900,
-                          env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
+        return (
+            "LiteLLM skipped: bench/.venv is missing (python3 -m venv bench/.venv; then the two pip lines "
+            "in bench/requirements.txt)"
+        )
+    proc = subprocess.run(
+        [str(BENCH_VENV_PY), "-c", LITELLM_SCRIPT, srv.openai_url, str(n), MODEL],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+        env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"},
+    )
     if proc.returncode != 0:
         return "LiteLLM skipped: it failed to run: " + proc.stderr.strip().splitlines()[-1][:300]
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -143,9 +175,14 @@ def litellm_side(srv: FakeLLMServer, n: int) -> dict[str, object] | str:
 class ServerProcess:
     """The fake server in its own process, so that no client shares its interpreter lock."""
 
-    def __enter__(self) -> ServerProcess:
-        self.proc = subprocess.Popen([sys.executable, "-m", "tests.fakes.llm_server"], cwd=ROOT,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    def __enter__(self) -> Self:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.fakes.llm_server"],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert self.proc.stdout is not None
         self.url = self.proc.stdout.readline().strip()
         self.openai_url = self.url + "/v1"
@@ -174,27 +211,37 @@ def main() -> None:
     s_raw, s_gw = pct(ours["raw"], 50) * ms, pct(ours["stalwart"], 50) * ms
     s_over = s_gw - s_raw
     s_over95 = pct(ours["stalwart"], 95) * ms - pct(ours["raw"], 95) * ms
-    print(f"# Gateway overhead ({time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, n={n} per side, loopback fake server)")
+    print(
+        f"# Gateway overhead ({time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, n={n} per side, loopback fake server)"
+    )
     print()
     print("| client | raw HTTP p50 (ms) | client p50 (ms) | overhead p50 (ms) | overhead p95 (ms) |")
     print("| --- | ---: | ---: | ---: | ---: |")
-    print(f"| Stalwart gateway (routing, budget, org cap, breakers, cache lookup, journal JSON) "
-          f"| {s_raw:.3f} | {s_gw:.3f} | {s_over:.3f} | {s_over95:.3f} |")
+    print(
+        f"| Stalwart gateway (routing, budget, org cap, breakers, cache lookup, journal JSON) "
+        f"| {s_raw:.3f} | {s_gw:.3f} | {s_over:.3f} | {s_over95:.3f} |"
+    )
     if isinstance(lite, str):
         print(f"| LiteLLM completion | – | – | – | – |\n\n{lite}")
     else:
         l_raw, l_c = pct(lite["raw"], 50) * ms, pct(lite["litellm"], 50) * ms  # type: ignore[arg-type]
         l_over = l_c - l_raw
         l_over95 = pct(lite["litellm"], 95) * ms - pct(lite["raw"], 95) * ms  # type: ignore[arg-type]
-        print(f"| LiteLLM {lite.get('version') or '1.80.0'} completion | {l_raw:.3f} | {l_c:.3f} | {l_over:.3f} "
-              f"| {l_over95:.3f} |")
+        print(
+            f"| LiteLLM {lite.get('version') or '1.80.0'} completion | {l_raw:.3f} | {l_c:.3f} | {l_over:.3f} "
+            f"| {l_over95:.3f} |"
+        )
         ratio = s_over / l_over if l_over > 0 else float("inf")
         print()
-        print(f"Stalwart overhead / LiteLLM overhead at p50: {ratio:.2f} (target <= 0.33): "
-              f"{'PASS' if ratio <= 1 / 3 else 'FAIL'}")
+        print(
+            f"Stalwart overhead / LiteLLM overhead at p50: {ratio:.2f} (target <= 0.33): "
+            f"{'PASS' if ratio <= 1 / 3 else 'FAIL'}"
+        )
     print()
-    print(f"Cache on a repeated workload: {cache['calls']} calls over {cache['distinct']} prompts (Zipf-like): "
-          f"hit rate {cache['hit_rate']:.1%} (target > 40%), provider calls {cache['provider_calls']}")
+    print(
+        f"Cache on a repeated workload: {cache['calls']} calls over {cache['distinct']} prompts (Zipf-like): "
+        f"hit rate {cache['hit_rate']:.1%} (target > 40%), provider calls {cache['provider_calls']}"
+    )
 
 
 if __name__ == "__main__":

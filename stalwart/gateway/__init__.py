@@ -17,19 +17,19 @@ from stalwart.gateway._tokens import count_messages, count_text
 from stalwart.gateway._types import LOCAL_LABEL, CallContext, LLMRequest, LLMResult
 
 __all__ = [
+    "DEFAULT_MAX_TOKENS",
+    "LOCAL_LABEL",
+    "SEMANTIC_CACHE_STATUS",
     "Budget",
     "CallContext",
     "CostEstimate",
-    "DEFAULT_MAX_TOKENS",
     "Gateway",
     "LLMRequest",
     "LLMResult",
-    "LOCAL_LABEL",
     "LocalProvider",
     "LocalRule",
     "PromptTemplate",
     "Provider",
-    "SEMANTIC_CACHE_STATUS",
     "count_messages",
     "count_text",
 ]

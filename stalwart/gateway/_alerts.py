@@ -40,8 +40,10 @@ class AlertSink:
     async def _post(self, alert: dict[str, Any]) -> None:
         import httpx
 
-        text = (f"Stalwart budget alert: run {alert.get('run_id')} {alert['scope']} {alert['dimension']} "
-                f"at {alert['threshold']}% ({alert['spent']} of {alert['cap']})")
+        text = (
+            f"Stalwart budget alert: run {alert.get('run_id')} {alert['scope']} {alert['dimension']} "
+            f"at {alert['threshold']}% ({alert['spent']} of {alert['cap']})"
+        )
         try:
             async with httpx.AsyncClient(timeout=5.0) as client:
                 await client.post(self._webhook_url or "", json={"text": text, "alert": alert})

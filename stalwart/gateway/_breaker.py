@@ -33,7 +33,11 @@ class BreakerState:
 
     def on_failure(self, now: float, threshold: int) -> BreakerState:
         failures = self.failures + 1
-        if self.state == "half_open" or (self.state == "open" and failures > threshold) or failures >= threshold:
+        if (
+            self.state == "half_open"
+            or (self.state == "open" and failures > threshold)
+            or failures >= threshold
+        ):
             return BreakerState("open", failures, now)
         return replace(self, failures=failures)
 

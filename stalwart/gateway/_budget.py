@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["Budget", "Spend", "THRESHOLDS", "affordable_out", "crossings"]
+__all__ = ["THRESHOLDS", "Budget", "Spend", "affordable_out", "crossings"]
 
 THRESHOLDS = (50, 80, 95, 100)
 """Percentages of a cap at which an alert is raised."""
@@ -88,6 +88,13 @@ def crossings(spends: list[Spend], tokens: int, usd: float) -> list[dict[str, ob
             for pct in THRESHOLDS:
                 mark = cap * pct / 100
                 if before < mark - 1e-12 and after >= mark - 1e-12:
-                    out.append({"scope": s.scope, "dimension": dim, "threshold": pct,
-                                "spent": round(after, 6), "cap": cap})
+                    out.append(
+                        {
+                            "scope": s.scope,
+                            "dimension": dim,
+                            "threshold": pct,
+                            "spent": round(after, 6),
+                            "cap": cap,
+                        }
+                    )
     return out

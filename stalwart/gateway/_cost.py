@@ -51,6 +51,7 @@ def estimate_cost(
     budget: Budget | None = None,
 ) -> CostEstimate:
     """Estimate one run. ``history`` holds ``(tokens, usd)`` of completed runs of the version."""
+
     def usd(tin: float, tout: float) -> float:
         return (tin * price_in + tout * price_out) / 1_000_000
 
@@ -74,4 +75,6 @@ def estimate_cost(
             umax = budget.max_usd
             u50, u95 = min(u50, umax), min(u95, umax)
         basis += "; max is the budget cap"
-    return CostEstimate(round(u50, 6), round(u95, 6), round(umax, 6), int(t50), int(t95), int(tmax), basis, model)
+    return CostEstimate(
+        round(u50, 6), round(u95, 6), round(umax, 6), int(t50), int(t95), int(tmax), basis, model
+    )

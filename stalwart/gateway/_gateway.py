@@ -44,14 +44,23 @@ from stalwart.gateway._tokens import count_messages
 from stalwart.gateway._types import CallContext, LLMRequest, LLMResult, ProviderRequest, ProviderResponse
 from stalwart.settings import Settings
 
-__all__ = ["Gateway", "DEFAULT_MAX_TOKENS"]
+__all__ = ["DEFAULT_MAX_TOKENS", "Gateway"]
 
 log = logging.getLogger("stalwart.gateway")
 
 DEFAULT_MAX_TOKENS = 1024
 """``max_tokens`` of a call that does not set one."""
-_FALLBACK_KINDS = {"rate_limited", "server", "timeout", "connection", "stream_cut", "malformed",
-                   "context_overflow", "content_filter", "breaker_open"}
+_FALLBACK_KINDS = {
+    "rate_limited",
+    "server",
+    "timeout",
+    "connection",
+    "stream_cut",
+    "malformed",
+    "context_overflow",
+    "content_filter",
+    "breaker_open",
+}
 _BREAKER_KINDS = {"server", "timeout", "connection", "stream_cut", "malformed"}
 _SPEND_NS = "gateway.spend"
 
@@ -112,7 +121,9 @@ class Gateway:
         self.cache = ResponseCache(fast, ttl_s=cache_ttl_s)
         self.limiter = Limiter(fast)
         w = self.settings.worker
-        self.breakers = Breakers(self._state, threshold=w.breaker_failure_threshold, reset_s=w.breaker_reset_s)
+        self.breakers = Breakers(
+            self._state, threshold=w.breaker_failure_threshold, reset_s=w.breaker_reset_s
+        )
         dirs = [Path(p) for p in (prompts_dir, self.settings.prompts_dir) if p]
         self.templates = TemplateStore([*dirs, Path.cwd() / "prompts", BUNDLED_PROMPTS])
         self._attempts_per_model = max(1, attempts_per_model)
@@ -144,19 +155,29 @@ class Gateway:
         prompt_tokens = count_messages(messages, candidates[0].entry.model, req.tools)
         spends = await self._spends(call, now)
         allowance = {
-            m.name: affordable_out(spends, prompt_tokens, max_tokens, m.entry.price_in_per_mtok,
-                                   m.entry.price_out_per_mtok)
+            m.name: affordable_out(
+                spends, prompt_tokens, max_tokens, m.entry.price_in_per_mtok, m.entry.price_out_per_mtok
+            )
             for m in candidates
         }
         breaker_open = {}
         for m in candidates:
             st = await self.breakers.get(m.name, now)
             breaker_open[m.name] = not st.allows(now, self.breakers.reset_s)
-        plan = plan_route(candidates, Needs(prompt_tokens, max_tokens, req.pii, req.latency_budget_ms),
-                          breaker_open=breaker_open, allowance=allowance)
-        route_name = "override" if req.model else (req.task if req.task in self.registry.routes else "default")
-        routing: dict[str, Any] = {"route": route_name, "candidates": [m.name for m in candidates],
-                                   "skipped": list(plan.skipped)}
+        plan = plan_route(
+            candidates,
+            Needs(prompt_tokens, max_tokens, req.pii, req.latency_budget_ms),
+            breaker_open=breaker_open,
+            allowance=allowance,
+        )
+        route_name = (
+            "override" if req.model else (req.task if req.task in self.registry.routes else "default")
+        )
+        routing: dict[str, Any] = {
+            "route": route_name,
+            "candidates": [m.name for m in candidates],
+            "skipped": list(plan.skipped),
+        }
         if not plan.order:
             self._no_route(plan.skipped, routing, req.task)
         tally = _Tally()
@@ -167,15 +188,26 @@ class Gateway:
             if schema is not None and not provider.supports_json_schema:
                 msgs.insert(1 if msgs and msgs[0]["role"] == "system" else 0, schema_instruction(schema))
             preq = ProviderRequest(
-                model_id=model.entry.model, messages=msgs, max_tokens=out_allow, temperature=req.temperature,
-                tools=req.tools, json_schema=schema if provider.supports_json_schema else None,
-                schema_name=req.output.__name__ if req.output else "output", stream=req.stream,
-                timeout_s=model.entry.timeout_s, task=req.task, vars=req.vars,
+                model_id=model.entry.model,
+                messages=msgs,
+                max_tokens=out_allow,
+                temperature=req.temperature,
+                tools=req.tools,
+                json_schema=schema if provider.supports_json_schema else None,
+                schema_name=req.output.__name__ if req.output else "output",
+                stream=req.stream,
+                timeout_s=model.entry.timeout_s,
+                task=req.task,
+                vars=req.vars,
             )
             key = None
             if req.cacheable or req.temperature == 0:
-                params = {"max_tokens": max_tokens, "temperature": req.temperature, "tools": req.tools,
-                          "schema": schema}
+                params = {
+                    "max_tokens": max_tokens,
+                    "temperature": req.temperature,
+                    "tools": req.tools,
+                    "schema": schema,
+                }
                 key = cache_key(model.provider, model.entry.model, msgs, params, template_hash)
                 doc = await self.cache.get(key, now)
                 if doc is not None:
@@ -185,8 +217,9 @@ class Gateway:
                 resp = await self._call_model(model, provider, preq, tally, call)
                 value: Any = resp.text
                 if req.output is not None and not resp.tool_calls:
-                    value, resp = await self._validated(model, provider, preq, resp, req.output, tally, call,
-                                                        spends)
+                    value, resp = await self._validated(
+                        model, provider, preq, resp, req.output, tally, call, spends
+                    )
             except ProviderError as err:
                 kind = err.details.get("kind")
                 if kind not in _FALLBACK_KINDS:
@@ -199,11 +232,21 @@ class Gateway:
             fell_back = len(routing["skipped"]) > len(plan.skipped)
             routing.update(chosen=model.name, reason=self._reason(model, plan.order, fell_back))
             result = LLMResult(
-                value=value, text=resp.text, model=model.name, provider=model.provider,
-                model_id=model.entry.model, response_model=resp.response_model, tokens_in=tally.tokens_in,
-                tokens_out=tally.tokens_out, cost_usd=round(tally.usd, 10), cached=False,
-                latency_ms=round((time.perf_counter() - started) * 1000, 3), routing=routing,
-                template_hash=template_hash, attempts=tally.attempts, finish_reason=resp.finish_reason,
+                value=value,
+                text=resp.text,
+                model=model.name,
+                provider=model.provider,
+                model_id=model.entry.model,
+                response_model=resp.response_model,
+                tokens_in=tally.tokens_in,
+                tokens_out=tally.tokens_out,
+                cost_usd=round(tally.usd, 10),
+                cached=False,
+                latency_ms=round((time.perf_counter() - started) * 1000, 3),
+                routing=routing,
+                template_hash=template_hash,
+                attempts=tally.attempts,
+                finish_reason=resp.finish_reason,
                 tool_calls=resp.tool_calls,
             )
             await self._settle(result, call, spends, now)
@@ -211,12 +254,13 @@ class Gateway:
                 await self.cache.put(key, result.to_json(), now)
             return result
         assert last is not None
-        err = ProviderError(
+        raise ProviderError(
             f"every model for task {req.task!r} failed; last: {last.message}",
-            status=last.status, retryable=True, retry_after=last.retry_after,
+            status=last.status,
+            retryable=True,
+            retry_after=last.retry_after,
             details={"kind": last.details.get("kind"), "routing": routing, "attempts": tally.attempts},
         )
-        raise err
 
     def estimate(
         self,
@@ -234,8 +278,11 @@ class Gateway:
         return estimate_cost(
             prompt_tokens=count_messages(messages, e.model, req.tools),
             max_tokens=req.max_tokens or DEFAULT_MAX_TOKENS,
-            price_in=e.price_in_per_mtok, price_out=e.price_out_per_mtok, model=model.name,
-            history=history, budget=budget,
+            price_in=e.price_in_per_mtok,
+            price_out=e.price_out_per_mtok,
+            model=model.name,
+            history=history,
+            budget=budget,
         )
 
     async def set_cap(self, scope: str, name: str, cap: Budget | None) -> None:
@@ -315,12 +362,18 @@ class Gateway:
         if any(s["why"].startswith("budget") for s in skipped):
             raise BudgetExceeded(f"budget exhausted for task {task!r}: {whys}", details=details)
         if all(s["why"].startswith("pii") for s in skipped):
-            raise PolicyDenied(f"no model of the route for task {task!r} may receive PII: {whys}", details=details)
-        raise ProviderError(f"no model available for task {task!r}: {whys}", retryable=True,
-                            details={"kind": "breaker_open", **details})
+            raise PolicyDenied(
+                f"no model of the route for task {task!r} may receive PII: {whys}", details=details
+            )
+        raise ProviderError(
+            f"no model available for task {task!r}: {whys}",
+            retryable=True,
+            details={"kind": "breaker_open", **details},
+        )
 
-    async def _call_model(self, model: Model, provider: Provider, preq: ProviderRequest, tally: _Tally,
-                          call: CallContext) -> ProviderResponse:
+    async def _call_model(
+        self, model: Model, provider: Provider, preq: ProviderRequest, tally: _Tally, call: CallContext
+    ) -> ProviderResponse:
         """One model, with retries on retryable errors; raises the last ``ProviderError``."""
         for attempt in range(1, self._attempts_per_model + 1):
             now = self._clock()
@@ -330,9 +383,17 @@ class Gateway:
                     resp = await provider.complete(preq)
             except ProviderError as err:
                 kind = err.details.get("kind")
-                tally.attempts.append({"model": model.name, "attempt": attempt, "outcome": "error",
-                                       "kind": kind, "status": err.status, "error": err.message,
-                                       "ms": round((time.perf_counter() - t0) * 1000, 3)})
+                tally.attempts.append(
+                    {
+                        "model": model.name,
+                        "attempt": attempt,
+                        "outcome": "error",
+                        "kind": kind,
+                        "status": err.status,
+                        "error": err.message,
+                        "ms": round((time.perf_counter() - t0) * 1000, 3),
+                    }
+                )
                 if kind in _BREAKER_KINDS:
                     await self.breakers.record(model.name, False, now)
                 if not err.retryable or attempt == self._attempts_per_model:
@@ -346,16 +407,31 @@ class Gateway:
                 await self._sleep(delay)
                 continue
             tally.add(model, resp)
-            tally.attempts.append({"model": model.name, "attempt": attempt, "outcome": "ok",
-                                   "tokens_in": resp.tokens_in, "tokens_out": resp.tokens_out,
-                                   "ms": round((time.perf_counter() - t0) * 1000, 3)})
+            tally.attempts.append(
+                {
+                    "model": model.name,
+                    "attempt": attempt,
+                    "outcome": "ok",
+                    "tokens_in": resp.tokens_in,
+                    "tokens_out": resp.tokens_out,
+                    "ms": round((time.perf_counter() - t0) * 1000, 3),
+                }
+            )
             await self.breakers.record(model.name, True, now)
             return resp
         raise AssertionError("unreachable")
 
-    async def _validated(self, model: Model, provider: Provider, preq: ProviderRequest, resp: ProviderResponse,
-                         output: type[BaseModel], tally: _Tally, call: CallContext,
-                         spends: list[Spend]) -> tuple[BaseModel, ProviderResponse]:
+    async def _validated(
+        self,
+        model: Model,
+        provider: Provider,
+        preq: ProviderRequest,
+        resp: ProviderResponse,
+        output: type[BaseModel],
+        tally: _Tally,
+        call: CallContext,
+        spends: list[Spend],
+    ) -> tuple[BaseModel, ProviderResponse]:
         for fix in range(MAX_CORRECTIONS + 1):
             value, errors = validate_output(resp.text, output)
             if value is not None:
@@ -364,23 +440,41 @@ class Gateway:
             tally.attempts[-1]["validation"] = errors
             if fix == MAX_CORRECTIONS:
                 break
-            messages = [*preq.messages, {"role": "assistant", "content": resp.text}, correction_message(errors or "")]
+            messages = [
+                *preq.messages,
+                {"role": "assistant", "content": resp.text},
+                correction_message(errors or ""),
+            ]
             prompt = count_messages(messages, preq.model_id, preq.tools)
-            bumped = [Spend(s.scope, s.cap, s.tokens + tally.tokens_in + tally.tokens_out, s.usd + tally.usd)
-                      for s in spends]
-            out, over = affordable_out(bumped, prompt, preq.max_tokens, model.entry.price_in_per_mtok,
-                                       model.entry.price_out_per_mtok)
+            bumped = [
+                Spend(s.scope, s.cap, s.tokens + tally.tokens_in + tally.tokens_out, s.usd + tally.usd)
+                for s in spends
+            ]
+            out, over = affordable_out(
+                bumped, prompt, preq.max_tokens, model.entry.price_in_per_mtok, model.entry.price_out_per_mtok
+            )
             if over:
-                raise BudgetExceeded(f"budget exhausted during output correction: {over}",
-                                     details={"attempts": tally.attempts})
-            preq = ProviderRequest(**{**{f: getattr(preq, f) for f in preq.__slots__},  # type: ignore[attr-defined]
-                                      "messages": messages, "max_tokens": out})
+                raise BudgetExceeded(
+                    f"budget exhausted during output correction: {over}", details={"attempts": tally.attempts}
+                )
+            preq = ProviderRequest(
+                **{
+                    **{f: getattr(preq, f) for f in preq.__slots__},  # type: ignore[attr-defined]
+                    "messages": messages,
+                    "max_tokens": out,
+                }
+            )
             resp = await self._call_model(model, provider, preq, tally, call)
         raise OutputValidationError(
             f"model {model.name!r} answered {MAX_CORRECTIONS + 1} times without matching "
             f"{output.__name__}: {errors}",
-            retryable=False, details={"attempts": tally.attempts, "tokens_in": tally.tokens_in,
-                                      "tokens_out": tally.tokens_out, "cost_usd": tally.usd},
+            retryable=False,
+            details={
+                "attempts": tally.attempts,
+                "tokens_in": tally.tokens_in,
+                "tokens_out": tally.tokens_out,
+                "cost_usd": tally.usd,
+            },
         )
 
     @staticmethod
@@ -400,22 +494,32 @@ class Gateway:
                 await self._state.counter_add(_SPEND_NS, f"org:{call.org}:{month}:usd", result.cost_usd, now)
         alerts = crossings(spends, tokens, result.cost_usd)
         for a in alerts:
-            a.update(run_id=call.run_id, org=call.org, user=call.user, workflow=call.workflow,
-                     version=call.version, step_seq=call.step_seq)
+            a.update(
+                run_id=call.run_id,
+                org=call.org,
+                user=call.user,
+                workflow=call.workflow,
+                version=call.version,
+                step_seq=call.step_seq,
+            )
         result.budget_alerts = alerts
         if alerts:
             await self.alerts.emit(alerts)
-        over = [s for s in spends
-                if (s.cap.max_tokens is not None and s.tokens + tokens > s.cap.max_tokens)
-                or (s.cap.max_usd is not None and s.usd + result.cost_usd > s.cap.max_usd + 1e-12)]
+        over = [
+            s
+            for s in spends
+            if (s.cap.max_tokens is not None and s.tokens + tokens > s.cap.max_tokens)
+            or (s.cap.max_usd is not None and s.usd + result.cost_usd > s.cap.max_usd + 1e-12)
+        ]
         if over:
             raise BudgetExceeded(
                 f"{over[0].scope} budget exceeded by actual usage of this call",
                 details={"result": result.to_json()},
             )
 
-    def _from_cache(self, doc: dict[str, Any], output: type[BaseModel] | None, routing: dict[str, Any],
-                    started: float) -> LLMResult:
+    def _from_cache(
+        self, doc: dict[str, Any], output: type[BaseModel] | None, routing: dict[str, Any], started: float
+    ) -> LLMResult:
         res = LLMResult.from_json(doc, output)
         res.cached = True
         res.tokens_in = res.tokens_out = 0

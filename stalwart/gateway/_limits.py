@@ -33,7 +33,8 @@ class Limiter:
         if total > limit:
             await self._state.counter_add(_NS, f"{model.name}:{what}:{window}", -amount, now)
             raise provider_error(
-                f"model {model.name!r}", "rate_limited",
+                f"model {model.name!r}",
+                "rate_limited",
                 f"local {what} limit {limit}/min reached (models.{model.name}.{what})",
                 retry_after=(window + 1) * 60 - now,
             )

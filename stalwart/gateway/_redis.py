@@ -23,7 +23,9 @@ class RedisState:
         try:
             import redis.asyncio as aioredis
         except ImportError:  # pragma: no cover - redis is a dependency
-            raise ConfigError("redis_url is set but the 'redis' package is missing: pip install redis") from None
+            raise ConfigError(
+                "redis_url is set but the 'redis' package is missing: pip install redis"
+            ) from None
         self._r = aioredis.Redis.from_url(url)
         self._fallback = fallback
         self._clock = clock
@@ -38,7 +40,9 @@ class RedisState:
         value = await self._r.get(f"stalwart:{namespace}:{key}")
         return bytes(value) if value is not None else None
 
-    async def kv_put(self, namespace: str, key: str, value: bytes, *, expires_at: float | None = None) -> None:
+    async def kv_put(
+        self, namespace: str, key: str, value: bytes, *, expires_at: float | None = None
+    ) -> None:
         ttl = None if expires_at is None else max(1, int(expires_at - self._clock()))
         await self._r.set(f"stalwart:{namespace}:{key}", value, ex=ttl)
 

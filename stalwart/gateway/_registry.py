@@ -15,16 +15,18 @@ from stalwart.gateway._providers._base import Provider
 from stalwart.gateway._providers.local import LOCAL_MODEL_ID, LocalProvider, LocalRule
 from stalwart.settings import ModelEntry, Settings
 
-__all__ = ["Registry", "Model", "LOCAL_ENTRY"]
+__all__ = ["LOCAL_ENTRY", "Model", "Registry"]
 
-LOCAL_ENTRY = ModelEntry(
-    provider="local",
-    model=LOCAL_MODEL_ID,
-    price_in_per_mtok=0.0,
-    price_out_per_mtok=0.0,
-    context_window=128_000,
-    latency_slo_ms=1_000,
-    pii_allowed=True,
+LOCAL_ENTRY = ModelEntry.model_validate(
+    {
+        "provider": "local",
+        "model": LOCAL_MODEL_ID,
+        "price_in_per_mtok": 0.0,
+        "price_out_per_mtok": 0.0,
+        "context_window": 128_000,
+        "latency_slo_ms": 1_000,
+        "pii_allowed": True,
+    }
 )
 _FLOATING = ("latest",)
 
@@ -97,7 +99,9 @@ class Registry:
                 f"models.{n}.api_key_env names the environment variable {e.api_key_env}, which is not set"
             )
         if any(tag in e.model for tag in _FLOATING):
-            raise ConfigError(f"models.{n}.model is {e.model!r}, a floating alias: pin an exact model version")
+            raise ConfigError(
+                f"models.{n}.model is {e.model!r}, a floating alias: pin an exact model version"
+            )
 
     def provider(self, model: Model) -> Provider:
         """The adapter for ``model`` (checked and built once)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-__all__ = ["SharedState", "MemoryState"]
+__all__ = ["MemoryState", "SharedState"]
 
 
 class SharedState(Protocol):
@@ -18,7 +18,9 @@ class SharedState(Protocol):
 
     async def kv_get(self, namespace: str, key: str, now: float | None = None) -> bytes | None: ...
 
-    async def kv_put(self, namespace: str, key: str, value: bytes, *, expires_at: float | None = None) -> None: ...
+    async def kv_put(
+        self, namespace: str, key: str, value: bytes, *, expires_at: float | None = None
+    ) -> None: ...
 
     async def counter_add(self, namespace: str, key: str, delta: float, now: float) -> float: ...
 
@@ -51,7 +53,9 @@ class MemoryState:
             return None
         return value
 
-    async def kv_put(self, namespace: str, key: str, value: bytes, *, expires_at: float | None = None) -> None:
+    async def kv_put(
+        self, namespace: str, key: str, value: bytes, *, expires_at: float | None = None
+    ) -> None:
         if len(self.kv) > 50_000:
             self.kv.clear()
         self.kv[(namespace, key)] = (value, expires_at)

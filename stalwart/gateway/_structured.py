@@ -14,10 +14,10 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-__all__ = ["MAX_CORRECTIONS", "strict_schema", "validate_output", "correction_message", "schema_instruction"]
+__all__ = ["MAX_CORRECTIONS", "correction_message", "schema_instruction", "strict_schema", "validate_output"]
 
 MAX_CORRECTIONS = 2
-_FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.S)
+_FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
 
 
 def _strict(node: Any) -> None:
@@ -54,7 +54,8 @@ def validate_output(text: str, output: type[BaseModel]) -> tuple[BaseModel | Non
         return output.model_validate_json(raw), None
     except ValidationError as exc:
         errors = [
-            f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors(include_url=False)
+            f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}"
+            for e in exc.errors(include_url=False)
         ]
         return None, "; ".join(errors)[:2000]
 

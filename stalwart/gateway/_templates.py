@@ -33,7 +33,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from stalwart.errors import ConfigError, InvalidInput, PolicyDenied
 
-__all__ = ["PromptTemplate", "TemplateStore", "BUNDLED_PROMPTS"]
+__all__ = ["BUNDLED_PROMPTS", "PromptTemplate", "TemplateStore"]
 
 BUNDLED_PROMPTS = Path(__file__).resolve().parent.parent / "examples" / "prompts"
 """Templates shipped with Stalwart's bundled examples (searched last)."""
@@ -85,8 +85,12 @@ class PromptTemplate:
                     f"template {ref}: slot {key!r} belongs to the {slot.part} part; "
                     "caller-supplied values may fill user-part slots only"
                 )
-            if not isinstance(value, _TYPES[slot.type]) or (slot.type in ("int", "float") and isinstance(value, bool)):
-                raise InvalidInput(f"template {ref}: slot {key!r} must be {slot.type}, got {type(value).__name__}")
+            if not isinstance(value, _TYPES[slot.type]) or (
+                slot.type in ("int", "float") and isinstance(value, bool)
+            ):
+                raise InvalidInput(
+                    f"template {ref}: slot {key!r} must be {slot.type}, got {type(value).__name__}"
+                )
             ctx[key] = value
         for slot in self.slots.values():
             if slot.name not in ctx:
@@ -125,7 +129,9 @@ def _load(path: Path, name: str, version: str) -> PromptTemplate:
         if part not in _PARTS:
             raise ConfigError(f"{where}: slots.{sname}.part must be one of {', '.join(_PARTS)}")
         if part != "user" and "default" not in spec:
-            raise ConfigError(f"{where}: slots.{sname} is a {part} slot and needs a default (callers cannot fill it)")
+            raise ConfigError(
+                f"{where}: slots.{sname} is a {part} slot and needs a default (callers cannot fill it)"
+            )
         slots[sname] = Slot(sname, stype, part, spec.get("default"), "default" not in spec)
     for part, source in parts.items():
         try:
@@ -164,5 +170,6 @@ class TemplateStore:
                 return tpl
         raise ConfigError(
             f"prompt template {ref!r} not found: looked for {ref}.toml in "
-            + ", ".join(str(d) for d in self.dirs) + " (set prompts_dir / STALWART_PROMPTS_DIR)"
+            + ", ".join(str(d) for d in self.dirs)
+            + " (set prompts_dir / STALWART_PROMPTS_DIR)"
         )

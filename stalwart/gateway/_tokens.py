@@ -11,7 +11,7 @@ import base64
 import hashlib
 import json
 import threading
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +19,12 @@ import tiktoken
 
 from stalwart.errors import ConfigError
 
-__all__ = ["encoding_for", "count_text", "count_messages", "TIKTOKEN_DIR"]
+__all__ = ["TIKTOKEN_DIR", "count_messages", "count_text", "encoding_for"]
 
 TIKTOKEN_DIR = Path(__file__).parent / "_tiktoken"
 """Directory of the bundled encoding files."""
 
-_O200K_PAT = "|".join(
+_O200K_PAT = "|".join(  # noqa: FLY002
     [
         r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
         r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
@@ -60,7 +60,7 @@ _SPEC: dict[str, tuple[str, str, dict[str, int]]] = {
 _lock = threading.Lock()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load(name: str) -> tiktoken.Encoding:
     sha, pat, special = _SPEC[name]
     path = TIKTOKEN_DIR / f"{name}.tiktoken"
@@ -80,7 +80,11 @@ def encoding_for(model_id: str) -> tiktoken.Encoding:
     For non-OpenAI models this is an approximation; the provider's reported usage is authoritative.
     """
     m = model_id.lower()
-    name = "o200k_base" if m.startswith(("gpt-4o", "gpt-4.1", "gpt-5", "o1", "o3", "o4", "chatgpt-4o")) else "cl100k_base"
+    name = (
+        "o200k_base"
+        if m.startswith(("gpt-4o", "gpt-4.1", "gpt-5", "o1", "o3", "o4", "chatgpt-4o"))
+        else "cl100k_base"
+    )
     with _lock:
         return _load(name)
 
@@ -90,13 +94,15 @@ def count_text(text: str, model_id: str = "") -> int:
     return len(encoding_for(model_id).encode(text, disallowed_special=()))
 
 
-def count_messages(messages: list[dict[str, Any]], model_id: str = "", tools: list[dict[str, Any]] | None = None) -> int:
+def count_messages(
+    messages: list[dict[str, Any]], model_id: str = "", tools: list[dict[str, Any]] | None = None
+) -> int:
     """Prompt tokens of a chat request, with OpenAI's per-message framing overhead (3 + 3 tokens)."""
     enc = encoding_for(model_id)
     total = 3
     for msg in messages:
         total += 3
-        for key, value in msg.items():
+        for value in msg.values():
             if value is None:
                 continue
             text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)

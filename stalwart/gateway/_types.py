@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from stalwart.gateway._budget import Budget
 
-__all__ = ["LLMRequest", "CallContext", "LLMResult", "ProviderRequest", "ProviderResponse", "LOCAL_LABEL"]
+__all__ = ["LOCAL_LABEL", "CallContext", "LLMRequest", "LLMResult", "ProviderRequest", "ProviderResponse"]
 
 LOCAL_LABEL = "local (offline, not a real LLM)"
 """How the ``local`` provider is labelled wherever it appears."""

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 __all__ = ["FakeLLMServer", "Recorded"]
 
@@ -82,21 +82,25 @@ def _text(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return " ".join(_text(b.get("text") or b.get("content") or "") for b in content if isinstance(b, dict))
+        return " ".join(
+            _text(b.get("text") or b.get("content") or "") for b in content if isinstance(b, dict)
+        )
     return ""
 
 
-_SCHEMA_IN_PROMPT = re.compile(r"JSON Schema:\s*(\{.*\})\s*$", re.S)
-_OBEY = re.compile(r"ignore (?:all )?(?:the )?(?:previous|prior|above) instructions", re.I)
-_CALL = re.compile(r"call (?:the )?(?:tool )?`?([A-Za-z_]\w*)`?(?: with (\{.*?\}))?", re.I)
-_SAY = re.compile(r"(?:say|reply|respond|output|answer)(?: with)?:?\s*[\"'](.+?)[\"']", re.I)
+_SCHEMA_IN_PROMPT = re.compile(r"JSON Schema:\s*(\{.*\})\s*$", re.DOTALL)
+_OBEY = re.compile(r"ignore (?:all )?(?:the )?(?:previous|prior|above) instructions", re.IGNORECASE)
+_CALL = re.compile(r"call (?:the )?(?:tool )?`?([A-Za-z_]\w*)`?(?: with (\{.*?\}))?", re.IGNORECASE)
+_SAY = re.compile(r"(?:say|reply|respond|output|answer)(?: with)?:?\s*[\"'](.+?)[\"']", re.IGNORECASE)
 
 
 class FakeLLMServer:
     """Start with ``with FakeLLMServer() as srv:``; point clients at ``srv.openai_url`` /
     ``srv.anthropic_url``."""
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, timeout_s: float = 3.0, seed: int = 0) -> None:
+    def __init__(
+        self, *, host: str = "127.0.0.1", port: int = 0, timeout_s: float = 3.0, seed: int = 0
+    ) -> None:
         self.host, self.port = host, port
         self.timeout_s = timeout_s
         self.compromised = False
@@ -131,8 +135,9 @@ class FakeLLMServer:
         self._httpd = ThreadingHTTPServer((self.host, self.port), Handler)
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="fake-llm", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-llm", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -142,7 +147,7 @@ class FakeLLMServer:
             self._httpd.server_close()
             self._httpd = None
 
-    def __enter__(self) -> FakeLLMServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -174,8 +179,11 @@ class FakeLLMServer:
     def count(self, model: str | None = None, path: str | None = None) -> int:
         """Requests received (for one model and/or path)."""
         with self._lock:
-            return sum(1 for r in self.requests
-                       if (model is None or r.model == model) and (path is None or r.path == path))
+            return sum(
+                1
+                for r in self.requests
+                if (model is None or r.model == model) and (path is None or r.path == path)
+            )
 
     def bodies(self) -> list[str]:
         """Raw request bodies, as they crossed the HTTP boundary."""
@@ -200,8 +208,13 @@ class FakeLLMServer:
         with self._lock:
             self.requests.append(rec)
 
-    def _answer(self, body: dict[str, Any], messages: list[dict[str, Any]], tools: list[dict[str, Any]],
-                schema: dict[str, Any] | None) -> tuple[str, list[dict[str, Any]]]:
+    def _answer(
+        self,
+        body: dict[str, Any],
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]],
+        schema: dict[str, Any] | None,
+    ) -> tuple[str, list[dict[str, Any]]]:
         """(text, tool calls [{id, name, arguments}])."""
         model = str(body.get("model", ""))
         if self.compromised:
@@ -213,8 +226,14 @@ class FakeLLMServer:
         if reply is not None:
             out = reply(body) if callable(reply) else reply
             return (json.dumps(out) if isinstance(out, dict) else str(out)), []
-        done_tools = any(m.get("role") == "tool" or (isinstance(m.get("content"), list) and any(
-            isinstance(b, dict) and b.get("type") == "tool_result" for b in m["content"])) for m in messages)
+        done_tools = any(
+            m.get("role") == "tool"
+            or (
+                isinstance(m.get("content"), list)
+                and any(isinstance(b, dict) and b.get("type") == "tool_result" for b in m["content"])
+            )
+            for m in messages
+        )
         if tools and not done_tools:
             t = tools[0]
             fn = t.get("function", t)
@@ -269,15 +288,16 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             pass
 
-    def _error(self, anthropic: bool, status: int, kind: str, message: str,
-               headers: dict[str, str] | None = None) -> None:
+    def _error(
+        self, anthropic: bool, status: int, kind: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
         if anthropic:
             doc: dict[str, Any] = {"type": "error", "error": {"type": kind, "message": message}}
         else:
             doc = {"error": {"message": message, "type": kind, "code": kind}}
         self._send_json(status, doc, headers)
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         try:
             self._post()
         except (BrokenPipeError, ConnectionResetError):
@@ -309,17 +329,24 @@ class _Handler(BaseHTTPRequestHandler):
     def _common_fault(self, fault: str, anthropic: bool) -> bool:
         name, _, arg = fault.partition(":")
         if name in ("500", "502", "503", "529"):
-            self._error(anthropic, int(name), "api_error" if anthropic else "server_error", "injected server error")
+            self._error(
+                anthropic, int(name), "api_error" if anthropic else "server_error", "injected server error"
+            )
         elif name == "429":
-            self._error(anthropic, 429, "rate_limit_error", "injected rate limit",
-                        {"Retry-After": arg or "1"})
+            self._error(
+                anthropic, 429, "rate_limit_error", "injected rate limit", {"Retry-After": arg or "1"}
+            )
         elif name == "401":
             auth = self.headers.get("Authorization") or self.headers.get("x-api-key") or ""
             key = auth.removeprefix("Bearer ").strip()
             self._error(anthropic, 401, "authentication_error", f"Incorrect API key provided: {key}.")
         elif name == "overflow":
-            self._error(anthropic, 400, "invalid_request_error",
-                        "This model's maximum context length is 8192 tokens (context_length_exceeded)")
+            self._error(
+                anthropic,
+                400,
+                "invalid_request_error",
+                "This model's maximum context length is 8192 tokens (context_length_exceeded)",
+            )
         elif name == "malformed":
             data = b'{"id": "chatcmpl-broken", "choices": [ {"message": '
             self.send_response(200)
@@ -350,20 +377,39 @@ class _Handler(BaseHTTPRequestHandler):
         max_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or 4096)
         model = str(body.get("model", ""))
         text, finish, n_out = _truncate(text, max_tokens, finish, model)
-        usage = {"prompt_tokens": _prompt_tokens(messages, tools or None, model),
-                 "completion_tokens": n_out + sum(_tokens(json.dumps(c["arguments"]), model)
-                                                                 for c in calls)}
+        usage = {
+            "prompt_tokens": _prompt_tokens(messages, tools or None, model),
+            "completion_tokens": n_out + sum(_tokens(json.dumps(c["arguments"]), model) for c in calls),
+        }
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
-        tool_calls = [{"id": c["id"], "type": "function",
-                       "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])}} for c in calls]
+        tool_calls = [
+            {
+                "id": c["id"],
+                "type": "function",
+                "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])},
+            }
+            for c in calls
+        ]
         if body.get("stream"):
             self._openai_stream(model, text, tool_calls, finish, usage, body, cut=fault == "cut")
             return
         doc = {
-            "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": model,
-            "choices": [{"index": 0, "finish_reason": finish, "logprobs": None,
-                         "message": {"role": "assistant", "content": text or None,
-                                     **({"tool_calls": tool_calls} if tool_calls else {})}}],
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": finish,
+                    "logprobs": None,
+                    "message": {
+                        "role": "assistant",
+                        "content": text or None,
+                        **({"tool_calls": tool_calls} if tool_calls else {}),
+                    },
+                }
+            ],
             "usage": usage,
         }
         if fault == "cut":
@@ -377,24 +423,37 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._send_json(200, doc)
 
-    def _openai_stream(self, model: str, text: str, tool_calls: list[dict[str, Any]], finish: str,
-                       usage: dict[str, int], body: dict[str, Any], *, cut: bool) -> None:
+    def _openai_stream(
+        self,
+        model: str,
+        text: str,
+        tool_calls: list[dict[str, Any]],
+        finish: str,
+        usage: dict[str, int],
+        body: dict[str, Any],
+        *,
+        cut: bool,
+    ) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
 
         def event(delta: dict[str, Any], finish_reason: str | None = None, with_usage: bool = False) -> None:
-            doc: dict[str, Any] = {"id": "chatcmpl-fake", "object": "chat.completion.chunk",
-                                   "created": int(time.time()), "model": model,
-                                   "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]}
+            doc: dict[str, Any] = {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion.chunk",
+                "created": int(time.time()),
+                "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+            }
             if with_usage:
                 doc["choices"] = []
                 doc["usage"] = usage
             self._chunk(f"data: {json.dumps(doc)}\n\n".encode())
 
         event({"role": "assistant", "content": ""})
-        pieces = [text[i: i + 8] for i in range(0, len(text), 8)] or []
+        pieces = [text[i : i + 8] for i in range(0, len(text), 8)] or []
         if cut:
             for p in pieces[: max(1, len(pieces) // 2)]:
                 event({"content": p})
@@ -403,8 +462,18 @@ class _Handler(BaseHTTPRequestHandler):
         for p in pieces:
             event({"content": p})
         for i, tc in enumerate(tool_calls):
-            event({"tool_calls": [{"index": i, "id": tc["id"], "type": "function",
-                                   "function": {"name": tc["function"]["name"], "arguments": ""}}]})
+            event(
+                {
+                    "tool_calls": [
+                        {
+                            "index": i,
+                            "id": tc["id"],
+                            "type": "function",
+                            "function": {"name": tc["function"]["name"], "arguments": ""},
+                        }
+                    ]
+                }
+            )
             event({"tool_calls": [{"index": i, "function": {"arguments": tc["function"]["arguments"]}}]})
         event({}, finish)
         if (body.get("stream_options") or {}).get("include_usage"):
@@ -431,15 +500,22 @@ class _Handler(BaseHTTPRequestHandler):
         model = str(body.get("model", ""))
         text, finish, n_out = _truncate(text, int(body.get("max_tokens") or 4096), stop, model)
         content: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
-        content += [{"type": "tool_use", "id": f"toolu_{c['id']}", "name": c["name"], "input": c["arguments"]}
-                    for c in calls]
+        content += [
+            {"type": "tool_use", "id": f"toolu_{c['id']}", "name": c["name"], "input": c["arguments"]}
+            for c in calls
+        ]
         doc = {
-            "id": "msg_fake", "type": "message", "role": "assistant", "model": body.get("model", ""),
-            "content": content, "stop_reason": "max_tokens" if finish == "length" else finish,
+            "id": "msg_fake",
+            "type": "message",
+            "role": "assistant",
+            "model": body.get("model", ""),
+            "content": content,
+            "stop_reason": "max_tokens" if finish == "length" else finish,
             "stop_sequence": None,
-            "usage": {"input_tokens": _prompt_tokens(all_messages, tools or None, model),
-                      "output_tokens": n_out + sum(_tokens(json.dumps(c["arguments"]), model)
-                                                                  for c in calls)},
+            "usage": {
+                "input_tokens": _prompt_tokens(all_messages, tools or None, model),
+                "output_tokens": n_out + sum(_tokens(json.dumps(c["arguments"]), model) for c in calls),
+            },
         }
         if fault == "cut":
             data = json.dumps(doc).encode()

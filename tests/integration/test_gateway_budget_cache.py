@@ -15,7 +15,7 @@ from stalwart.settings import ModelEntry, RouteEntry, Settings
 from stalwart.store import Store, open_store
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # until pytest's pythonpath has the repo root
-from tests.fakes import FakeLLMServer  # noqa: E402
+from tests.fakes import FakeLLMServer
 
 MODEL, BACKUP = "gpt-4o-2024-08-06", "gpt-4o-mini-2024-07-18"
 LONG = "word " * 400
@@ -54,11 +54,19 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 
 def settings(srv: FakeLLMServer, **kw: object) -> Settings:
     def entry(model: str, **extra: object) -> ModelEntry:
-        return ModelEntry(provider="openai", model=model, base_url=srv.openai_url, price_in_per_mtok=2.5,
-                          price_out_per_mtok=10.0, **extra)  # type: ignore[arg-type]
+        return ModelEntry(
+            provider="openai",
+            model=model,
+            base_url=srv.openai_url,
+            price_in_per_mtok=2.5,
+            price_out_per_mtok=10.0,
+            **extra,
+        )  # type: ignore[arg-type]
 
-    return Settings(models={"primary": entry(MODEL, **kw), "backup": entry(BACKUP)},
-                    routes={"default": RouteEntry(models=["primary", "backup"])})
+    return Settings(
+        models={"primary": entry(MODEL, **kw), "backup": entry(BACKUP)},
+        routes={"default": RouteEntry(models=["primary", "backup"])},
+    )
 
 
 def ask(text: str = "hello", **kw: object) -> LLMRequest:
@@ -73,8 +81,10 @@ async def test_budget_stops_a_runaway_loop_at_exactly_its_cap(srv: FakeLLMServer
     spent_tokens, spent_usd, calls = 0, 0.0, 0
     with pytest.raises(BudgetExceeded):
         for _ in range(100):  # a runaway agent loop: it would go on forever
-            res = await gw.complete(ask("go on", max_tokens=100),
-                                    CallContext("run-1", budget=cap, spent_tokens=spent_tokens, spent_usd=spent_usd))
+            res = await gw.complete(
+                ask("go on", max_tokens=100),
+                CallContext("run-1", budget=cap, spent_tokens=spent_tokens, spent_usd=spent_usd),
+            )
             spent_tokens += res.tokens_in + res.tokens_out
             spent_usd += res.cost_usd
             calls += 1
@@ -92,16 +102,19 @@ async def test_usd_cap_is_never_exceeded(srv: FakeLLMServer, store: Store) -> No
     spent_tokens, spent_usd = 0, 0.0
     with pytest.raises(BudgetExceeded):
         for _ in range(100):
-            res = await gw.complete(ask(max_tokens=200),
-                                    CallContext("r", budget=cap, spent_tokens=spent_tokens, spent_usd=spent_usd))
+            res = await gw.complete(
+                ask(max_tokens=200),
+                CallContext("r", budget=cap, spent_tokens=spent_tokens, spent_usd=spent_usd),
+            )
             spent_tokens += res.tokens_in + res.tokens_out
             spent_usd += res.cost_usd
     assert 0.005 - 20 * 2.5e-6 <= spent_usd <= 0.005
     await gw.aclose()
 
 
-async def test_org_monthly_cap_is_shared_across_workers_and_resets_next_month(srv: FakeLLMServer,
-                                                                              store: Store) -> None:
+async def test_org_monthly_cap_is_shared_across_workers_and_resets_next_month(
+    srv: FakeLLMServer, store: Store
+) -> None:
     clock = Clock()
     worker_a = Gateway(settings(srv), store, clock=clock)
     worker_b = Gateway(settings(srv), store, clock=clock)
@@ -132,8 +145,9 @@ async def test_cache_hit_costs_nothing(srv: FakeLLMServer, store: Store) -> None
     clock = Clock()
     gw = Gateway(settings(srv), store, clock=clock, cache_ttl_s=60)
     first = await gw.complete(ask("same question", cacheable=True), CallContext("r1"))
-    again = await Gateway(settings(srv), store, clock=clock).complete(ask("same question", cacheable=True),
-                                                                      CallContext("r2"))
+    again = await Gateway(settings(srv), store, clock=clock).complete(
+        ask("same question", cacheable=True), CallContext("r2")
+    )
     assert first.cached is False and first.cost_usd > 0
     assert again.cached is True and again.tokens_in == again.tokens_out == again.cost_usd == 0
     assert again.text == first.text and again.attempts == [{"model": "primary", "outcome": "cache_hit"}]

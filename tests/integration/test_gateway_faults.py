@@ -13,8 +13,9 @@ from pydantic import BaseModel
 from stalwart.errors import ConfigError, OutputValidationError, ProviderError
 from stalwart.gateway import CallContext, Gateway, LLMRequest
 from stalwart.settings import ModelEntry, RouteEntry, Settings
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # until pytest's pythonpath has the repo root
-from tests.fakes import FakeLLMServer  # noqa: E402
+from tests.fakes import FakeLLMServer
 
 KEY = "sk-test-VERYSECRET-4f2a9c"
 PRIMARY, BACKUP, CLAUDE = "gpt-4o-2024-08-06", "gpt-4o-mini-2024-07-18", "claude-3-5-haiku-20241022"
@@ -39,16 +40,29 @@ def srv(server: FakeLLMServer) -> FakeLLMServer:
 
 def settings(srv: FakeLLMServer, route: list[str], *, timeout_s: float = 5.0) -> Settings:
     def oai(model: str) -> ModelEntry:
-        return ModelEntry(provider="openai", model=model, base_url=srv.openai_url, api_key_env="STALWART_TEST_KEY",
-                          price_in_per_mtok=2.5, price_out_per_mtok=10.0, timeout_s=timeout_s)
+        return ModelEntry(
+            provider="openai",
+            model=model,
+            base_url=srv.openai_url,
+            api_key_env="STALWART_TEST_KEY",
+            price_in_per_mtok=2.5,
+            price_out_per_mtok=10.0,
+            timeout_s=timeout_s,
+        )
 
     return Settings(
         models={
             "primary": oai(PRIMARY),
             "backup": oai(BACKUP),
-            "claude": ModelEntry(provider="anthropic", model=CLAUDE, base_url=srv.anthropic_url,
-                                 api_key_env="STALWART_TEST_KEY", price_in_per_mtok=0.8, price_out_per_mtok=4.0,
-                                 timeout_s=timeout_s),
+            "claude": ModelEntry(
+                provider="anthropic",
+                model=CLAUDE,
+                base_url=srv.anthropic_url,
+                api_key_env="STALWART_TEST_KEY",
+                price_in_per_mtok=0.8,
+                price_out_per_mtok=4.0,
+                timeout_s=timeout_s,
+            ),
         },
         routes={"default": RouteEntry(models=route)},
     )
@@ -132,8 +146,12 @@ async def test_stream_cut_mid_answer_falls_back_and_is_never_a_success(srv: Fake
 
 async def test_timeout_malformed_refusal_and_overflow_fall_back(srv: FakeLLMServer) -> None:
     gw = Gateway(settings(srv, ["primary", "claude"], timeout_s=0.5), sleep=Sleeps(), attempts_per_model=1)
-    for fault, kind in [("timeout:1.5", "timeout"), ("malformed", "malformed"), ("refusal", "content_filter"),
-                        ("overflow", "context_overflow")]:
+    for fault, kind in [
+        ("timeout:1.5", "timeout"),
+        ("malformed", "malformed"),
+        ("refusal", "content_filter"),
+        ("overflow", "context_overflow"),
+    ]:
         srv.inject(fault, model=PRIMARY)
         res = await gw.complete(ask(), CallContext("r"))
         assert res.model == "claude" and res.provider == "anthropic", fault
@@ -167,7 +185,9 @@ async def test_schema_violation_gets_a_correction_then_succeeds(srv: FakeLLMServ
     await gw.aclose()
 
 
-async def test_schema_violation_three_times_is_a_non_retryable_output_validation_error(srv: FakeLLMServer) -> None:
+async def test_schema_violation_three_times_is_a_non_retryable_output_validation_error(
+    srv: FakeLLMServer,
+) -> None:
     srv.inject("schema", "schema", "schema", model=CLAUDE)
     gw = Gateway(settings(srv, ["claude", "primary"]), sleep=Sleeps())
     with pytest.raises(OutputValidationError) as info:
@@ -178,18 +198,27 @@ async def test_schema_violation_three_times_is_a_non_retryable_output_validation
 
 
 async def test_anthropic_tool_use_round_trip(srv: FakeLLMServer) -> None:
-    tool = {"type": "function", "function": {"name": "lookup_order", "description": "find an order",
-                                             "parameters": {"type": "object",
-                                                            "properties": {"order_id": {"type": "string"}}}}}
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "lookup_order",
+            "description": "find an order",
+            "parameters": {"type": "object", "properties": {"order_id": {"type": "string"}}},
+        },
+    }
     gw = Gateway(settings(srv, ["claude"]))
     res = await gw.complete(ask("where is A-1?", tools=[tool]), CallContext("r"))
-    assert res.tool_calls and res.tool_calls[0]["name"] == "lookup_order" and res.finish_reason == "tool_calls"
+    assert (
+        res.tool_calls and res.tool_calls[0]["name"] == "lookup_order" and res.finish_reason == "tool_calls"
+    )
     body = srv.requests[-1].body
     assert body["tools"][0]["input_schema"]["properties"] == {"order_id": {"type": "string"}}
     await gw.aclose()
 
 
-async def test_api_key_never_appears_in_errors_or_logs(srv: FakeLLMServer, caplog: pytest.LogCaptureFixture) -> None:
+async def test_api_key_never_appears_in_errors_or_logs(
+    srv: FakeLLMServer, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     srv.inject("401", model=PRIMARY)
     gw = Gateway(settings(srv, ["primary", "backup"]), sleep=Sleeps())
@@ -204,7 +233,9 @@ async def test_api_key_never_appears_in_errors_or_logs(srv: FakeLLMServer, caplo
     await gw.aclose()
 
 
-async def test_missing_key_and_unknown_model_name_the_setting(srv: FakeLLMServer, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_missing_key_and_unknown_model_name_the_setting(
+    srv: FakeLLMServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("STALWART_TEST_KEY")
     gw = Gateway(settings(srv, ["primary"]))
     with pytest.raises(ConfigError, match=r"models\.primary\.api_key_env .*STALWART_TEST_KEY"):

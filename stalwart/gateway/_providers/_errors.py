@@ -15,10 +15,10 @@ from typing import Any
 
 from stalwart.errors import ProviderError
 
-__all__ = ["translate", "scrub", "provider_error", "status_error", "error_body_message"]
+__all__ = ["error_body_message", "provider_error", "scrub", "status_error", "translate"]
 
 _KEYLIKE = re.compile(r"(sk-|sk_|key-|Bearer\s+)[A-Za-z0-9_\-\.]{6,}")
-_OVERFLOW = re.compile(r"context[_ ]length|maximum context|too many tokens|prompt is too long", re.I)
+_OVERFLOW = re.compile(r"context[_ ]length|maximum context|too many tokens|prompt is too long", re.IGNORECASE)
 
 
 def scrub(text: str, secret: str | None) -> str:
@@ -74,11 +74,15 @@ def status_error(where: str, status: int, message: str, headers: Any, secret: st
     """The ``ProviderError`` for an HTTP error status with the provider's message."""
     msg = scrub(message, secret)
     if status == 429:
-        return provider_error(where, "rate_limited", f"HTTP 429 {msg}", status=429, retry_after=_retry_after(headers))
+        return provider_error(
+            where, "rate_limited", f"HTTP 429 {msg}", status=429, retry_after=_retry_after(headers)
+        )
     if status in (401, 403):
         return provider_error(where, "auth", f"HTTP {status} {msg}", status=status)
     if status >= 500 or status in (408, 409, 425, 529):
-        return provider_error(where, "server", f"HTTP {status} {msg}", status=status, retry_after=_retry_after(headers))
+        return provider_error(
+            where, "server", f"HTTP {status} {msg}", status=status, retry_after=_retry_after(headers)
+        )
     if _OVERFLOW.search(msg):
         return provider_error(where, "context_overflow", f"HTTP {status} {msg}", status=status)
     if "content_filter" in msg or "content management policy" in msg:
@@ -110,7 +114,9 @@ def translate(exc: BaseException, where: str, secret: str | None) -> ProviderErr
     cause = type(exc.__cause__).__name__ if exc.__cause__ is not None else ""
     if "Timeout" in name or "Timeout" in cause:
         return provider_error(where, "timeout", f"timed out ({name})")
-    if {name, cause} & {"RemoteProtocolError", "ReadError", "IncompleteRead"} or "incomplete" in str(exc).lower():
+    if {name, cause} & {"RemoteProtocolError", "ReadError", "IncompleteRead"} or "incomplete" in str(
+        exc
+    ).lower():
         return provider_error(where, "stream_cut", f"connection closed mid-answer ({name})")
     if "Connection" in name or name in {"ConnectError", "ConnectTimeout", "OSError"}:
         return provider_error(where, "connection", f"cannot connect ({name})")

@@ -23,7 +23,11 @@ def to_anthropic(messages: list[dict[str, Any]]) -> tuple[str, list[dict[str, An
         if role in ("system", "developer"):
             system.append(str(m.get("content") or ""))
         elif role == "tool":
-            block = {"type": "tool_result", "tool_use_id": m.get("tool_call_id", ""), "content": str(m.get("content") or "")}
+            block = {
+                "type": "tool_result",
+                "tool_use_id": m.get("tool_call_id", ""),
+                "content": str(m.get("content") or ""),
+            }
             out.append({"role": "user", "content": [block]})
         elif role == "assistant" and m.get("tool_calls"):
             blocks: list[dict[str, Any]] = []
@@ -32,12 +36,14 @@ def to_anthropic(messages: list[dict[str, Any]]) -> tuple[str, list[dict[str, An
             for tc in m["tool_calls"]:
                 fn = tc.get("function", tc)
                 args = fn.get("arguments", {})
-                blocks.append({
-                    "type": "tool_use",
-                    "id": tc.get("id", ""),
-                    "name": fn["name"],
-                    "input": json.loads(args) if isinstance(args, str) else args,
-                })
+                blocks.append(
+                    {
+                        "type": "tool_use",
+                        "id": tc.get("id", ""),
+                        "name": fn["name"],
+                        "input": json.loads(args) if isinstance(args, str) else args,
+                    }
+                )
             out.append({"role": "assistant", "content": blocks})
         else:
             out.append({"role": role, "content": m.get("content") or ""})
@@ -54,7 +60,9 @@ class AnthropicProvider:
     name = "anthropic"
     supports_json_schema = False
 
-    def __init__(self, entry_name: str, *, base_url: str | None, api_key: str | None, timeout_s: float) -> None:
+    def __init__(
+        self, entry_name: str, *, base_url: str | None, api_key: str | None, timeout_s: float
+    ) -> None:
         self._where = f"anthropic model {entry_name!r}"
         self._secret = api_key
         self._client = anthropic.AsyncAnthropic(
@@ -75,7 +83,7 @@ class AnthropicProvider:
             ]
         try:
             resp = await self._client.messages.create(**kw, timeout=req.timeout_s)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - every failure is translated here, once
             raise translate(exc, self._where, self._secret) from None
         stop = resp.stop_reason or ""
         if stop == "refusal":

@@ -17,23 +17,29 @@ from stalwart.gateway._providers._base import canonical_tool
 from stalwart.gateway._tokens import count_messages, count_text, encoding_for
 from stalwart.gateway._types import LOCAL_LABEL, ProviderRequest, ProviderResponse
 
-__all__ = ["LocalProvider", "LocalRule", "extract_facts", "LOCAL_MODEL_ID"]
+__all__ = ["LOCAL_MODEL_ID", "LocalProvider", "LocalRule", "extract_facts"]
 
 LOCAL_MODEL_ID = "local-scripted-1"
 
 _ORDER = re.compile(r"\b([A-Z]{1,4}-\d{3,10})\b")
 _MONEY = [
     re.compile(r"[$€£]\s?(\d{1,7}(?:,\d{3})*(?:\.\d{1,2})?)"),
-    re.compile(r"\b(\d{1,7}(?:\.\d{1,2})?)\s?(?:usd|dollars?|eur|euros?|gbp)\b", re.I),
+    re.compile(r"\b(\d{1,7}(?:\.\d{1,2})?)\s?(?:usd|dollars?|eur|euros?|gbp)\b", re.IGNORECASE),
 ]
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
 _INTENTS = [
-    ("refund", re.compile(r"refund|money back|reimburs|charged (?:me )?twice|double charge|return (?:it|this|the)", re.I)),
-    ("cancel", re.compile(r"\bcancel", re.I)),
-    ("complaint", re.compile(r"broken|damaged|terrible|unacceptable|angry|complain", re.I)),
-    ("question", re.compile(r"\?|how do|where is|when will|can i|question", re.I)),
+    (
+        "refund",
+        re.compile(
+            r"refund|money back|reimburs|charged (?:me )?twice|double charge|return (?:it|this|the)",
+            re.IGNORECASE,
+        ),
+    ),
+    ("cancel", re.compile(r"\bcancel", re.IGNORECASE)),
+    ("complaint", re.compile(r"broken|damaged|terrible|unacceptable|angry|complain", re.IGNORECASE)),
+    ("question", re.compile(r"\?|how do|where is|when will|can i|question", re.IGNORECASE)),
 ]
-_URGENT = re.compile(r"urgent|asap|immediately|right now|!!|emergency", re.I)
+_URGENT = re.compile(r"urgent|asap|immediately|right now|!!|emergency", re.IGNORECASE)
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -118,7 +124,9 @@ def _fill(schema: dict[str, Any], facts: dict[str, Any], defs: dict[str, Any], n
             return 0
     if kind == "number":
         try:
-            return float(value) if value is not None else float(schema.get("default", schema.get("minimum", 0)))
+            return (
+                float(value) if value is not None else float(schema.get("default", schema.get("minimum", 0)))
+            )
         except (TypeError, ValueError):
             return 0.0
     if kind == "boolean":
@@ -127,7 +135,13 @@ def _fill(schema: dict[str, Any], facts: dict[str, Any], defs: dict[str, Any], n
         return None
     if value is None:
         return str(schema.get("default", "unknown" if name else ""))
-    return value if isinstance(value, str) else json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+    return (
+        value
+        if isinstance(value, str)
+        else json.dumps(value)
+        if isinstance(value, (dict, list))
+        else str(value)
+    )
 
 
 def answer_with_schema(schema: dict[str, Any], facts: dict[str, Any]) -> str:

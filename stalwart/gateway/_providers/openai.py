@@ -47,7 +47,9 @@ class OpenAIProvider:
     name = "openai"
     supports_json_schema = True
 
-    def __init__(self, entry_name: str, *, base_url: str | None, api_key: str | None, timeout_s: float) -> None:
+    def __init__(
+        self, entry_name: str, *, base_url: str | None, api_key: str | None, timeout_s: float
+    ) -> None:
         self._where = f"openai model {entry_name!r}"
         self._secret = api_key
         self._client = openai.AsyncOpenAI(
@@ -55,13 +57,20 @@ class OpenAIProvider:
         )
         self._http = httpx.AsyncClient(
             base_url=str(self._client.base_url),
-            headers={"Authorization": f"Bearer {api_key or 'not-needed'}", "Content-Type": "application/json",
-                     "Accept": "application/json"},
+            headers={
+                "Authorization": f"Bearer {api_key or 'not-needed'}",
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+            },
             timeout=timeout_s,
         )
 
     def _kwargs(self, req: ProviderRequest) -> dict[str, Any]:
-        kw: dict[str, Any] = {"model": req.model_id, "messages": _messages(req.messages), "max_tokens": req.max_tokens}
+        kw: dict[str, Any] = {
+            "model": req.model_id,
+            "messages": _messages(req.messages),
+            "max_tokens": req.max_tokens,
+        }
         if req.temperature is not None:
             kw["temperature"] = req.temperature
         if req.tools:
@@ -82,10 +91,11 @@ class OpenAIProvider:
             timeout = kw.pop("timeout")
             http = await self._http.post("chat/completions", content=json.dumps(kw).encode(), timeout=timeout)
             if http.status_code >= 400:
-                raise status_error(self._where, http.status_code, error_body_message(http.text), http.headers,
-                                   self._secret)
+                raise status_error(
+                    self._where, http.status_code, error_body_message(http.text), http.headers, self._secret
+                )
             resp = json.loads(http.content)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - every failure is translated here, once
             raise translate(exc, self._where, self._secret) from None
         try:
             choice = resp["choices"][0]
@@ -93,8 +103,11 @@ class OpenAIProvider:
             usage = resp.get("usage") or {}
             finish = choice.get("finish_reason") or ""
             calls = [
-                {"id": tc.get("id", ""), "name": tc["function"]["name"],
-                 "arguments": _args(tc["function"].get("arguments"))}
+                {
+                    "id": tc.get("id", ""),
+                    "name": tc["function"]["name"],
+                    "arguments": _args(tc["function"].get("arguments")),
+                }
                 for tc in msg.get("tool_calls") or []
             ]
             out = ProviderResponse(
