@@ -47,7 +47,7 @@ class AlertSink:
         try:
             async with httpx.AsyncClient(timeout=5.0) as client:
                 await client.post(self._webhook_url or "", json={"text": text, "alert": alert})
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a webhook never breaks a call
             self.failures += 1
             log.warning("budget alert webhook failed: %s", type(exc).__name__)
 
