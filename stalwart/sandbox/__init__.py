@@ -6,7 +6,8 @@ to ``sandbox="none"`` (:class:`InProcessSandbox`). Both take a :class:`ToolInvoc
 ``StalwartError.to_dict()``), never an exception. Only a host that cannot isolate raises
 :class:`~stalwart.errors.SandboxUnavailable`; there is no fallback to an unsandboxed run.
 
-Inside a sandbox: a read-only view of ``/usr``, the tool's ``code_root`` (at ``/opt/stalwart/code``),
+Inside a sandbox: a read-only view of ``/usr``, the tool's top-level package from ``code_root`` (under
+``/opt/stalwart/code``; never the whole project root, which holds ``.git``, ``.env`` and the database),
 the ``stalwart`` package and site-packages; a size-capped tmpfs at ``/tmp`` as the only writable place;
 no network (or only loopback plus a CONNECT proxy for the tool's ``egress`` allowlist, exposed through
 ``HTTPS_PROXY``); a seccomp filter; a dedicated unprivileged uid; rlimits and, where writable,

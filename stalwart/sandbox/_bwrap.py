@@ -200,6 +200,7 @@ class BwrapSandbox:
             python=layout.python,
             pkg_dir=str(_host.PKG_DIR),
             code_root=code_root,
+            module=inv.module,
             site_packages=layout.site_packages,
             seccomp_fd=r_fd,
             tmpfs_bytes=inv.limits.tmpfs_mb * 1024 * 1024,

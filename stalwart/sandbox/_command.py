@@ -36,12 +36,26 @@ def host_top_links() -> dict[str, str | None]:
     return {top: (os.readlink(top) if os.path.islink(top) else None) for top in _TOP}
 
 
+def code_binding(code_root: str, module: str) -> tuple[str, str]:
+    """Bind only the tool's top-level package (or single module file), not all of ``code_root``:
+    a project root also holds ``.git``, ``.env`` files and the SQLite database with the signing key."""
+    top = module.split(".", 1)[0]
+    if not top.isidentifier():
+        raise ValueError(f"module {module!r} is not an importable name")
+    for name in (top, f"{top}.py"):
+        path = os.path.join(code_root, name)
+        if os.path.exists(path):
+            return path, f"{CODE_DIR}/{name}"
+    raise ValueError(f"module {module!r} is not under code_root {code_root!r}")
+
+
 def build_argv(
     *,
     bwrap: str,
     python: str,
     pkg_dir: str,
     code_root: str,
+    module: str,
     site_packages: str | None,
     seccomp_fd: int,
     tmpfs_bytes: int,
@@ -81,8 +95,7 @@ def build_argv(
         "--tmpfs",
         "/tmp",
         "--ro-bind",
-        code_root,
-        CODE_DIR,
+        *code_binding(code_root, module),
         "--ro-bind",
         pkg_dir,
         f"{LIB_DIR}/stalwart",

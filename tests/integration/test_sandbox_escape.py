@@ -212,3 +212,13 @@ async def test_flooding_stdout(sandbox: BwrapSandbox) -> None:
 async def test_tool_that_never_returns(sandbox: BwrapSandbox) -> None:
     err = contained(await sandbox.run(inv("never_returns", timeout_s=1.0)), code="tool_timeout")
     assert err["type"] == "ToolTimeout" and err["retryable"] is True
+
+
+async def test_project_root_is_not_visible(sandbox: BwrapSandbox) -> None:
+    """Only the tool's package is bound: the project's .git, .env and database stay outside."""
+    err = contained(
+        await sandbox.run(inv("list_dir", path="/opt/stalwart/code/.git")), exception="FileNotFoundError"
+    )
+    assert ".git" in err["message"]
+    out = await sandbox.run(inv("list_dir", path="/opt/stalwart/code"))
+    assert out.ok and json.loads(out.result_json or "[]") == ["tests"]

@@ -97,12 +97,14 @@ def test_seccomp_tiocsti() -> None:
     assert run_bpf(NO_INET, _seccomp.NR_IOCTL, (0, 0x5401)) == ALLOW  # TCGETS
 
 
-def test_argv_isolation_flags_and_no_secrets() -> None:
+def test_argv_isolation_flags_and_no_secrets(tmp_path) -> None:
+    (tmp_path / "tools").mkdir()
     argv = build_argv(
         bwrap="/usr/bin/bwrap",
         python="/usr/bin/python3.11",
         pkg_dir="/src/stalwart",
-        code_root="/src",
+        code_root=str(tmp_path),
+        module="tools.lookup",
         site_packages=None,
         seccomp_fd=5,
         tmpfs_bytes=1 << 20,
@@ -122,6 +124,9 @@ def test_argv_isolation_flags_and_no_secrets() -> None:
     assert argv[argv.index("--size") + 1] == str(1 << 20) and argv[argv.index("--size") + 2] == "--tmpfs"
     assert argv[argv.index("--remount-ro") + 1] == "/"
     assert "--bind" not in argv  # nothing is bound writable
+    i = argv.index(str(tmp_path / "tools"))
+    assert argv[i - 1 : i + 2] == ["--ro-bind", str(tmp_path / "tools"), "/opt/stalwart/code/tools"]
+    assert str(tmp_path) not in argv  # only the tool's package, never the project root
     assert argv[-5:] == [
         "/usr/bin/python3.11",
         "-I",
