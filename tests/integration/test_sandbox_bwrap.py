@@ -235,3 +235,8 @@ def test_doctor_reports_required_checks() -> None:
     ):
         assert checks[name].ok, checks[name]
     assert all(c.fix for c in checks.values() if not c.ok)
+
+
+async def test_concurrent_sandboxes_are_independent() -> None:
+    outs = await asyncio.gather(*(bwrap_sandbox().run(inv("echo", value=str(i))) for i in range(8)))
+    assert [json.loads(o.result_json or "{}") for o in outs] == [{"value": str(i)} for i in range(8)]
