@@ -20,8 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from stalwart.guard._classifier import MODEL_PATH, features  # noqa: E402
-from stalwart.guard._normalize import normalize, views  # noqa: E402
+from stalwart.guard._classifier import MODEL_PATH, features
+from stalwart.guard._normalize import normalize, views
 
 TRAIN = ROOT / "evals" / "security" / "injection_train.jsonl"
 
@@ -46,6 +46,7 @@ def main() -> None:
     ap.add_argument("--c", type=float, default=4.0)
     ap.add_argument("--min-df", type=int, default=2)
     ap.add_argument("--max-features", type=int, default=60000)
+    ap.add_argument("--char-n", type=int, nargs=2, default=(3, 4), metavar=("MIN", "MAX"))
     args = ap.parse_args()
     if "test" in args.data.name:
         raise SystemExit("refusing to train on a test split")
@@ -58,7 +59,8 @@ def main() -> None:
             texts.append(t)
             labels.append(int(row["label"]))
 
-    feats = [features(t) for t in texts]
+    char_n = tuple(args.char_n)
+    feats = [features(t, char_n) for t in texts]
     df: dict[str, int] = {}
     for f in feats:
         for k in f:
@@ -86,13 +88,15 @@ def main() -> None:
         "version": f"ngram-lr-{digest}-c{args.c}",
         "trained_on": str(args.data.relative_to(ROOT)) if args.data.is_relative_to(ROOT) else str(args.data),
         "train_sha256_16": digest,
-        "char_n": [3, 5],
+        "char_n": list(char_n),
         "word_n": [1, 2],
         "bias": round(float(model.intercept_[0]), 5),
         "weights": dict(sorted(weights.items())),
     }
     args.out.write_text(json.dumps(out, ensure_ascii=False, separators=(",", ":")), encoding="utf-8")
-    print(f"{len(texts)} texts, vocab {len(vocab)}, kept {len(weights)} weights, train acc {acc:.4f} -> {args.out}")
+    print(
+        f"{len(texts)} texts, vocab {len(vocab)}, kept {len(weights)} weights, train acc {acc:.4f} -> {args.out}"
+    )
 
 
 if __name__ == "__main__":

@@ -86,10 +86,14 @@ class ToolCallPolicy:
         args = dict(args or {})
         spec = self._specs.get(name)
         if spec is None:
-            return ToolCallDecision(False, name, f"tool {name!r} is not in this workflow's allowlist", "unknown_tool")
+            return ToolCallDecision(
+                False, name, f"tool {name!r} is not in this workflow's allowlist", "unknown_tool"
+            )
         injected = sorted(INJECTED_PARAMS.intersection(args))
         if injected:
-            return ToolCallDecision(False, name, f"arguments {injected} are set by the runtime, not the model", "invalid_args")
+            return ToolCallDecision(
+                False, name, f"arguments {injected} are set by the runtime, not the model", "invalid_args"
+            )
         model = self._models.get(name)
         if model is not None:
             try:
@@ -98,16 +102,22 @@ class ToolCallPolicy:
                 problems = "; ".join(
                     f"{'.'.join(str(p) for p in e['loc']) or 'args'}: {e['msg']}" for e in exc.errors()[:5]
                 )
-                return ToolCallDecision(False, name, f"arguments do not match the signature: {problems}", "invalid_args")
+                return ToolCallDecision(
+                    False, name, f"arguments do not match the signature: {problems}", "invalid_args"
+                )
         elif spec.schema is not None:
             problem = _validate_schema(args, spec.schema, "args")
             if problem:
-                return ToolCallDecision(False, name, f"arguments do not match the schema: {problem}", "invalid_args")
+                return ToolCallDecision(
+                    False, name, f"arguments do not match the schema: {problem}", "invalid_args"
+                )
         return ToolCallDecision(True, name, "", "ok")
 
 
 def check_tool_call(
-    allowed: ToolCallPolicy | Mapping[str, Any] | Iterable[Any], name: str, args: Mapping[str, Any] | None = None
+    allowed: ToolCallPolicy | Mapping[str, Any] | Iterable[Any],
+    name: str,
+    args: Mapping[str, Any] | None = None,
 ) -> ToolCallDecision:
     """Whether the call ``name(**args)`` is allowed by ``allowed`` (a policy or what builds one)."""
     policy = allowed if isinstance(allowed, ToolCallPolicy) else ToolCallPolicy(allowed)
@@ -156,7 +166,7 @@ def _validate_schema(value: Any, schema: Mapping[str, Any], path: str) -> str | 
         for req in schema.get("required", []):
             if req not in value:
                 return f"{path}.{req}: required"
-        extra = schema.get("additionalProperties", False if props else True)
+        extra = schema.get("additionalProperties", not props)
         for k, v in value.items():
             if k in props:
                 p = _validate_schema(v, props[k], f"{path}.{k}")

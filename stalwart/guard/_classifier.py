@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-__all__ = ["InjectionClassifier", "NgramClassifier", "features", "MODEL_PATH"]
+__all__ = ["MODEL_PATH", "InjectionClassifier", "NgramClassifier", "features"]
 
 MODEL_PATH = Path(__file__).with_name("injection_model.json")
 _TOKEN = re.compile(r"[^\W_]+|[^\w\s]", re.UNICODE)
@@ -70,19 +70,33 @@ class NgramClassifier:
             version=str(data.get("version", "")),
         )
 
+    def __post_init__(self) -> None:
+        # Split by feature kind so inference can look up raw n-grams without building prefixed
+        # strings; the arithmetic is identical to scoring ``features(text)``.
+        self._char = {k[1:]: v for k, v in self.weights.items() if k[:1] == "c"}
+        self._word = {k[1:]: v for k, v in self.weights.items() if k[:1] == "w"}
+
     def decision(self, text: str) -> float:
-        feats = features(text, self.char_n, self.word_n)
-        if not feats:
-            return self.bias
-        w = self.weights
+        low = " ".join(text.lower().split())
+        padded = f" {low} "
+        grams: list[str] = []
+        for n in range(self.char_n[0], self.char_n[1] + 1):
+            grams.extend([padded[i : i + n] for i in range(len(padded) - n + 1)])
+        words = _TOKEN.findall(low)
+        wgrams: list[str] = []
+        for n in range(self.word_n[0], self.word_n[1] + 1):
+            wgrams.extend([" ".join(words[i : i + n]) for i in range(len(words) - n + 1)])
         total = 0.0
         norm = 0.0
-        for f, c in feats.items():
-            v = 1.0 + math.log(c)
-            norm += v * v
-            wf = w.get(f)
-            if wf is not None:
-                total += wf * v
+        for counts, w in ((Counter(grams), self._char), (Counter(wgrams), self._word)):
+            for f, c in counts.items():
+                v = 1.0 if c == 1 else 1.0 + math.log(c)
+                norm += v * v
+                wf = w.get(f)
+                if wf is not None:
+                    total += wf * v
+        if norm == 0.0:
+            return self.bias
         return self.bias + total / math.sqrt(norm)
 
     def score(self, text: str) -> float:

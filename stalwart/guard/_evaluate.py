@@ -39,8 +39,11 @@ class InjectionReport:
         return self.false_positives / self.benign if self.benign else 0.0
 
     def lines(self) -> list[str]:
-        out = [f"injection detection {self.detection_rate:.4f} ({self.detected}/{self.attacks}), "
-               f"FPR {self.false_positive_rate:.4f} ({self.false_positives}/{self.benign})"]
+        head = (
+            f"injection detection {self.detection_rate:.4f} ({self.detected}/{self.attacks}), "
+            f"FPR {self.false_positive_rate:.4f} ({self.false_positives}/{self.benign})"
+        )
+        out = [head]
         for cat in sorted(self.per_category):
             hit, n = self.per_category[cat]
             kind = "FPR" if cat.startswith("benign") else "detection"
@@ -53,7 +56,11 @@ def evaluate_injection(guard: Guard, rows: list[dict[str, Any]], source: str = "
     for row in rows:
         v = guard.scan(row["text"], source)  # type: ignore[arg-type]
         positive = v.action != "allow"
-        cat = row["category"] if row["label"] else row["category"].split(".")[0] + "." + row["category"].split(".")[1]
+        cat = (
+            row["category"]
+            if row["label"]
+            else row["category"].split(".")[0] + "." + row["category"].split(".")[1]
+        )
         rep.per_category[cat][1] += 1
         if row["label"]:
             rep.attacks += 1
@@ -90,8 +97,11 @@ class PiiReport:
         return self.true_pos / self.predicted if self.predicted else 1.0
 
     def lines(self) -> list[str]:
-        out = [f"PII recall {self.recall:.4f} ({self.true_pos}/{self.gold}), precision {self.precision:.4f}, "
-               f"raw values leaked {self.leaked}"]
+        head = (
+            f"PII recall {self.recall:.4f} ({self.true_pos}/{self.gold}), precision {self.precision:.4f}, "
+            f"raw values leaked {self.leaked}"
+        )
+        out = [head]
         for cat in sorted(self.per_category):
             tp, g, p = self.per_category[cat]
             out.append(f"  {cat:40s} recall {tp / g if g else 1.0:.4f} ({tp}/{g})  predicted {p}")

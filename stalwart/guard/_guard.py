@@ -15,7 +15,7 @@ from stalwart.guard._types import Redaction, Source, Verdict
 if TYPE_CHECKING:
     from stalwart.settings import GuardSettings
 
-__all__ = ["Guard", "OutputScan", "default_guard", "configure", "scan", "redact", "scan_output"]
+__all__ = ["Guard", "OutputScan", "configure", "default_guard", "redact", "scan", "scan_output"]
 
 
 @dataclass(frozen=True, slots=True)

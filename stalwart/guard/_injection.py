@@ -13,7 +13,7 @@ from stalwart.errors import InjectionBlocked
 from stalwart.guard._classifier import MODEL_PATH, InjectionClassifier, NgramClassifier
 from stalwart.guard._normalize import views
 from stalwart.guard._rules import RuleHit, combine, match_rules
-from stalwart.guard._types import Source, Verdict
+from stalwart.guard._types import Action, Source, Verdict
 
 __all__ = ["InjectionDetector", "Thresholds", "enforce", "windows"]
 
@@ -146,7 +146,9 @@ class InjectionDetector:
                     if s > clf_score:
                         clf_score, clf_view = s, name
         if clf_score >= 0.5:
-            reasons.append(f"classifier:{clf_score:.2f}" + ("" if clf_view == "normalized" else f"@{clf_view}"))
+            reasons.append(
+                f"classifier:{clf_score:.2f}" + ("" if clf_view == "normalized" else f"@{clf_view}")
+            )
         # Alone, the classifier is damped: n-gram models are overconfident on short, odd texts.
         # With a rule as corroboration, the two combine as independent evidence.
         if rule_score >= 0.4 and clf_score >= 0.4:
@@ -158,7 +160,7 @@ class InjectionDetector:
     def scan(self, text: str, source: Source = "tool") -> Verdict:
         score, reasons = self.score(text)
         t = self.thresholds.get(source, DEFAULT_THRESHOLDS["tool"])
-        action = "block" if score >= t.block else "flag" if score >= t.flag else "allow"
+        action: Action = "block" if score >= t.block else "flag" if score >= t.flag else "allow"
         return Verdict(action, round(score, 4), reasons, source)
 
 

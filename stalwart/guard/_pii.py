@@ -17,7 +17,7 @@ from stalwart.guard._placeholders import PlaceholderMap
 from stalwart.guard._secrets import SECRET_RECOGNIZERS, RegexRecognizer, Span, custom_recognizers
 from stalwart.guard._types import Entity, Redaction
 
-__all__ = ["PiiRedactor", "LOCALE_RECOGNIZERS", "LABELS"]
+__all__ = ["LABELS", "LOCALE_RECOGNIZERS", "PiiRedactor"]
 
 # Recognizers that hold for any locale. Checksummed or tightly shaped: low false-positive rates.
 _COMMON = ("EmailRecognizer", "CreditCardRecognizer", "IbanRecognizer", "IpRecognizer", "CryptoRecognizer")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["PlaceholderMap", "PLACEHOLDER_RE"]
+__all__ = ["PLACEHOLDER_RE", "PlaceholderMap"]
 
 PLACEHOLDER_RE = re.compile(r"\{\{([A-Z][A-Z0-9_]*?)_(\d+)\}\}")
 
@@ -16,7 +16,7 @@ class PlaceholderMap:
     text order. The map holds raw values: keep it in memory or in the vault, never in a journal.
     """
 
-    __slots__ = ("_by_value", "_by_placeholder", "_counters")
+    __slots__ = ("_by_placeholder", "_by_value", "_counters")
 
     def __init__(self) -> None:
         self._by_value: dict[tuple[str, str], str] = {}

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from stalwart.errors import ConfigError
 
-__all__ = ["RegexRecognizer", "SECRET_RECOGNIZERS", "custom_recognizers", "Span"]
+__all__ = ["SECRET_RECOGNIZERS", "RegexRecognizer", "Span", "custom_recognizers"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,14 +85,24 @@ SECRET_RECOGNIZERS: tuple[RegexRecognizer, ...] = (
         1.0,
         ("private key",),
     ),
-    _r("AWS_ACCESS_KEY", r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA|ABIA|ACCA)[A-Z0-9]{16}\b", 1.0, ("akia", "asia", "agpa", "aida", "aroa", "anpa", "anva", "aipa", "abia", "acca")),
+    _r(
+        "AWS_ACCESS_KEY",
+        r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA|ABIA|ACCA)[A-Z0-9]{16}\b",
+        1.0,
+        ("akia", "asia", "agpa", "aida", "aroa", "anpa", "anva", "aipa", "abia", "acca"),
+    ),
     _r(
         "AWS_SECRET_KEY",
         r"(?i)aws.{0,20}?(?:secret|private).{0,20}?['\"]?\s*[:=]\s*['\"]?(?P<v>[A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])",
         1.0,
         ("aws",),
     ),
-    _r("GITHUB_TOKEN", r"\b(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})\b", 1.0, ("gh", "github_pat_")),
+    _r(
+        "GITHUB_TOKEN",
+        r"\b(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})\b",
+        1.0,
+        ("gh", "github_pat_"),
+    ),
     _r("SLACK_TOKEN", r"\bxox[abposr]-[A-Za-z0-9-]{10,250}", 1.0, ("xox",)),
     _r("API_KEY", r"\bsk-(?:proj-|ant-(?:api\d{2}-)?|svcacct-)?[A-Za-z0-9_-]{20,}", 0.95, ("sk-",)),
     _r("API_KEY", r"\b[rsp]k_(?:live|test)_[A-Za-z0-9]{16,}\b", 1.0, ("_live_", "_test_")),
@@ -121,5 +131,7 @@ def custom_recognizers(patterns: dict[str, str]) -> tuple[RegexRecognizer, ...]:
         try:
             out.append(RegexRecognizer(label, re.compile(pattern), 0.9))
         except re.error as exc:
-            raise ConfigError(f"guard.custom_patterns[{name!r}] is not a valid regular expression: {exc}") from exc
+            raise ConfigError(
+                f"guard.custom_patterns[{name!r}] is not a valid regular expression: {exc}"
+            ) from exc
     return tuple(out)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["Action", "Source", "Entity", "Redaction", "Verdict", "ToolCallDecision"]
+__all__ = ["Action", "Entity", "Redaction", "Source", "ToolCallDecision", "Verdict"]
 
 Action = Literal["allow", "flag", "block"]
 Source = Literal["user", "tool", "model"]

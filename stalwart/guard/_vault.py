@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from stalwart.settings import GuardSettings
     from stalwart.store._protocol import Store
 
-__all__ = ["Vault", "load_master_key", "NAMESPACE"]
+__all__ = ["NAMESPACE", "Vault", "load_master_key"]
 
 NAMESPACE = "guard.vault"
 _SAFE = re.compile(r"^[A-Za-z0-9_.:@-]{1,200}$")
@@ -55,12 +55,14 @@ def load_master_key(settings: GuardSettings) -> bytes:
         try:
             raw = Path(settings.master_key_file).read_text(encoding="utf-8").strip()
         except OSError as exc:
-            raise ConfigError(f"the PII vault cannot read its master key from {origin}: {exc.strerror}") from None
+            raise ConfigError(
+                f"the PII vault cannot read its master key from {origin}: {exc.strerror}"
+            ) from None
     if not raw:
         raise ConfigError(
             "the PII vault needs a master key: set the environment variable "
             f"{settings.master_key_env} (guard.master_key_env) or guard.master_key_file to a base64-encoded "
-            "32-byte key, e.g. from `python -c \"import os,base64;print(base64.b64encode(os.urandom(32)).decode())\"`"
+            '32-byte key, e.g. from `python -c "import os,base64;print(base64.b64encode(os.urandom(32)).decode())"`'
         )
     try:
         key = base64.b64decode(raw.strip(), validate=True)
@@ -131,7 +133,9 @@ class Vault:
 
         try:
             return bytes(
-                self._aead(key).decrypt(base64.b64decode(sealed["n"]), base64.b64decode(sealed["c"]), aad.encode())
+                self._aead(key).decrypt(
+                    base64.b64decode(sealed["n"]), base64.b64decode(sealed["c"]), aad.encode()
+                )
             )
         except (InvalidTag, KeyError, ValueError, binascii.Error) as exc:
             raise ConfigError(
@@ -264,4 +268,6 @@ class Vault:
 
     async def erase_scope(self, org: str, scope: str) -> int:
         """Delete every entry of one scope (e.g. when a run's retention ends)."""
-        return await self._store.kv_delete_prefix(NAMESPACE, f"e/{_check(org, 'org')}/{_check(scope, 'scope')}/")
+        return await self._store.kv_delete_prefix(
+            NAMESPACE, f"e/{_check(org, 'org')}/{_check(scope, 'scope')}/"
+        )

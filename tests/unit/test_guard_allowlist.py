@@ -39,8 +39,12 @@ def test_injected_delete_database_is_blocked(policy: ToolCallPolicy) -> None:
 
 @pytest.mark.parametrize(
     "args",
-    [{}, {"order_id": "A-1", "cents": "lots"}, {"order_id": "A-1", "cents": 5, "extra": 1},
-     {"order_id": "A-1", "cents": 5, "idempotency_key": "mine"}],
+    [
+        {},
+        {"order_id": "A-1", "cents": "lots"},
+        {"order_id": "A-1", "cents": 5, "extra": 1},
+        {"order_id": "A-1", "cents": 5, "idempotency_key": "mine"},
+    ],
 )
 def test_arguments_must_validate(policy: ToolCallPolicy, args: dict) -> None:
     d = policy.check("issue_refund", args)
@@ -48,8 +52,14 @@ def test_arguments_must_validate(policy: ToolCallPolicy, args: dict) -> None:
 
 
 def test_json_schema_tools() -> None:
-    tools = {"send_email": {"type": "object", "properties": {"to": {"type": "string"}, "body": {"type": "string"}},
-                            "required": ["to"], "additionalProperties": False}}
+    tools = {
+        "send_email": {
+            "type": "object",
+            "properties": {"to": {"type": "string"}, "body": {"type": "string"}},
+            "required": ["to"],
+            "additionalProperties": False,
+        }
+    }
     assert check_tool_call(tools, "send_email", {"to": "{{EMAIL_1}}", "body": "hi"}).allowed
     assert check_tool_call(tools, "send_email", {"body": "hi"}).blocked
     assert check_tool_call(tools, "send_email", {"to": 3}).blocked

@@ -85,9 +85,9 @@ async def test_missing_master_key_fails_closed(store, monkeypatch: pytest.Monkey
 async def test_key_file_and_wrong_key(store, tmp_path: Path, settings: GuardSettings) -> None:
     key_file = tmp_path / "master.key"
     key_file.write_text(KEY)
-    await Vault(store, settings=GuardSettings(master_key_env="UNSET_VAR_X", master_key_file=str(key_file))).put(
-        "acme", {"{{EMAIL_1}}": "ada@example.com"}
-    )
+    await Vault(
+        store, settings=GuardSettings(master_key_env="UNSET_VAR_X", master_key_file=str(key_file))
+    ).put("acme", {"{{EMAIL_1}}": "ada@example.com"})
     assert await Vault(store, settings=settings).get("acme", "{{EMAIL_1}}") == "ada@example.com"
     wrong = Vault(store, master_key=os.urandom(32))
     with pytest.raises(sw.ConfigError, match="master key"):
