@@ -22,11 +22,14 @@ def demo(
     app = load_app(default="stalwart.examples.refund:app")
     nonce = time.strftime("%Y%m%d-%H%M%S")
     tickets: list[tuple[str, dict[str, Any], str]] = [
-        (f"demo-{nonce}-1", {"order_id": "A-1001", "email": "alice@example.com", "amount_cents": 4999},
-         "an ordinary refund: the fraud check times out once and is retried"),
-        (f"demo-{nonce}-2", {"order_id": "A-1002", "email": "bob@bounce.invalid"},
+        (f"demo-{nonce}-1", {"email": "alice@example.com",
+                                    "message": "Hi! Order A-1001 arrived broken. Please refund the $49.99."},
+         "an ordinary refund: the model triages it, the fraud check times out once and is retried"),
+        (f"demo-{nonce}-2", {"email": "bob@bounce.invalid",
+                                    "message": "I want my money back for order A-1002."},
          "the refund is paid, then the confirmation bounces for good: the refund is voided"),
-        (f"demo-{nonce}-3", {"order_id": "A-9999", "email": "carol@example.com"},
+        (f"demo-{nonce}-3", {"email": "carol@example.com",
+                                    "message": "Refund order A-9999 please, it never came."},
          "the order does not exist: the sandboxed lookup fails without retry"),
     ]
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sys
 import time
+from pathlib import Path
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -19,6 +21,7 @@ from stalwart.errors import (
     ConfigError,
     InvalidInput,
     KillSwitchEngaged,
+    NeedsConfirmation,
     RunNotFound,
     UnknownWorkflow,
     WorkflowFailed,
@@ -144,6 +147,10 @@ class App:
         self._local_wakes: list[float] = []
         self._sandbox: Any = None
         self._broker: Any = None
+        self._gateway: Any = None
+        caller = sys._getframe(1).f_globals.get("__file__")
+        self.home = Path(caller).resolve().parent if caller else Path.cwd()
+        """Directory of the module that created the app (its ``prompts/`` live there)."""
         self._kill_cache: tuple[float, bool] = (0.0, False)
         self.unauthorized_tool_calls = 0
 
@@ -288,10 +295,23 @@ class App:
         user: str = "",
         version: str | None = None,
         parent_id: str | None = None,
+        confirm_over_usd: float | None = None,
     ) -> str:
-        """Start a run and return its id. A reused ``idempotency_key`` returns the existing run."""
+        """Start a run and return its id. A reused ``idempotency_key`` returns the existing run.
+
+        With ``confirm_over_usd=X`` the start is refused with :class:`NeedsConfirmation` when the
+        p95 cost estimate exceeds ``X`` USD.
+        """
         wdef = self.workflow_def(workflow, version)
         input_json = wdef.input_json(input)
+        if confirm_over_usd is not None:
+            est = await self.estimate_cost(workflow, input, version=wdef.version)
+            if est.usd_p95 > confirm_over_usd:
+                raise NeedsConfirmation(
+                    f"run of {wdef.key} is estimated at p95 ${est.usd_p95:.4f}, over the confirmed "
+                    f"${confirm_over_usd:.4f}; confirm a higher amount to start it",
+                    details={"estimate": est.to_json()},
+                )
         if idempotency_key is not None and (not isinstance(idempotency_key, str) or not idempotency_key):
             raise InvalidInput("idempotency_key must be a non-empty string")
         store = await self.connect()
@@ -315,6 +335,13 @@ class App:
         for w in self._workers:
             w.poke()
         return run_id
+
+    async def estimate_cost(self, workflow: str, input: Any = None, *, version: str | None = None) -> Any:
+        """Estimate one run's cost (``CostEstimate``: USD and tokens p50/p95/max) without calling a
+        model: from the workflow's first rendered prompt, its version's completed runs and its cap."""
+        from stalwart.engine._estimate import estimate_cost
+
+        return await estimate_cost(self, workflow, input, version)
 
     async def get_run(self, run_id: str) -> RunInfo:
         store = await self.connect()
@@ -444,6 +471,15 @@ class App:
 
     def _count_unauthorized(self, tool: str) -> None:
         self.unauthorized_tool_calls += 1
+
+    async def gateway(self) -> Any:
+        """The model gateway (``stalwart.gateway.Gateway``) bound to this app's store and settings."""
+        if self._gateway is None:
+            from stalwart.gateway import Gateway
+
+            self._gateway = Gateway(self.settings, await self.connect(), clock=self.clock.time,
+                                    prompts_dir=self.home / "prompts")
+        return self._gateway
 
     async def credential_broker(self) -> Any:
         """The per-invocation credential broker (``stalwart.sandbox.CredentialBroker``), shared by

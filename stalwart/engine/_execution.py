@@ -295,7 +295,8 @@ class RunExecution:
             except Exception as exc:
                 raise StepError(f"the workflow's return value is not JSON-serialisable: {exc}",
                                 retryable=False) from None
-            await self.finish(RunStatus.COMPLETED, output_json=output)
+            await self.finish(RunStatus.COMPLETED, output_json=output,
+                              meta_patch={"cost_usd": round(self.spent_usd, 10), "tokens": self.spent_tokens})
         except Suspend:
             pass
         except Drain as exc:
@@ -313,7 +314,8 @@ class RunExecution:
             await self.finish(
                 RunStatus.COMPLETED,
                 output_json=encode({"partial": True, "budget_exceeded": True, "result": self.partial_value}),
-                meta_patch={"partial": True, "budget_exceeded": True, "budget_error": str(exc)},
+                meta_patch={"partial": True, "budget_exceeded": True, "budget_error": str(exc),
+                            "cost_usd": round(self.spent_usd, 10), "tokens": self.spent_tokens},
             )
         except StalwartError as exc:
             seq = getattr(exc, "_stalwart_step", None)

@@ -14,7 +14,9 @@ import os
 import sqlite3
 from contextlib import closing
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
 
 import stalwart as sw
 from stalwart.errors import ToolError
@@ -101,6 +103,15 @@ def send_email(to: str, subject: str, body: str) -> dict:
     return {"sent_to": to, "subject": subject}
 
 
+class Triage(BaseModel):
+    """What the model must extract from a ticket (validated; free text never drives a decision)."""
+
+    order_id: str
+    intent: Literal["refund", "cancel", "complaint", "question", "other"]
+    amount_cents: int = Field(ge=0)
+    urgency: Literal["low", "normal", "high"]
+
+
 @app.workflow(
     name="refund",
     version="1",
@@ -109,9 +120,12 @@ def send_email(to: str, subject: str, body: str) -> dict:
 )
 async def refund(ctx: sw.Context, ticket: dict) -> dict:
     """Handle one refund ticket end to end."""
-    order_id = str(ticket.get("order_id", ""))
+    triage = await ctx.llm("triage", template="triage@1", vars={"ticket": ticket}, output=Triage)
+    if triage.intent not in ("refund", "complaint"):
+        return {"decision": "routed_to_human", "intent": triage.intent, "order_id": triage.order_id}
+    order_id = triage.order_id
     order = await ctx.tool(lookup_order, order_id=order_id)
-    cents = int(ticket.get("amount_cents") or order["total_cents"])
+    cents = triage.amount_cents or int(order["total_cents"])
     if cents > order["total_cents"]:
         return {"decision": "rejected", "reason": "refund exceeds the order total", "order_id": order_id}
     fraud = await ctx.tool(check_fraud, order_id=order_id, cents=cents)

@@ -501,5 +501,15 @@ class SqliteStore:
 
 
 def _split_sql(script: str) -> list[str]:
-    """Split a migration into statements (migrations contain no semicolons inside literals)."""
-    return [s.strip() for s in script.split(";") if s.strip()]
+    """Split a migration into whole statements (trigger bodies with inner semicolons included)."""
+    statements: list[str] = []
+    buf = ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            if buf.strip():
+                statements.append(buf.strip())
+            buf = ""
+    if buf.strip():
+        statements.append(buf.strip())
+    return statements

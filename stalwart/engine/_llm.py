@@ -1,0 +1,72 @@
+"""``ctx.llm``: one model call through the gateway, as a durable step that is never paid twice."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from stalwart.engine._execution import RunExecution
+
+__all__ = ["call_llm"]
+
+_META_FIELDS = (
+    "model", "provider", "model_id", "response_model", "tokens_in", "tokens_out", "cost_usd", "cached",
+    "latency_ms", "routing", "template_hash", "finish_reason", "budget_alerts",
+)
+
+
+async def call_llm(
+    ex: RunExecution,
+    task: str,
+    *,
+    template: str | None,
+    vars: dict[str, Any],
+    messages: list[dict[str, Any]] | None,
+    output: Any,
+    model: str | None,
+    max_tokens: int | None,
+    temperature: float | None,
+    cacheable: bool,
+    tools: list[Any] | None,
+) -> Any:
+    from stalwart.errors import BudgetExceeded
+    from stalwart.gateway import CallContext, LLMRequest, LLMResult
+
+    if not isinstance(task, str) or not task:
+        raise TypeError("ctx.llm needs a task name (the route to use) as its first argument")
+    tool_specs = [_tool_spec(ex, t) for t in tools] if tools else None
+
+    async def body(seq: int, attempt: int) -> tuple[Any, dict[str, Any]]:
+        gateway = await ex.app.gateway()
+        req = LLMRequest(task=task, template=template, vars=vars, messages=messages, output=output, model=model,
+                         max_tokens=max_tokens, temperature=temperature, cacheable=cacheable, tools=tool_specs)
+        call = CallContext(run_id=ex.run.id, org=ex.run.org, user=ex.run.user, workflow=ex.run.workflow,
+                           version=ex.run.version, step_seq=seq, budget=ex.wdef.budget,
+                           spent_tokens=ex.spent_tokens, spent_usd=ex.spent_usd)
+        try:
+            result = await gateway.complete(req, call)
+        except BudgetExceeded as err:  # the call went through but overspent: keep what it cost
+            spent = err.details.get("result")
+            if spent is not None:
+                spent = spent.to_json() if hasattr(spent, "to_json") else spent
+                err._stalwart_meta = {k: spent[k] for k in _META_FIELDS if k in spent}  # type: ignore[attr-defined]
+            raise
+        data = result.to_json()
+        meta = {k: data[k] for k in _META_FIELDS if k in data}
+        meta["attempts"] = len(data.get("attempts") or [])
+        meta["provider_attempts"] = data.get("attempts") or []
+        return data, meta
+
+    data = await ex.durable("llm", task, body)
+    return LLMResult.from_json(data, output).value
+
+
+def _tool_spec(ex: RunExecution, tool: Any) -> dict[str, Any]:
+    """A tool the model may call, as a JSON-schema function spec (only the workflow's own tools)."""
+    from stalwart.engine._definitions import ToolDef
+    from stalwart.errors import UnauthorizedToolCall
+
+    tdef = tool if isinstance(tool, ToolDef) else getattr(tool, "__stalwart_tool__", None)
+    if tdef is None or ex.wdef.tools.get(tdef.name) is not tdef:
+        raise UnauthorizedToolCall(f"{tool!r} is not a tool of workflow {ex.wdef.key}", retryable=False)
+    return {"name": tdef.name, "description": tdef.description, "parameters": tdef.json_schema()}

@@ -1,0 +1,113 @@
+"""``ctx.llm`` as a durable step: journaled once, never paid twice, budgets end runs cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+from pydantic import BaseModel
+
+import stalwart as sw
+from stalwart.errors import NeedsConfirmation
+from stalwart.settings import ModelEntry, RouteEntry, Settings
+from tests.fakes import FakeLLMServer
+
+pytestmark = pytest.mark.asyncio
+
+
+@pytest.fixture
+def srv() -> Iterator[FakeLLMServer]:
+    with FakeLLMServer() as server:
+        yield server
+
+
+def priced_settings(srv: FakeLLMServer, db: str) -> Settings:
+    entry = ModelEntry(provider="openai", model="gpt-4o-2024-08-06", base_url=srv.openai_url,
+                       price_in_per_mtok=2.5, price_out_per_mtok=10.0)
+    return Settings(db=db, models={"primary": entry}, routes={"default": RouteEntry(models=["primary"])})
+
+
+class Answer(BaseModel):
+    order_id: str
+    amount_cents: int
+
+
+async def test_a_crash_after_a_model_call_never_pays_for_it_again(srv: FakeLLMServer, sqlite_url: str) -> None:
+    app = sw.App("llm-crash", settings=priced_settings(srv, sqlite_url))
+    gate = asyncio.Event()
+
+    @app.workflow(name="w", version="1")
+    async def w(ctx: sw.Context) -> dict:
+        answer = await ctx.llm("default", messages=[{"role": "user", "content": "order A-1001, refund $12"}],
+                               output=Answer)
+        if not gate.is_set():
+            await asyncio.sleep(3600)  # the worker dies here, after the paid call was journaled
+        return answer.model_dump()
+
+    worker = app.worker(concurrency=1, lease_s=0.5)
+    await worker.start()
+    rid = await app.start("w")
+    for _ in range(300):
+        if any(e.kind == "llm" and e.status == "completed" for e in await app.journal(rid)):
+            break
+        await asyncio.sleep(0.02)
+    await worker.stop(graceful=False)
+    paid = srv.count()
+    assert paid == 1
+    gate.set()
+    async with app.worker(concurrency=1):
+        out = await app.result(rid, timeout=20)
+    assert srv.count() == paid  # replay used the journal: no second provider call
+    assert set(out) == {"order_id", "amount_cents"}
+    [entry] = [e for e in await app.journal(rid) if e.kind == "llm"]
+    assert entry.meta["tokens_in"] > 0 and entry.meta["cost_usd"] > 0
+    assert entry.meta["routing"]["chosen"] == "primary"
+    info = await app.get_run(rid)
+    assert info.meta["cost_usd"] == pytest.approx(entry.meta["cost_usd"])
+    await app.close()
+
+
+async def test_a_budget_stops_a_runaway_loop_with_a_partial_result(srv: FakeLLMServer, sqlite_url: str) -> None:
+    app = sw.App("llm-budget", settings=priced_settings(srv, sqlite_url))
+
+    @app.workflow(name="loop", version="1", budget=sw.Budget(max_tokens=400))
+    async def loop(ctx: sw.Context) -> str:
+        for i in range(1000):
+            ctx.partial({"iterations": i})
+            await ctx.llm("default", messages=[{"role": "user", "content": f"step {i}: keep going"}], max_tokens=50)
+        return "never"
+
+    async with app.worker(concurrency=1):
+        rid = await app.start("loop")
+        out = await app.result(rid, timeout=30)
+    assert out["partial"] is True and out["budget_exceeded"] is True
+    assert 0 < out["result"]["iterations"] < 1000
+    info = await app.get_run(rid)
+    assert info.status == "COMPLETED" and info.budget_exceeded
+    assert info.meta["tokens"] <= 400  # stopped at its cap, never past it
+    await app.close()
+
+
+async def test_refund_example_triages_with_a_structured_local_model(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("STALWART_DEMO_LEDGER", str(tmp_path / "payments.db"))
+    from stalwart.examples.refund import app as refund_app
+
+    refund_app.settings = refund_app.settings.model_copy(update={"db": f"sqlite:///{tmp_path}/r.db"})
+    rid = await refund_app.start("refund", {"email": "a@example.com", "message": "Please refund order A-1003, it is late?"})
+    journal: list = []
+    async with refund_app.worker(concurrency=2):
+        try:
+            await refund_app.result(rid, timeout=60)
+        except sw.WorkflowFailed:
+            pass
+        journal = await refund_app.journal(rid)
+    triage = journal[0]
+    assert triage.kind == "llm" and triage.name == "triage" and triage.status == "completed"
+    assert triage.meta["provider"] == "local" and "not a real LLM" in triage.meta["response_model"]
+    assert triage.meta["template_hash"]
+    estimate = await refund_app.estimate_cost("refund", {"message": "refund A-1001"})
+    assert estimate.tokens_p95 >= estimate.tokens_p50 > 0
+    with pytest.raises(NeedsConfirmation):
+        await refund_app.start("refund", {"message": "refund A-1001"}, confirm_over_usd=-1.0)
+    await refund_app.close()
