@@ -258,3 +258,56 @@ def dlq_retry(run_id: str = typer.Argument(..., help="The dead-lettered run's id
     console.print(f"run {info.id} is {info.status.value} again and {how}")
 
 
+
+
+@run_cli.command("replay")
+def replay(
+    run_id: str = typer.Argument(..., help="The run to replay."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Re-execute a run's workflow code against its journal: zero provider calls, zero cost.
+
+    Reports whether today's code takes the same path (exit 0) or diverges (exit 1).
+    """
+    app = load_app()
+
+    async def go() -> Any:
+        try:
+            return await app.replay(run_id)
+        finally:
+            await app.close()
+
+    report = run(go)
+    if json_out:
+        print_json(report.to_dict())
+    else:
+        colour = {"identical": "green", "incomplete": "yellow"}.get(report.outcome, "red")
+        console.print(f"replay of run {report.run_id} ({report.workflow}@{report.version}, recorded "
+                      f"{report.recorded_status}): [{colour}]{report.outcome}[/{colour}]")
+        console.print(f"{report.steps_replayed} steps answered from the journal; "
+                      f"{report.provider_calls} provider calls; cost $0.00")
+        console.print(report.detail)
+    if report.outcome == "diverged":
+        raise typer.Exit(1)
+
+
+@run_cli.command("fork")
+def fork(
+    run_id: str = typer.Argument(..., help="The run to fork."),
+    from_step: int = typer.Option(..., "--from-step", min=0, help="Reuse the journal before this position."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Start a new run with the same input that reuses the recorded steps before --from-step."""
+    app = load_app()
+
+    async def go() -> str:
+        try:
+            return await app.fork(run_id, from_step)
+        finally:
+            await app.close()
+
+    new = run(go)
+    if json_out:
+        print_json({"id": new, "forked_from": run_id, "from_step": from_step})
+    else:
+        console.print(f"{new} (forked from {run_id} at step {from_step}; a worker will run the rest)")

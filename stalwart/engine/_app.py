@@ -414,6 +414,31 @@ class App:
         self._run_settled(run_id)
         return RunInfo.from_record(rec)
 
+    async def replay(self, run_id: str) -> Any:
+        """Re-execute a recorded run's workflow code against its journal (no provider or tool is
+        called) and return a ``ReplayReport`` saying whether it diverged."""
+        from stalwart.engine._replay import replay_run
+
+        return await replay_run(self, run_id)
+
+    async def fork(self, run_id: str, from_step: int, *, idempotency_key: str | None = None) -> str:
+        """Start a new run with the same input that reuses the journal before position ``from_step``."""
+        store = await self.connect()
+        src = await store.get_run(run_id)
+        if src is None:
+            raise RunNotFound(f"no run with id {run_id!r}")
+        self.workflow_def(src.workflow, src.version)
+        if from_step < 0:
+            raise InvalidInput("--from-step must be 0 or more")
+        now = self.clock.time()
+        new = NewRun(id=new_id(now), workflow=src.workflow, version=src.version, input_json=src.input_json,
+                     trace_id=new_trace_id(), created_at=now, org=src.org, user=src.user,
+                     idempotency_key=idempotency_key, meta={"forked_from": run_id, "from_step": from_step})
+        new_id_ = await store.fork_run(new, run_id, src.seq_base, src.seq_base + from_step)
+        for w in self._workers:
+            w.poke()
+        return new_id_
+
     # -- dead-letter queue -------------------------------------------------------------------
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         store = await self.connect()

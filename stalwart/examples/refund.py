@@ -19,15 +19,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 import stalwart as sw
+from stalwart.examples import orders
 from stalwart.errors import ToolError
 
 app = sw.App("support")
 
-ORDERS: dict[str, dict[str, Any]] = {
-    "A-1001": {"order_id": "A-1001", "org": "acme", "customer": "c-17", "total_cents": 4_999, "status": "delivered"},
-    "A-1002": {"order_id": "A-1002", "org": "acme", "customer": "c-23", "total_cents": 12_500, "status": "delivered"},
-    "A-1003": {"order_id": "A-1003", "org": "globex", "customer": "c-42", "total_cents": 2_000, "status": "delivered"},
-}
 BOUNCING_DOMAINS = ("bounce.invalid",)
 _fraud_calls: dict[str, int] = {}
 
@@ -48,19 +44,8 @@ def _ledger() -> sqlite3.Connection:
     return db
 
 
-@app.tool(scopes=["read:orders"], timeout_s=5)
-def lookup_order(order_id: str) -> dict:
-    """Fetch an order from the order service (runs sandboxed with a read:orders credential)."""
-    from stalwart.sandbox import current_credential, verify_credential
-
-    order = ORDERS.get(order_id)
-    if order is None:
-        raise ToolError(f"order {order_id} does not exist", retryable=False)
-    token = current_credential()
-    if token is None:
-        raise ToolError("the order service needs a credential", retryable=False)
-    verify_credential(token, "read:orders", org=order["org"])  # another org's order is refused
-    return dict(order)
+lookup_order = app.tool(scopes=["read:orders"], timeout_s=5)(orders.lookup_order)
+"""Runs sandboxed (the default) with a credential scoped to read:orders for the run's org."""
 
 
 @app.tool(sandbox="none", max_attempts=4)

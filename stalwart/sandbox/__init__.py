@@ -24,13 +24,48 @@ A service the tool calls checks it with :func:`verify_credential` ``(token, "rea
 (or a bound scope ``"read:orders:org:acme"``); inside the sandbox this works offline from the snapshot.
 """
 
-from stalwart.sandbox._bwrap import BwrapSandbox
-from stalwart.sandbox._context import current_credential
-from stalwart.sandbox._credentials import Claims, CredentialBroker, bind_scope, verify_credential
-from stalwart.sandbox._doctor import Check, doctor
-from stalwart.sandbox._inprocess import InProcessSandbox
-from stalwart.sandbox._proxy import EgressProxy
-from stalwart.sandbox._types import Sandbox, SandboxLimits, ToolInvocation, ToolOutcome
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Imported on first use: a tool running inside a sandbox imports this package for
+# current_credential/verify_credential and must not pay for the host-side machinery.
+_HOMES = {
+    "BwrapSandbox": "_bwrap",
+    "current_credential": "_context",
+    "Claims": "_credentials",
+    "CredentialBroker": "_credentials",
+    "bind_scope": "_credentials",
+    "verify_credential": "_credentials",
+    "Check": "_doctor",
+    "doctor": "_doctor",
+    "InProcessSandbox": "_inprocess",
+    "EgressProxy": "_proxy",
+    "Sandbox": "_types",
+    "SandboxLimits": "_types",
+    "ToolInvocation": "_types",
+    "ToolOutcome": "_types",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'stalwart.sandbox' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"stalwart.sandbox.{home}"), name)
+    globals()[name] = value
+    return value
+
+
+if TYPE_CHECKING:
+    from stalwart.sandbox._bwrap import BwrapSandbox
+    from stalwart.sandbox._context import current_credential
+    from stalwart.sandbox._credentials import Claims, CredentialBroker, bind_scope, verify_credential
+    from stalwart.sandbox._doctor import Check, doctor
+    from stalwart.sandbox._inprocess import InProcessSandbox
+    from stalwart.sandbox._proxy import EgressProxy
+    from stalwart.sandbox._types import Sandbox, SandboxLimits, ToolInvocation, ToolOutcome
 
 __all__ = [
     "BwrapSandbox",

@@ -11,7 +11,6 @@ Only a credential's ``jti`` (or a hash) is ever logged, never the token.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import re
@@ -19,9 +18,12 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from stalwart.errors import CredentialError
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = ["Claims", "CredentialBroker", "bind_scope", "verify_credential"]
 
@@ -183,6 +185,7 @@ class CredentialBroker:
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
         registry: Any = None,
     ) -> None:
+        import asyncio
         self.store = store
         self.clock = clock
         self.mint_quota_per_min = mint_quota_per_min
@@ -198,6 +201,8 @@ class CredentialBroker:
     # -- lifecycle --------------------------------------------------------------------------
     async def start(self) -> Self:
         """Load the key and state, register for :func:`verify_credential`, and keep state fresh."""
+        import asyncio
+
         await self.refresh()
         self.install()
         if self._watcher is None:
@@ -206,6 +211,8 @@ class CredentialBroker:
 
     async def stop(self) -> None:
         """Stop the watcher and unregister."""
+        import asyncio
+
         global _registered
         if self._watcher is not None:
             self._watcher.cancel()
@@ -227,6 +234,7 @@ class CredentialBroker:
         _registered = self
 
     async def _watch(self) -> None:
+        import asyncio
         while True:
             await asyncio.sleep(self.refresh_s)
             with contextlib.suppress(Exception):
@@ -234,6 +242,7 @@ class CredentialBroker:
 
     # -- state ------------------------------------------------------------------------------
     async def _load_key(self) -> Any:
+        import asyncio
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
         from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 

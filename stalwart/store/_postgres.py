@@ -209,6 +209,17 @@ class PostgresStore:
         return row[0], bool(row[1])
 
     @_translate
+    async def fork_run(self, run: NewRun, source_id: str, from_seq: int, upto_seq: int) -> str:
+        await self.create_run(run)
+        await self._fetch(
+            f"INSERT INTO journal ({JOURNAL_COLUMNS}) SELECT %s, seq - %s, kind, name, status, result, error,"
+            " attempts, started_at, finished_at, wake_at, meta FROM journal"
+            " WHERE run_id=%s AND seq>=%s AND seq<%s AND status='completed' AND kind<>'compensation'",
+            (run.id, from_seq, source_id, from_seq, upto_seq),
+        )
+        return run.id
+
+    @_translate
     async def get_run(self, run_id: str) -> RunRecord | None:
         rows = await self._fetch(f"SELECT {RUN_COLUMNS} FROM runs WHERE id=%s", (run_id,))
         return run_from_row(rows[0]) if rows else None

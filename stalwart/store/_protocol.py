@@ -48,6 +48,11 @@ class Store(Protocol):
         """
         ...
 
+    async def fork_run(self, run: NewRun, source_id: str, from_seq: int, upto_seq: int) -> str:
+        """Create ``run`` with copies of ``source_id``'s completed journal rows in ``[from_seq, upto_seq)``,
+        renumbered from 0."""
+        ...
+
     async def get_run(self, run_id: str) -> RunRecord | None: ...
 
     async def list_runs(

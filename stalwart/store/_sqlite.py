@@ -174,6 +174,17 @@ class SqliteStore:
         self._poke()
         return run.id, True
 
+    async def fork_run(self, run: NewRun, source_id: str, from_seq: int, upto_seq: int) -> str:
+        await self.create_run(run)
+        with self._tx() as cur:
+            cur.execute(
+                f"INSERT INTO journal ({JOURNAL_COLUMNS}) SELECT ?, seq - ?, kind, name, status, result, error,"
+                " attempts, started_at, finished_at, wake_at, meta FROM journal"
+                " WHERE run_id=? AND seq>=? AND seq<? AND status='completed' AND kind<>'compensation'",
+                (run.id, from_seq, source_id, from_seq, upto_seq),
+            )
+        return run.id
+
     async def get_run(self, run_id: str) -> RunRecord | None:
         rows = self._q(f"SELECT {RUN_COLUMNS} FROM runs WHERE id=?", (run_id,))
         return run_from_row(rows[0]) if rows else None

@@ -355,3 +355,43 @@ async def test_budget_exceeded_completes_with_the_partial_result(sqlite_url: str
     info = await app.get_run(rid)
     assert info.status == "COMPLETED" and info.partial and info.budget_exceeded
     await app.close()
+
+
+async def test_replay_reproduces_a_run_without_executing_anything(db_url: str) -> None:
+    app, state = make_app(db_url)
+    async with app.worker(concurrency=2):
+        rid = await app.start("order", {"order_id": "A1", "cents": 5})
+        await app.result(rid, timeout=20)
+    calls_before = dict(state["calls"])
+    ledger_before = dict(state["ledger"])
+    report = await app.replay(rid)
+    assert report.outcome == "identical", report.detail
+    assert report.steps_replayed == 3 and report.output_matches
+    assert state["calls"] == calls_before and state["ledger"] == ledger_before  # nothing ran again
+    # change the code under the recorded run: the replay reports the divergence
+    wdef = app.workflow_def("order")
+    original = wdef.fn
+
+    async def changed(ctx: sw.Context, ticket: Ticket) -> dict:
+        await ctx.step("triple", _double, ticket.cents)
+        return {}
+
+    wdef.fn = changed
+    diverged = await app.replay(rid)
+    assert diverged.outcome == "diverged" and "'triple'" in diverged.detail
+    wdef.fn = original
+    await app.close()
+
+
+async def test_fork_reuses_the_journal_before_a_step(sqlite_url: str) -> None:
+    app, state = make_app(sqlite_url)
+    async with app.worker(concurrency=2):
+        rid = await app.start("order", {"order_id": "A1", "cents": 5})
+        first = await app.result(rid, timeout=20)
+        flaky_calls = state["calls"]["flaky"]
+        forked = await app.fork(rid, from_step=2)
+        second = await app.result(forked, timeout=20)
+    assert state["calls"]["flaky"] == flaky_calls  # steps 0-1 came from the journal
+    assert second["cents"] == first["cents"] and second["paid"]["key"] == f"{forked}:2"
+    assert (await app.get_run(forked)).meta["forked_from"] == rid
+    await app.close()

@@ -1,0 +1,31 @@
+"""The order service of the refund example, as a tool that runs inside the sandbox.
+
+It imports nothing heavy at module level: a sandboxed call imports this module afresh each time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+ORDERS: dict[str, dict[str, Any]] = {
+    "A-1001": {"order_id": "A-1001", "org": "acme", "customer": "c-17", "total_cents": 4_999, "status": "delivered"},
+    "A-1002": {"order_id": "A-1002", "org": "acme", "customer": "c-23", "total_cents": 12_500,
+               "status": "delivered"},
+    "A-1003": {"order_id": "A-1003", "org": "globex", "customer": "c-42", "total_cents": 2_000,
+               "status": "delivered"},
+}
+
+
+def lookup_order(order_id: str) -> dict:
+    """Fetch an order. The service checks the caller's credential: scope read:orders, the order's org."""
+    from stalwart.errors import ToolError
+    from stalwart.sandbox import current_credential, verify_credential
+
+    order = ORDERS.get(order_id)
+    if order is None:
+        raise ToolError(f"order {order_id} does not exist", retryable=False)
+    token = current_credential()
+    if token is None:
+        raise ToolError("the order service needs a credential", retryable=False)
+    verify_credential(token, "read:orders", org=order["org"])  # another org's order is refused
+    return dict(order)
