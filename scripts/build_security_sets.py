@@ -832,6 +832,7 @@ def pii_rows(seed: int, per_type: int = 6) -> list[dict]:
     for locale, gens in pii_generators().items():
         fake = Faker(locale)
         fake.seed_instance(seed)
+        random.seed(f"{seed}:{locale}")  # a few Faker providers (es_ES NIF/NIE) draw from the global rng
         r = random.Random(f"{seed}:{locale}")
         for label, gen in gens.items():
             for i in range(per_type):
@@ -866,7 +867,23 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
     path.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in rows), encoding="utf-8")
 
 
+def _freeze_faker_clock() -> None:
+    """Faker draws dates (and date-based ids such as PESEL or personnummer) relative to today;
+    pin "today" so that the same seed gives the same files on any day."""
+    import datetime as dt
+
+    import faker.providers.date_time as fdt
+
+    class _Fixed(dt.datetime):
+        @classmethod
+        def now(cls, tz: dt.tzinfo | None = None) -> dt.datetime:  # type: ignore[override]
+            return dt.datetime(2025, 1, 1, 12, 0, tzinfo=tz)
+
+    fdt.datetime = _Fixed  # type: ignore[misc]
+
+
 def main() -> None:
+    _freeze_faker_clock()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--out", type=Path, default=OUT)
