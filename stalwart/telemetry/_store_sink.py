@@ -1,0 +1,82 @@
+"""Spans persisted in the store's key/value space, so traces show with no collector running.
+
+Spans are buffered per run and written in batches: one ``kv_put`` per run per flush, under
+``spans/{run_id}:{digest}`` where the digest names the batch's span ids (a rewrite is idempotent).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from stalwart.telemetry._spans import SpanRecord
+
+__all__ = ["SPANS_NAMESPACE", "StoreSpanSink", "load_spans"]
+
+SPANS_NAMESPACE = "spans"
+_log = logging.getLogger("stalwart.telemetry")
+
+
+class StoreSpanSink:
+    """Buffers spans in memory and writes them to the store on :meth:`flush`."""
+
+    def __init__(self, store: Any, *, max_buffered: int = 50_000,
+                 on_failure: Callable[[str], None] | None = None,
+                 on_drop: Callable[[int], None] | None = None) -> None:
+        self.store = store
+        self.max_buffered = max_buffered
+        self._by_run: dict[str, list[dict[str, Any]]] = {}
+        self._count = 0
+        self.failures = 0
+        self.dropped = 0
+        self._on_failure = on_failure
+        self._on_drop = on_drop
+
+    def __len__(self) -> int:
+        return self._count
+
+    def add(self, spans: list[SpanRecord]) -> None:
+        for s in spans:
+            if self._count >= self.max_buffered:
+                self.dropped += 1
+                if self._on_drop is not None:
+                    self._on_drop(1)
+                continue
+            self._by_run.setdefault(s.run_id, []).append(s.to_dict())
+            self._count += 1
+
+    async def flush(self) -> int:
+        """Write everything buffered; returns the number of spans written. Never raises."""
+        if not self._by_run or self.store is None:
+            return 0
+        batches, self._by_run, self._count = self._by_run, {}, 0
+        written = 0
+        for run_id, spans in batches.items():
+            ids = ",".join(s["span_id"] for s in spans)
+            key = f"{run_id}:{hashlib.blake2b(ids.encode(), digest_size=8).hexdigest()}"
+            try:
+                await self.store.kv_put(SPANS_NAMESPACE, key, json.dumps(spans, separators=(",", ":")).encode())
+                written += len(spans)
+            except Exception as exc:
+                self.failures += 1
+                if self._on_failure is not None:
+                    self._on_failure("store")
+                _log.warning("persisting %d spans of run %s failed: %s", len(spans), run_id,
+                             type(exc).__name__)
+        return written
+
+
+async def load_spans(store: Any, run_id: str) -> list[SpanRecord]:
+    """Every persisted span of a run, one per span id (the latest write wins), by start time."""
+    by_id: dict[str, SpanRecord] = {}
+    for key in await store.kv_keys(SPANS_NAMESPACE, f"{run_id}:"):
+        raw = await store.kv_get(SPANS_NAMESPACE, key)
+        if raw is None:
+            continue
+        for d in json.loads(raw):
+            span = SpanRecord.from_dict(d)
+            by_id[span.span_id] = span
+    return sorted(by_id.values(), key=lambda s: (s.start, s.parent_span_id is not None, s.span_id))
