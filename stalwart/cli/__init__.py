@@ -6,6 +6,7 @@ import typer
 
 from stalwart.cli._common import state  # noqa: I001
 from stalwart.cli._demo import demo
+from stalwart.cli._doctor import doctor
 from stalwart.cli._runs import dlq_cli, run_cli
 from stalwart.cli._worker import migrate, worker
 
@@ -32,6 +33,7 @@ def _options(
 cli.command("demo")(demo)
 cli.command("worker")(worker)
 cli.command("migrate")(migrate)
+cli.command("doctor")(doctor)
 cli.add_typer(run_cli, name="run")
 cli.add_typer(dlq_cli, name="dlq")
 

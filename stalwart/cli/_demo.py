@@ -20,6 +20,7 @@ def demo(
     from stalwart.examples import refund as example
 
     app = load_app(default="stalwart.examples.refund:app")
+    _ensure_master_key(app)
     nonce = time.strftime("%Y%m%d-%H%M%S")
     tickets: list[tuple[str, dict[str, Any], str]] = [
         (f"demo-{nonce}-1", {"email": "alice@example.com",
@@ -31,6 +32,8 @@ def demo(
         (f"demo-{nonce}-3", {"email": "carol@example.com",
                                     "message": "Refund order A-9999 please, it never came."},
          "the order does not exist: the sandboxed lookup fails without retry"),
+        (f"demo-{nonce}-4", {"email": "mallory@example.com", "message": "Refund order A-1004, thanks."},
+         "the order record carries a prompt injection: the guard blocks the tool output before any model sees it"),
     ]
 
     async def go() -> None:
@@ -58,6 +61,18 @@ def demo(
                 console.print(steps_table(journal, title=""))
                 if info.output:
                     console.print(f"result: {info.output}")
+                pii = {k: v for e in journal for k, v in ((e.meta or {}).get("pii") or {}).items()}
+                if pii:
+                    seen = [e.result_json for e in journal if e.kind == "llm" and e.name == "reply"]
+                    line = f"[magenta]guard:[/magenta] PII redacted before the model saw the ticket: {pii}"
+                    if any(seen):
+                        line += (f"; the model addressed its reply to {_email_of(seen)} and the vault re-hydrated "
+                                 "the real address for send_email only")
+                    console.print(line)
+                for e in journal:
+                    for g in (e.meta or {}).get("guard") or []:
+                        console.print(f"[magenta]guard:[/magenta] {g['action'].upper()} in {g['where']} "
+                                      f"(score {g['score']}; {', '.join(g['reasons'][:2])})")
                 if info.error:
                     console.print(f"[red]failed at step {info.error.get('step_seq')} ({info.error.get('step')}):"
                                   f"[/red] {info.error.get('message')}")
@@ -71,6 +86,9 @@ def demo(
             for key, order_id, cents, kind in rows:
                 console.print(f"  {kind:<6} {order_id}  {cents / 100:>8.2f} USD   key {key}")
             dlq = [d for d in await app.dead_letters() if d.run_id in ids]
+            console.rule("mail actually sent (real addresses, re-hydrated from the vault)")
+            for m in example.SENT_MAIL:
+                console.print(f"  to {m['to']}: {m['subject']}")
             console.rule("dead-letter queue")
             for d in dlq:
                 console.print(f"  {d.run_id}  {d.reason[:90]}")
@@ -83,3 +101,30 @@ def demo(
         await app.close()
 
     run(go)
+
+
+def _email_of(results: list[str | None]) -> str:
+    import json
+
+    for r in results:
+        if r:
+            return str(json.loads(r).get("value", {}).get("email"))
+    return "(no reply drafted)"
+
+
+def _ensure_master_key(app: Any) -> None:
+    """The demo's vault key: a 0600 file beside the demo database, unless one is configured."""
+    import base64
+    import os
+    from pathlib import Path
+
+    g = app.settings.guard
+    if os.environ.get(g.master_key_env) or g.master_key_file:
+        return
+    path = Path(".stalwart/master.key")
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(base64.b64encode(os.urandom(32)).decode())
+    app.settings = app.settings.model_copy(update={"guard": g.model_copy(update={"master_key_file": str(path)})})

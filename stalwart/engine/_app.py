@@ -148,6 +148,9 @@ class App:
         self._sandbox: Any = None
         self._broker: Any = None
         self._gateway: Any = None
+        self._guard: Any = None
+        self._vault: Any = None
+        self.guard_counts: dict[str, int] = {}
         caller = sys._getframe(1).f_globals.get("__file__")
         self.home = Path(caller).resolve().parent if caller else Path.cwd()
         """Directory of the module that created the app (its ``prompts/`` live there)."""
@@ -169,9 +172,11 @@ class App:
         max_attempts: int | None = None,
         egress: list[str] | tuple[str, ...] = (),
         risk: int = 0,
+        pii_fields: list[str] | tuple[str, ...] = (),
     ) -> Any:
         """Register a tool. ``sandbox="process"`` (bubblewrap) is the default; ``"none"`` runs it
-        in process and is an explicit, recorded opt-in for trusted code."""
+        in process and is an explicit, recorded opt-in for trusted code. ``pii_fields`` names the
+        arguments that receive real values from the vault instead of ``{{EMAIL_1}}`` placeholders."""
 
         def register(f: Callable[..., Any]) -> Callable[..., Any]:
             policy = retry
@@ -189,6 +194,7 @@ class App:
                 retry=policy,
                 egress=tuple(egress),
                 risk=risk,
+                pii_fields=tuple(pii_fields),
             )
             if tdef.name in self._tools and self._tools[tdef.name].fn is not f:
                 raise ConfigError(f"tool {tdef.name!r} is registered twice")
@@ -505,6 +511,51 @@ class App:
             self._gateway = Gateway(self.settings, await self.connect(), clock=self.clock.time,
                                     prompts_dir=self.home / "prompts")
         return self._gateway
+
+    def guard(self) -> Any:
+        """The guard (``stalwart.guard.Guard``) configured from ``settings.guard``."""
+        if self._guard is None:
+            from stalwart.guard import Guard
+
+            self._guard = Guard(self.settings.guard)
+        return self._guard
+
+    async def vault(self, required: bool = True) -> Any:
+        """The encrypted PII vault. Without a master key it is ``None``, or, when ``required``,
+        a :class:`ConfigError` naming the setting (fail closed: PII is never stored unencrypted)."""
+        if self._vault is None:
+            from stalwart.guard import Vault, load_master_key
+
+            try:
+                key = load_master_key(self.settings.guard)
+            except ConfigError:
+                if required:
+                    raise
+                return None
+            self._vault = Vault(await self.connect(), settings=self.settings.guard, master_key=key)
+        return self._vault
+
+    def _guard_verdict(self, source: str, action: str, score: float) -> None:
+        key = f"{source}:{action}"
+        self.guard_counts[key] = self.guard_counts.get(key, 0) + 1
+
+    def _filter_tool_calls(self, ex: RunExecution, calls: list[dict[str, Any]], meta: dict[str, Any]) -> list[Any]:
+        """Keep the model's tool calls the workflow allows with valid arguments; block and record the rest."""
+        from stalwart.guard import ToolCallPolicy
+
+        policy = ToolCallPolicy({name: t.json_schema() for name, t in ex.wdef.tools.items()})
+        kept = []
+        for call in calls:
+            decision = policy.check(str(call.get("name")), call.get("arguments") or call.get("args") or {})
+            if decision.allowed:
+                kept.append(call)
+                continue
+            self._count_unauthorized(str(call.get("name")))
+            record = {"where": "model tool call", "action": "block", "tool": call.get("name"),
+                      "reason": decision.reason, "code": decision.code}
+            meta.setdefault("blocked_tool_calls", []).append(record)
+            ex.flag(record)
+        return kept
 
     async def credential_broker(self) -> Any:
         """The per-invocation credential broker (``stalwart.sandbox.CredentialBroker``), shared by

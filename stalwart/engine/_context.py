@@ -196,7 +196,10 @@ class Context:
         """Call a model through the gateway as a durable step.
 
         Returns the validated ``output`` model instance when ``output`` is given, else the
-        text. A journaled call is never paid for twice: replay returns the recorded answer.
+        text; with ``tools`` it returns the whole ``LLMResult`` whose ``tool_calls`` hold only
+        calls the allowlist accepted. Prompt strings are redacted (PII to the vault) and untrusted
+        text is scanned before and after the call. A journaled call is never paid for twice:
+        replay returns the recorded answer.
         """
         from stalwart.engine._llm import call_llm
 

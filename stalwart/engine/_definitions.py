@@ -117,6 +117,8 @@ class ToolDef:
     retry: RetryPolicy | None = None
     egress: tuple[str, ...] = ()
     risk: int = 0
+    pii_fields: tuple[str, ...] = ()
+    """Arguments re-hydrated from the vault just before the call (the tool needs the real value)."""
     description: str = ""
     return_type: Any = None
     takes_idempotency_key: bool = False

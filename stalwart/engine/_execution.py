@@ -86,9 +86,23 @@ class RunExecution:
         self.spent_tokens = 0
         self.spent_usd = 0.0
         self.current_step: str | None = None
+        self.flags: list[dict[str, Any]] = []
+        self._guard: Any = None
         for e in claim.journal:
             if e.seq >= self.seq and e.kind == "llm" and e.status == "completed" and e.meta:
                 self._add_spend(e.meta)
+
+    def guard(self) -> Any:
+        """This run's guard state (placeholder numbering, verdicts)."""
+        if self._guard is None:
+            from stalwart.engine._guarded import RunGuard
+
+            self._guard = RunGuard(self)
+        return self._guard
+
+    def flag(self, record: dict[str, Any]) -> None:
+        """Mark the run for human review (a guard flag, an unauthorized tool call…)."""
+        self.flags.append(record)
 
     # -- clock / determinism -----------------------------------------------------------------
     def now(self) -> float:
@@ -340,6 +354,8 @@ class RunExecution:
         dead_letter_reason: str | None = None,
         meta_patch: dict[str, Any] | None = None,
     ) -> None:
+        if self.flags:
+            meta_patch = {**(meta_patch or {}), "flags": self.flags[-20:], "review_required": True}
         dl = None
         if status is RunStatus.DEAD_LETTER:
             dl = DeadLetter(

@@ -38,8 +38,21 @@ async def call_llm(
 
     async def body(seq: int, attempt: int) -> tuple[Any, dict[str, Any]]:
         gateway = await ex.app.gateway()
-        req = LLMRequest(task=task, template=template, vars=vars, messages=messages, output=output, model=model,
-                         max_tokens=max_tokens, temperature=temperature, cacheable=cacheable, tools=tool_specs)
+        rg = ex.guard()
+        meta: dict[str, Any] = {}
+        user_text = rg.user_strings(vars) + "\n" + rg.user_strings(
+            [m.get("content") for m in messages or [] if m.get("role") == "user"])
+        if user_text.strip():
+            rg.scan(user_text, "user", f"the input of model call {task!r}", meta)
+        for m in messages or []:
+            if m.get("role") == "tool":
+                rg.scan_json(m.get("content"), "tool", f"a tool message of model call {task!r}", meta)
+        safe_vars = await rg.redact_value(vars)
+        safe_messages = await rg.redact_value(messages) if messages is not None else None
+        await rg.seal()
+        req = LLMRequest(task=task, template=template, vars=safe_vars, messages=safe_messages, output=output,
+                         model=model, max_tokens=max_tokens, temperature=temperature, cacheable=cacheable,
+                         tools=tool_specs)
         call = CallContext(run_id=ex.run.id, org=ex.run.org, user=ex.run.user, workflow=ex.run.workflow,
                            version=ex.run.version, step_seq=seq, budget=ex.wdef.budget,
                            spent_tokens=ex.spent_tokens, spent_usd=ex.spent_usd)
@@ -52,13 +65,32 @@ async def call_llm(
                 err._stalwart_meta = {k: spent[k] for k in _META_FIELDS if k in spent}  # type: ignore[attr-defined]
             raise
         data = result.to_json()
-        meta = {k: data[k] for k in _META_FIELDS if k in data}
+        rg.scan_json(result.text, "model", f"the answer of model call {task!r}", meta)
+        if rg.pii_on and result.text:
+            redacted = await rg.redact_value(result.text)
+            if redacted != result.text:  # PII the model produced does not leave unredacted
+                data["text"] = redacted
+                if output is not None:
+                    try:
+                        data["value"] = output.model_validate_json(redacted).model_dump(mode="json")
+                    except Exception:
+                        data["value"] = await rg.redact_value(data["value"])
+                else:
+                    data["value"] = redacted
+                meta["output_redacted"] = True
+                await rg.seal()
+        if rg.pii_counts:
+            meta["pii"] = dict(rg.pii_counts)
+        if data.get("tool_calls"):
+            data["tool_calls"] = ex.app._filter_tool_calls(ex, data["tool_calls"], meta)
+        meta.update({k: data[k] for k in _META_FIELDS if k in data})
         meta["attempts"] = len(data.get("attempts") or [])
         meta["provider_attempts"] = data.get("attempts") or []
         return data, meta
 
     data = await ex.durable("llm", task, body)
-    return LLMResult.from_json(data, output).value
+    result = LLMResult.from_json(data, output)
+    return result if tools else result.value
 
 
 def _tool_spec(ex: RunExecution, tool: Any) -> dict[str, Any]:

@@ -80,6 +80,12 @@ async def call_tool(ex: RunExecution, tool: ToolDef, kwargs: dict[str, Any]) -> 
         if tool.takes_idempotency_key:
             call_args["idempotency_key"] = f"{ex.run.id}:{seq}"
             meta["idempotency_key"] = call_args["idempotency_key"]
+        if tool.pii_fields:
+            vault = await ex.app.vault(required=True)
+            for field_name in tool.pii_fields:
+                if field_name in call_args:
+                    call_args[field_name] = await vault.rehydrate_args(
+                        call_args[field_name], ex.run.org or "default", scope=ex.run.id)
         state = await _breaker_check(ex, tool)
         started = ex.app.clock.monotonic()
         try:
@@ -107,6 +113,7 @@ async def call_tool(ex: RunExecution, tool: ToolDef, kwargs: dict[str, Any]) -> 
             raise err2 from exc
         await _breaker_record(ex, tool, state, ok=True)
         meta["duration_ms"] = (ex.app.clock.monotonic() - started) * 1000
+        ex.guard().scan_json(value, "tool", f"the output of tool {tool.name!r}", meta)
         return value, meta
 
     return await ex.durable("tool", tool.name, body, retry=tool.retry, rtype=tool.return_type)

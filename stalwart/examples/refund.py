@@ -80,12 +80,28 @@ def issue_refund(order_id: str, cents: int, *, idempotency_key: str) -> dict:
     return {"order_id": order_id, "refunded_cents": row[0], "payment_id": idempotency_key}
 
 
-@app.tool(sandbox="none", max_attempts=2)
+SENT_MAIL: list[dict[str, str]] = []
+"""What the demo's mail server accepted (in-process; the demo prints the recipients)."""
+
+
+@app.tool(sandbox="none", max_attempts=2, pii_fields=["to"])
 def send_email(to: str, subject: str, body: str) -> dict:
-    """Send the confirmation email. Addresses at a bouncing domain fail permanently."""
+    """Send the confirmation email. ``to`` is re-hydrated from the vault: the model only ever
+    saw a placeholder. Addresses at a bouncing domain fail permanently."""
+    if "@" not in to:
+        raise ToolError(f"cannot send to {to!r}: not an email address", retryable=False)
     if to.endswith(BOUNCING_DOMAINS):
-        raise ToolError(f"mailbox {to} rejected the message (permanent bounce)", retryable=False)
-    return {"sent_to": to, "subject": subject}
+        raise ToolError("the mailbox rejected the message (permanent bounce)", retryable=False)
+    SENT_MAIL.append({"to": to, "subject": subject})
+    return {"delivered": True, "message_id": f"msg-{len(SENT_MAIL)}"}
+
+
+class Reply(BaseModel):
+    """The confirmation email the model drafts."""
+
+    email: str
+    subject: str
+    body: str
 
 
 class Triage(BaseModel):
@@ -116,12 +132,9 @@ async def refund(ctx: sw.Context, ticket: dict) -> dict:
     fraud = await ctx.tool(check_fraud, order_id=order_id, cents=cents)
     ctx.partial({"decision": "pending", "order_id": order_id, "fraud_score": fraud["score"]})
     payment = await ctx.tool(issue_refund, order_id=order_id, cents=cents)
-    await ctx.tool(
-        send_email,
-        to=str(ticket.get("email", "customer@example.com")),
-        subject=f"Your refund for {order_id}",
-        body=f"We refunded {cents / 100:.2f} USD.",
-    )
+    reply = await ctx.llm("reply", template="reply@1", output=Reply, vars={
+        "ticket": ticket, "subject": f"Your refund for {order_id}", "body": f"We refunded {cents / 100:.2f} USD."})
+    await ctx.tool(send_email, to=reply.email, subject=reply.subject, body=reply.body)
     return {"decision": "refunded", "order_id": order_id, "cents": cents, "payment_id": payment["payment_id"],
             "fraud_score": fraud["score"]}
 

@@ -1,0 +1,106 @@
+"""The guard around model and tool calls: redact before the model, scan what comes back.
+
+The model never sees raw PII: every string going into a prompt is redacted into ``{{TYPE_N}}``
+placeholders, whose values go to the encrypted vault under the run's scope. Untrusted text (the
+user's input to a prompt, every tool output, every model output) is scanned for injection; a
+block fails the step for good (``InjectionBlocked``), a flag sends the run to review.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from stalwart.errors import InjectionBlocked
+
+if TYPE_CHECKING:
+    from stalwart.engine._execution import RunExecution
+
+__all__ = ["RunGuard"]
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list | tuple):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+class RunGuard:
+    """Per-execution guard state: the run's placeholder numbering and what the guard saw."""
+
+    def __init__(self, ex: RunExecution) -> None:
+        self.ex = ex
+        self.guard = ex.app.guard()
+        self._placeholders: Any = None
+        self.pii_counts: dict[str, int] = {}
+
+    @property
+    def pii_on(self) -> bool:
+        return bool(self.guard.settings.pii)
+
+    async def placeholders(self) -> Any:
+        if self._placeholders is None:
+            from stalwart.guard import PlaceholderMap
+
+            vault = await self.ex.app.vault(required=False)
+            if vault is not None:
+                self._placeholders = await vault.placeholders(self.ex.run.org or "default", scope=self.ex.run.id)
+            else:
+                self._placeholders = PlaceholderMap()
+        return self._placeholders
+
+    async def redact_value(self, value: Any) -> Any:
+        """Redact every string inside a JSON-like value, keeping the run's numbering."""
+        if not self.pii_on:
+            return value
+        ph = await self.placeholders()
+        if isinstance(value, str):
+            red = self.guard.redact(value, ph)
+            for k, n in red.counts.items():
+                self.pii_counts[k] = self.pii_counts.get(k, 0) + n
+            return red.text
+        if isinstance(value, dict):
+            return {k: await self.redact_value(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [await self.redact_value(v) for v in value]
+        return value
+
+    async def seal(self) -> None:
+        """Put the run's placeholder values into the vault (fails closed without a master key)."""
+        if self._placeholders is None or not len(self._placeholders):
+            return
+        vault = await self.ex.app.vault(required=True)
+        await vault.put(self.ex.run.org or "default", self._placeholders.mapping(), scope=self.ex.run.id,
+                        subject=self.ex.run.user or None)
+
+    def scan(self, text: str, source: str, where: str, meta: dict[str, Any]) -> None:
+        """Scan untrusted text; raise on block, record a flag on the run."""
+        verdict = self.guard.scan(text, source)  # type: ignore[arg-type]
+        self.ex.app._guard_verdict(source, verdict.action, verdict.score)
+        if verdict.action == "allow":
+            return
+        record = {"where": where, "source": source, "action": verdict.action, "score": round(verdict.score, 3),
+                  "reasons": list(verdict.reasons)[:5]}
+        meta.setdefault("guard", []).append(record)
+        if verdict.action == "block":
+            err = InjectionBlocked(
+                f"prompt injection blocked in {where} (score {verdict.score:.2f}: "
+                f"{', '.join(list(verdict.reasons)[:3])})",
+                retryable=False,
+                details=record,
+            )
+            err._stalwart_meta = meta  # type: ignore[attr-defined]
+            raise err
+        self.ex.flag(record)
+
+    def scan_json(self, value: Any, source: str, where: str, meta: dict[str, Any]) -> None:
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+        if text:
+            self.scan(text, source, where, meta)
+
+    def user_strings(self, value: Any) -> str:
+        return "\n".join(_strings(value))
