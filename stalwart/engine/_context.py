@@ -7,7 +7,7 @@ import functools
 import inspect
 import typing
 import uuid as _uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -173,6 +173,33 @@ class Context:
         if prior is None:
             await ex.commit(entry)
         await ex.suspend(entry.wake_at, signal_name=name)
+
+    async def parallel(self, *calls: Awaitable[Any]) -> list[Any]:
+        """Run durable calls (``ctx.step``, ``ctx.tool``, ``ctx.llm``…) concurrently.
+
+        Sequence numbers are taken in argument order, so a replay after a crash matches the
+        journal whatever order the branches finished in. Results come back in argument order.
+        If one branch fails, the others are cancelled and the error is raised; completed
+        mutating branches are compensated (in reverse order of completion) if the run fails.
+        At most ``max_parallel`` bodies of one run execute at once.
+        """
+        tasks = [asyncio.ensure_future(c) for c in calls]
+        if not tasks:
+            return []
+        try:
+            done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        except BaseException:
+            for t in tasks:
+                t.cancel()
+            raise
+        failed = [t for t in tasks if t.done() and not t.cancelled() and t.exception() is not None]
+        if failed:
+            for t in pending:
+                t.cancel()
+            if pending:
+                await asyncio.wait(pending)
+            raise failed[0].exception()  # type: ignore[misc]
+        return [t.result() for t in tasks]
 
     def partial(self, value: Any) -> None:
         """Report the best result so far; it becomes the output if a budget stops the run."""

@@ -87,6 +87,7 @@ class RunExecution:
         self.spent_usd = 0.0
         self.current_step: str | None = None
         self.flags: list[dict[str, Any]] = []
+        self.slots = asyncio.Semaphore(app.max_parallel)
         self._guard: Any = None
         for e in claim.journal:
             if e.seq >= self.seq and e.kind == "llm" and e.status == "completed" and e.meta:
@@ -222,6 +223,12 @@ class RunExecution:
                 self.boundary()
                 await self.suspend(prior.wake_at)
         self.boundary()
+        async with self.slots:
+            return await self._attempts(seq, kind, name, body, attempts, retry, rtype)
+
+    async def _attempts(
+        self, seq: int, kind: str, name: str, body: Any, attempts: int, retry: RetryPolicy | None, rtype: Any
+    ) -> Any:
         policy = retry or self.app.default_retry
         self.current_step = name
         while True:

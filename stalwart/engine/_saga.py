@@ -20,7 +20,8 @@ _COMPENSATION_RETRY = RetryPolicy(max_attempts=5, initial_s=0.1, max_s=5.0)
 
 
 def compensable_steps(ex: RunExecution) -> list[JournalEntry]:
-    """Completed tool calls of this generation that declared a compensation, newest first."""
+    """Completed tool calls of this generation that declared a compensation, in reverse order of
+    completion (parallel branches finish in any order)."""
     steps = [
         e
         for e in ex.journal.values()
@@ -29,7 +30,7 @@ def compensable_steps(ex: RunExecution) -> list[JournalEntry]:
         and e.status == "completed"
         and (e.meta or {}).get("compensate")
     ]
-    return sorted(steps, key=lambda e: e.seq, reverse=True)
+    return sorted(steps, key=lambda e: (e.finished_at or 0.0, e.seq), reverse=True)
 
 
 async def _call(fn: Any, kwargs: dict[str, Any]) -> Any:

@@ -33,3 +33,23 @@ def lookup_order(order_id: str) -> dict:
         raise ToolError("the order service needs a credential", retryable=False)
     verify_credential(token, "read:orders", org=order["org"])  # another org's order is refused
     return dict(order)
+
+
+HISTORY: dict[str, list[dict[str, Any]]] = {
+    "A-1001": [{"ticket": "T-311", "topic": "late delivery", "resolved": True}],
+    "A-1002": [],
+    "A-1003": [{"ticket": "T-102", "topic": "wrong size", "resolved": True}],
+    "A-1004": [{"ticket": "T-977", "topic": "refund request", "resolved": False}],
+}
+
+
+def customer_history(order_id: str) -> list:
+    """Earlier support tickets about the customer of an order (runs sandboxed, read:orders)."""
+    from stalwart.sandbox import current_credential, verify_credential
+
+    order = ORDERS.get(order_id)
+    token = current_credential()
+    if order is None or token is None:
+        return []
+    verify_credential(token, "read:orders", org=order["org"])
+    return list(HISTORY.get(order_id, []))

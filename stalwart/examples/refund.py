@@ -46,6 +46,7 @@ def _ledger() -> sqlite3.Connection:
 
 lookup_order = app.tool(scopes=["read:orders"], timeout_s=5)(orders.lookup_order)
 """Runs sandboxed (the default) with a credential scoped to read:orders for the run's org."""
+customer_history = app.tool(scopes=["read:orders"], timeout_s=5)(orders.customer_history)
 
 
 @app.tool(sandbox="none", max_attempts=4)
@@ -116,7 +117,7 @@ class Triage(BaseModel):
 @app.workflow(
     name="refund",
     version="1",
-    tools=[lookup_order, check_fraud, issue_refund, send_email],
+    tools=[lookup_order, customer_history, check_fraud, issue_refund, send_email],
     budget=sw.Budget(max_tokens=20_000, max_usd=0.50),
 )
 async def refund(ctx: sw.Context, ticket: dict) -> dict:
@@ -125,7 +126,10 @@ async def refund(ctx: sw.Context, ticket: dict) -> dict:
     if triage.intent not in ("refund", "complaint"):
         return {"decision": "routed_to_human", "intent": triage.intent, "order_id": triage.order_id}
     order_id = triage.order_id
-    order = await ctx.tool(lookup_order, order_id=order_id)
+    order, history = await ctx.parallel(  # two sandboxes at once; replay-safe
+        ctx.tool(lookup_order, order_id=order_id),
+        ctx.tool(customer_history, order_id=order_id),
+    )
     cents = triage.amount_cents or int(order["total_cents"])
     if cents > order["total_cents"]:
         return {"decision": "rejected", "reason": "refund exceeds the order total", "order_id": order_id}
@@ -136,7 +140,7 @@ async def refund(ctx: sw.Context, ticket: dict) -> dict:
         "ticket": ticket, "subject": f"Your refund for {order_id}", "body": f"We refunded {cents / 100:.2f} USD."})
     await ctx.tool(send_email, to=reply.email, subject=reply.subject, body=reply.body)
     return {"decision": "refunded", "order_id": order_id, "cents": cents, "payment_id": payment["payment_id"],
-            "fraud_score": fraud["score"]}
+            "fraud_score": fraud["score"], "earlier_tickets": len(history)}
 
 
 def ledger_rows() -> list[tuple[Any, ...]]:
