@@ -1,3 +1,58 @@
-"""stalwart.governance — see ../shared/DESIGN.md."""
+"""stalwart.governance — prove what happened, why, and who authorised it; stop everything in seconds.
 
-__all__: list[str] = []
+- :class:`AuditLog` / :func:`verify_chain`: an append-only, hash-chained audit log with signed
+  Ed25519 checkpoints anchored outside the database, RFC 6962 inclusion and consistency proofs.
+  Step entries join the step's own transaction (:meth:`AuditLog.prepare`, :func:`chain_insert_sql`).
+- :class:`PolicyEngine`: Cedar policies from ``policies/``, versioned, reloaded atomically,
+  changed by two people.
+- :class:`RiskScorer`: an explainable 0-100 score; above 70 review, above 90 block.
+- :class:`ReviewQueue`: human decisions with SLAs, escalation, webhooks, no self-approval.
+- :class:`KillSwitch`: engage in one call, release with two operators.
+- :class:`Compliance`: GDPR export and erasure, audit evidence, the AI inventory.
+"""
+
+from stalwart.governance._anchor import CheckpointAnchor, DirectoryAnchor
+from stalwart.governance._audit import AuditLog, PreparedAudit
+from stalwart.governance._chain import GENESIS, chain_hash
+from stalwart.governance._checkpoint import Checkpoint
+from stalwart.governance._compliance import Compliance
+from stalwart.governance._db import chain_insert_sql
+from stalwart.governance._db_sqlite import register_functions as register_sqlite_functions
+from stalwart.governance._events import AuditEvent
+from stalwart.governance._killswitch import KillSwitch
+from stalwart.governance._merkle import verify_consistency, verify_inclusion
+from stalwart.governance._policy import Decision, PolicyBundle, PolicyEngine
+from stalwart.governance._proofs import ConsistencyProof, InclusionProof
+from stalwart.governance._review import Review, ReviewQueue
+from stalwart.governance._risk import RiskAssessment, RiskScorer
+from stalwart.governance._verify import VerifyReport, verify_chain
+from stalwart.governance._webhook import Webhook
+
+__all__ = [
+    "AuditLog",
+    "AuditEvent",
+    "PreparedAudit",
+    "verify_chain",
+    "VerifyReport",
+    "chain_insert_sql",
+    "chain_hash",
+    "GENESIS",
+    "register_sqlite_functions",
+    "Checkpoint",
+    "CheckpointAnchor",
+    "DirectoryAnchor",
+    "InclusionProof",
+    "ConsistencyProof",
+    "verify_inclusion",
+    "verify_consistency",
+    "PolicyEngine",
+    "PolicyBundle",
+    "Decision",
+    "RiskScorer",
+    "RiskAssessment",
+    "ReviewQueue",
+    "Review",
+    "KillSwitch",
+    "Compliance",
+    "Webhook",
+]

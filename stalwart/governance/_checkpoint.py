@@ -1,0 +1,122 @@
+"""Signed checkpoints: an Ed25519 signature over (tree size, chain head, Merkle root, time)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Checkpoint", "load_private_key", "load_public_key", "key_id", "sign_checkpoint", "checkpoint_valid"]
+
+_DOMAIN = b"stalwart-audit-checkpoint-v1\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """The chain's state at ``tree_size`` entries, signed by the key named ``key_id``."""
+
+    tree_size: int
+    head_hash: bytes
+    root_hash: bytes
+    signed_at: float
+    key_id: str
+    signature: bytes
+    frontier: bytes = b""
+
+    def message(self) -> bytes:
+        return _message(self.tree_size, self.head_hash, self.root_hash, self.signed_at, self.key_id)
+
+    def to_json(self) -> dict[str, Any]:
+        """The form written to an external anchor (no frontier: it is derivable)."""
+        return {
+            "tree_size": self.tree_size,
+            "head_hash": self.head_hash.hex(),
+            "root_hash": self.root_hash.hex(),
+            "signed_at": self.signed_at,
+            "key_id": self.key_id,
+            "signature": base64.b64encode(self.signature).decode(),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Checkpoint:
+        return cls(
+            tree_size=int(data["tree_size"]),
+            head_hash=bytes.fromhex(data["head_hash"]),
+            root_hash=bytes.fromhex(data["root_hash"]),
+            signed_at=float(data["signed_at"]),
+            key_id=str(data["key_id"]),
+            signature=base64.b64decode(data["signature"]),
+        )
+
+    def same_as(self, other: Checkpoint) -> bool:
+        return self.to_json() == other.to_json()
+
+
+def _message(size: int, head: bytes, root: bytes, at: float, kid: str) -> bytes:
+    return _DOMAIN + f"{size}\n{head.hex()}\n{root.hex()}\n{at!r}\n{kid}".encode()
+
+
+def load_private_key(value: Any) -> Any:
+    """An ``Ed25519PrivateKey`` from itself, 32 raw bytes, or PEM (bytes or str)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    if isinstance(value, Ed25519PrivateKey):
+        return value
+    raw = value.encode() if isinstance(value, str) else bytes(value)
+    if len(raw) == 32:
+        return Ed25519PrivateKey.from_private_bytes(raw)
+    key = load_pem_private_key(raw, password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ValueError("the audit signing key must be an Ed25519 key")
+    return key
+
+
+def load_public_key(value: Any) -> Any:
+    """An ``Ed25519PublicKey`` from itself, a private key, 32 raw bytes, hex, or PEM."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    if isinstance(value, Ed25519PublicKey):
+        return value
+    if isinstance(value, Ed25519PrivateKey):
+        return value.public_key()
+    if isinstance(value, str) and len(value) == 64:
+        value = bytes.fromhex(value)
+    raw = value.encode() if isinstance(value, str) else bytes(value)
+    if len(raw) == 32:
+        return Ed25519PublicKey.from_public_bytes(raw)
+    key = load_pem_public_key(raw)
+    if not isinstance(key, Ed25519PublicKey):
+        raise ValueError("the audit public key must be an Ed25519 key")
+    return key
+
+
+def public_bytes(public_key: Any) -> bytes:
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    return bytes(public_key.public_bytes(Encoding.Raw, PublicFormat.Raw))
+
+
+def key_id(public_key: Any) -> str:
+    """A short, stable name for a public key: 16 hex digits of its SHA-256."""
+    return hashlib.sha256(public_bytes(load_public_key(public_key))).hexdigest()[:16]
+
+
+def sign_checkpoint(
+    private_key: Any, tree_size: int, head: bytes, root: bytes, at: float, frontier: bytes = b""
+) -> Checkpoint:
+    kid = key_id(private_key.public_key())
+    sig = private_key.sign(_message(tree_size, head, root, at, kid))
+    return Checkpoint(tree_size, head, root, at, kid, sig, frontier)
+
+
+def checkpoint_valid(cp: Checkpoint, public_key: Any) -> bool:
+    from cryptography.exceptions import InvalidSignature
+
+    try:
+        public_key.verify(cp.signature, cp.message())
+    except InvalidSignature:
+        return False
+    return True

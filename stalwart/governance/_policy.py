@@ -1,0 +1,309 @@
+"""Policy as code: Cedar (``cedarpy``) over the ``policies/`` directory.
+
+A bundle is every ``*.cedar`` file plus ``schema.cedarschema`` and an optional ``VERSION`` label;
+its version is ``"<label>+<first 12 hex of the content hash>"``. A bundle is parsed and validated
+against its schema before it replaces the one in force, in one assignment (atomic for readers).
+A change at runtime needs two people: :meth:`PolicyEngine.propose_change` by one,
+:meth:`PolicyEngine.approve_change` by another; both are audited, and every engine sharing the
+store picks the approved bundle up with :meth:`PolicyEngine.sync`.
+
+Decisions are pure and synchronous (tens of microseconds): the engine calls :meth:`authorize`
+before every tool call and records the :class:`Decision` in the audit log and on the span.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stalwart.errors import ConfigError, PolicyDenied
+from stalwart.governance._events import AuditEvent, canonical_json
+
+__all__ = ["PolicyEngine", "Decision", "PolicyBundle"]
+
+NS = "Stalwart"
+ACTIVE_FLAG = "policy_active"
+_SCHEMA = "schema.cedarschema"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The answer to one request.
+
+    ``reasons`` are the ids (``@id``) of the policies that decided it: the permits when allowed,
+    the forbids when denied (empty when nothing permitted: default deny). ``review_required`` is
+    true when every forbid that applied is annotated ``@review("true")``: a human approval of this
+    exact action, re-asked with ``context.reviewed = true``, would allow it.
+    """
+
+    allowed: bool
+    reasons: tuple[str, ...]
+    policy_version: str
+    review_required: bool = False
+    errors: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"allowed": self.allowed, "reasons": list(self.reasons), "policy_version": self.policy_version,
+                "review_required": self.review_required, "errors": list(self.errors)}
+
+    def raise_for_denial(self) -> None:
+        """Raise :class:`PolicyDenied` (with the reasons and version) when not allowed."""
+        if not self.allowed:
+            why = ", ".join(self.reasons) or "no policy permits it"
+            raise PolicyDenied(f"denied by policy {self.policy_version}: {why}",
+                               details=self.to_json())
+
+
+@dataclass(frozen=True)
+class PolicyBundle:
+    """A parsed, validated set of policies with its schema, label and content hash."""
+
+    files: Mapping[str, str]
+    label: str
+    content_hash: str
+    policies: Any = field(repr=False)
+    schema: Any = field(repr=False)
+    ids: Mapping[str, str] = field(repr=False)
+    reviewable: frozenset[str] = field(repr=False)
+
+    @property
+    def version(self) -> str:
+        return f"{self.label}+{self.content_hash[:12]}"
+
+    @staticmethod
+    def hash_files(files: Mapping[str, str]) -> str:
+        return hashlib.sha256(canonical_json(sorted(files.items())).encode()).hexdigest()
+
+    @classmethod
+    def from_files(cls, files: Mapping[str, str], label: str | None = None) -> PolicyBundle:
+        import cedarpy
+
+        files = dict(files)
+        if _SCHEMA not in files:
+            raise ConfigError(f"a policy bundle needs {_SCHEMA}")
+        label = (label or files.get("VERSION", "") or "unlabelled").strip()
+        files["VERSION"] = label
+        text = "\n".join(files[n] for n in sorted(files) if n.endswith(".cedar"))
+        if not text.strip():
+            raise ConfigError("a policy bundle needs at least one .cedar file")
+        result = cedarpy.validate_policies(text, files[_SCHEMA])
+        if not result.validation_passed:
+            raise ConfigError("policies do not validate: " + "; ".join(str(e) for e in result.errors))
+        try:
+            policies = cedarpy.PolicySet.from_str(text)
+            schema = cedarpy.Schema.from_str(files[_SCHEMA])
+            parsed = json.loads(cedarpy.policies_to_json_str(text))
+        except ValueError as exc:
+            raise ConfigError(f"policies do not parse: {exc}") from exc
+        ids: dict[str, str] = {}
+        reviewable: set[str] = set()
+        for pid, body in parsed.get("staticPolicies", {}).items():
+            notes = body.get("annotations") or {}
+            ids[pid] = notes.get("id") or pid
+            if str(notes.get("review", "")).lower() == "true":
+                reviewable.add(pid)
+        return cls(files, label, cls.hash_files(files), policies, schema, ids, frozenset(reviewable))
+
+    @classmethod
+    def from_dir(cls, path: str | Path) -> PolicyBundle:
+        root = Path(path)
+        if not root.is_dir():
+            raise ConfigError(f"policy directory {root} does not exist")
+        files = {p.name: p.read_text() for p in sorted(root.iterdir())
+                 if p.is_file() and (p.suffix in (".cedar", ".cedarschema") or p.name == "VERSION")}
+        return cls.from_files(files)
+
+
+def _uid(kind: str, ident: str) -> dict[str, str]:
+    return {"type": f"{NS}::{kind}", "id": ident}
+
+
+class PolicyEngine:
+    """Cedar decisions over a versioned bundle, reloaded atomically, changed by two people.
+
+    ``store`` and ``audit`` are needed only for runtime changes (:meth:`propose_change`,
+    :meth:`approve_change`, :meth:`sync`); ``authorize`` never touches I/O.
+    """
+
+    def __init__(
+        self,
+        policies_dir: str | Path,
+        *,
+        store: Any = None,
+        audit: Any = None,
+        clock: Callable[[], float] = time.time,
+        new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+    ) -> None:
+        self.policies_dir = Path(policies_dir)
+        self.store = store
+        self.audit = audit
+        self.clock = clock
+        self.new_id = new_id
+        self._bundle = PolicyBundle.from_dir(self.policies_dir)
+        self._db: Any = None
+
+    # -- reading -------------------------------------------------------------------------------
+    @property
+    def bundle(self) -> PolicyBundle:
+        return self._bundle
+
+    @property
+    def version(self) -> str:
+        """``label+hash`` of the bundle in force."""
+        return self._bundle.version
+
+    def authorize(
+        self,
+        principal: Mapping[str, Any],
+        action: str,
+        resource: Mapping[str, Any],
+        context: Mapping[str, Any] | None = None,
+    ) -> Decision:
+        """Decide one request.
+
+        ``principal``: ``{workflow, version, org, role}`` (an agent) or ``{id, org, role}`` with
+        ``kind="Operator"``. ``resource``: ``{tool, sensitivity, org, mutating}`` or
+        ``{kind, id, org}``. ``context``: ``{time, target_org, amount, risk, reviewed}``; missing
+        keys default to the principal's org, 0 and false. A malformed request is denied with the
+        error as its reason (fail closed).
+        """
+        import cedarpy
+
+        bundle = self._bundle
+        ctx = dict(context or {})
+        p_kind = str(principal.get("kind", "Agent"))
+        if p_kind == "Agent":
+            p_id = f"{principal.get('workflow', '')}@{principal.get('version', '')}"
+            p_attrs = {"workflow": str(principal.get("workflow", "")), "version": str(principal.get("version", "")),
+                       "org": str(principal.get("org", "")), "role": str(principal.get("role", "agent"))}
+        else:
+            p_id = str(principal.get("id", ""))
+            p_attrs = {"org": str(principal.get("org", "")), "role": str(principal.get("role", ""))}
+        r_kind = str(resource.get("kind", "Tool"))
+        if r_kind == "Tool":
+            r_id = str(resource.get("tool", resource.get("id", "")))
+            r_attrs: dict[str, Any] = {"sensitivity": str(resource.get("sensitivity", "low")),
+                                       "org": str(resource.get("org", "")),
+                                       "mutating": bool(resource.get("mutating", False))}
+        else:
+            r_id = str(resource.get("id", ""))
+            r_attrs = {"org": str(resource.get("org", ""))}
+        now = int(ctx.get("time", self.clock()))
+        request = {
+            "principal": _uid(p_kind, p_id),
+            "action": {"type": f"{NS}::Action", "id": action},
+            "resource": _uid(r_kind, r_id),
+            "context": {
+                "time": now,
+                "hour": int(ctx.get("hour", (now // 3600) % 24)),
+                "target_org": str(ctx.get("target_org") or p_attrs["org"]),
+                "amount": int(ctx.get("amount") or 0),
+                "risk": int(round(float(ctx.get("risk") or 0))),
+                "reviewed": bool(ctx.get("reviewed", False)),
+            },
+        }
+        entities = [
+            {"uid": request["principal"], "attrs": p_attrs, "parents": []},
+            {"uid": request["resource"], "attrs": r_attrs, "parents": []},
+        ]
+        try:
+            result = cedarpy.is_authorized(request, bundle.policies, entities, schema=bundle.schema)
+        except (ValueError, TypeError) as exc:
+            return Decision(False, (), bundle.version, errors=(f"bad request: {exc}",))
+        raw_reasons = list(result.diagnostics.reasons)
+        reasons = tuple(bundle.ids.get(r, r) for r in raw_reasons)
+        errors = tuple(str(e) for e in result.diagnostics.errors)
+        if result.allowed:
+            return Decision(True, reasons, bundle.version, errors=errors)
+        review = bool(raw_reasons) and all(r in bundle.reviewable for r in raw_reasons) and not ctx.get("reviewed")
+        return Decision(False, reasons, bundle.version, review_required=review, errors=errors)
+
+    # -- loading -------------------------------------------------------------------------------
+    def reload(self) -> str:
+        """Re-read ``policies_dir``; the new bundle replaces the old only if it validates."""
+        self._bundle = PolicyBundle.from_dir(self.policies_dir)
+        return self.version
+
+    def _gov(self) -> Any:
+        if self.store is None:
+            raise ConfigError("policy changes need PolicyEngine(..., store=...)")
+        if self._db is None:
+            from stalwart.governance._db import gov_db
+
+            self._db = gov_db(self.store)
+        return self._db
+
+    async def _audit(self, event_type: str, actor: str, **details: Any) -> None:
+        if self.audit is not None:
+            await self.audit.append([AuditEvent(event_type, action=event_type.split(".", 1)[1], actor=f"user:{actor}",
+                                                resource="policies", policy_version=self.version,
+                                                details=details)])
+
+    # -- two-person change ---------------------------------------------------------------------
+    async def propose_change(self, files: Mapping[str, str], *, label: str, proposer: str) -> str:
+        """Validate a new bundle and record it as pending; returns the change id."""
+        bundle = PolicyBundle.from_files(files, label)
+        change_id = self.new_id()
+        await self._gov().insert("policy_changes", {
+            "id": change_id, "label": bundle.label, "content_hash": bundle.content_hash,
+            "bundle": canonical_json(dict(bundle.files)), "proposer": proposer, "status": "pending",
+            "created_at": self.clock()})
+        await self._audit("policy.change_proposed", proposer, change_id=change_id, label=bundle.label,
+                          content_hash=bundle.content_hash)
+        return change_id
+
+    async def approve_change(self, change_id: str, *, approver: str) -> str:
+        """Apply a pending change approved by someone other than its proposer; returns the version."""
+        db = self._gov()
+        rows = await db.select("policy_changes", {"id": change_id})
+        if not rows or rows[0]["status"] != "pending":
+            raise PolicyDenied(f"policy change {change_id} is not pending")
+        change = rows[0]
+        if change["proposer"] == approver:
+            raise PolicyDenied("a policy change needs a second person: the proposer cannot approve it")
+        bundle = PolicyBundle.from_files(json.loads(change["bundle"]), change["label"])
+        if bundle.content_hash != change["content_hash"]:
+            raise PolicyDenied(f"policy change {change_id} was altered after it was proposed")
+        now = self.clock()
+        if not await db.update("policy_changes", {"id": change_id, "status": "pending"},
+                               {"status": "applied", "approver": approver, "decided_at": now}):
+            raise PolicyDenied(f"policy change {change_id} was decided concurrently")
+        await db.insert("policy_versions", {
+            "content_hash": bundle.content_hash, "label": bundle.label, "bundle": change["bundle"],
+            "proposed_by": change["proposer"], "approved_by": approver, "created_at": now}, ignore_conflict=True)
+        await self.store.set_flag(ACTIVE_FLAG, {"content_hash": bundle.content_hash, "label": bundle.label,
+                                                "version": bundle.version}, now)
+        previous = self.version
+        self._bundle = bundle
+        await self._audit("policy.changed", approver, change_id=change_id, proposer=change["proposer"],
+                          previous=previous, version=bundle.version)
+        return bundle.version
+
+    async def reject_change(self, change_id: str, *, reviewer: str) -> None:
+        db = self._gov()
+        if not await db.update("policy_changes", {"id": change_id, "status": "pending"},
+                               {"status": "rejected", "approver": reviewer, "decided_at": self.clock()}):
+            raise PolicyDenied(f"policy change {change_id} is not pending")
+        await self._audit("policy.change_rejected", reviewer, change_id=change_id)
+
+    async def sync(self) -> str:
+        """Adopt the bundle approved in the store, if it differs from the one in force."""
+        active = await self.store.get_flag(ACTIVE_FLAG) if self.store is not None else None
+        if active and active.get("content_hash") != self._bundle.content_hash:
+            rows = await self._gov().select("policy_versions", {"content_hash": active["content_hash"]})
+            if rows:
+                self._bundle = PolicyBundle.from_files(json.loads(rows[0]["bundle"]), rows[0]["label"])
+        return self.version
+
+    async def record_versions(self) -> None:
+        """Register the bundle in force (e.g. the one shipped in ``policies/``) in the store."""
+        b = self._bundle
+        await self._gov().insert("policy_versions", {
+            "content_hash": b.content_hash, "label": b.label, "bundle": canonical_json(dict(b.files)),
+            "proposed_by": None, "approved_by": None, "created_at": self.clock()}, ignore_conflict=True)
