@@ -8,6 +8,7 @@ from stalwart.cli._common import state  # noqa: I001
 from stalwart.cli._demo import demo
 from stalwart.cli._doctor import doctor
 from stalwart.cli._runs import dlq_cli, run_cli
+from stalwart.cli._schedules import schedule_cli
 from stalwart.cli._worker import migrate, worker
 
 __all__ = ["cli", "main"]
@@ -36,6 +37,7 @@ cli.command("migrate")(migrate)
 cli.command("doctor")(doctor)
 cli.add_typer(run_cli, name="run")
 cli.add_typer(dlq_cli, name="dlq")
+cli.add_typer(schedule_cli, name="schedule")
 
 
 def main() -> None:

@@ -158,6 +158,7 @@ class App:
         """Directory of the module that created the app (its ``prompts/`` live there)."""
         self._kill_cache: tuple[float, bool] = (0.0, False)
         self.unauthorized_tool_calls = 0
+        self.schedules: dict[str, Any] = {}
 
     # -- registration ------------------------------------------------------------------------
     def tool(
@@ -235,6 +236,37 @@ class App:
             return f
 
         return register(fn) if fn is not None else register
+
+    def schedule(
+        self,
+        cron: str,
+        *,
+        workflow: str,
+        input: Any = None,
+        name: str | None = None,
+        catch_up: str = "latest",
+        org: str = "",
+    ) -> Any:
+        """Start ``workflow`` on every tick of ``cron`` (UTC), exactly once per tick across workers.
+
+        Returns the schedule; used as a decorator on ``fn(tick: datetime) -> input`` it builds each
+        run's input. ``catch_up`` after downtime: ``latest``, ``all`` or ``skip``.
+        """
+        from stalwart.engine._schedules import Schedule
+
+        sched = Schedule(name=name or f"{workflow}:{cron}", cron=cron, workflow=workflow, input=input,
+                         catch_up=catch_up, org=org)
+        if sched.name in self.schedules:
+            raise ConfigError(f"schedule {sched.name!r} is registered twice")
+        self.schedules[sched.name] = sched
+        return sched
+
+    async def pause_schedule(self, name: str, paused: bool = True) -> None:
+        """Pause (or resume) a schedule for every worker."""
+        from stalwart.engine._schedules import set_paused
+
+        await self.connect()
+        await set_paused(self, name, paused)
 
     def workflow_def(self, name: str, version: str | None = None) -> WorkflowDef:
         versions = self._workflows.get(name)

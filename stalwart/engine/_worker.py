@@ -41,6 +41,7 @@ class Worker:
         poll_interval_s: float | None = None,
         worker_id: str | None = None,
         drain_timeout_s: float = 30.0,
+        scheduler: bool = True,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -56,6 +57,8 @@ class Worker:
         self._loop_task: asyncio.Task[None] | None = None
         self._beat_task: asyncio.Task[None] | None = None
         self.claimed = 0
+        self._scheduler = scheduler
+        self._sched_task: asyncio.Task[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> Worker:
@@ -65,6 +68,10 @@ class Worker:
         self.app._attach_worker(self)
         self._loop_task = asyncio.create_task(self._loop(), name=f"stalwart-worker-{self.worker_id}")
         self._beat_task = asyncio.create_task(self._heartbeat(), name="stalwart-heartbeat")
+        if self._scheduler and self.app.schedules:
+            from stalwart.engine._schedules import run_scheduler
+
+            self._sched_task = asyncio.create_task(run_scheduler(self.app), name="stalwart-scheduler")
         return self
 
     async def __aenter__(self) -> Worker:
@@ -87,6 +94,10 @@ class Worker:
             return
         self._stopping = True
         self._slot.set()
+        if self._sched_task is not None:
+            self._sched_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sched_task
         if self._loop_task is not None:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

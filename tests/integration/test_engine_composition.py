@@ -80,3 +80,55 @@ async def test_a_failing_branch_cancels_the_others_and_compensates_in_completion
     assert undone == ["late", "early"]  # reverse order of completion; the cancelled branch had no effect
     assert "never-done" in started
     await app.close()
+
+
+class FakeClock:
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def time(self) -> float:
+        return self.t
+
+    def monotonic(self) -> float:
+        return self.t
+
+
+async def test_a_schedule_fires_once_per_tick_with_two_workers(db_url: str) -> None:
+    from stalwart.engine._schedules import fire_due
+
+    clock = FakeClock(1_800_000_000.0)  # 2027-01-15T08:00:00Z, a multiple of 5 minutes
+    apps = [sw.App("cron", db=db_url, clock=clock) for _ in range(2)]
+    for app in apps:
+        @app.workflow(name="digest", version="1")
+        async def digest(ctx: sw.Context, tick: str) -> str:
+            return tick
+
+        app.schedule("*/5 * * * *", workflow="digest", name="digest")(lambda t: t.isoformat())
+        await app.connect()
+    for app in apps:  # the first pass records where the schedule starts
+        assert await fire_due(app, app.schedules["digest"]) == []
+    started: list[str] = []
+    for minute in range(1, 21):  # 20 minutes: ticks at +5, +10, +15, +20
+        clock.t = 1_800_000_000.0 + 60 * minute
+        for app in apps:
+            started += await fire_due(app, app.schedules["digest"])
+    runs = await apps[0].list_runs(workflow="digest")
+    assert len(runs) == 4 and len(set(started)) == 4  # both workers saw every tick; one run each
+    await apps[0].pause_schedule("digest")
+    clock.t += 600
+    assert await fire_due(apps[1], apps[1].schedules["digest"]) == []
+    await apps[0].pause_schedule("digest", paused=False)
+    clock.t += 3600  # an hour of downtime: "latest" fires only the most recent missed tick
+    assert len(await fire_due(apps[1], apps[1].schedules["digest"])) == 1
+    for app in apps:
+        await app.close()
+
+
+async def test_due_ticks_catch_up_policies() -> None:
+    from stalwart.engine._schedules import due_ticks
+
+    base = 1_800_000_000.0
+    assert len(due_ticks("*/5 * * * *", base, base + 3600, "all")) == 12
+    assert due_ticks("*/5 * * * *", base, base + 3600, "latest") == [base + 3600]
+    assert due_ticks("*/5 * * * *", base, base + 3600 + 120, "skip") == []
+    assert due_ticks("*/5 * * * *", base, base + 299, "all") == []
