@@ -10,7 +10,14 @@ this much and take this long?" from a journal alone.
 """
 
 from stalwart.telemetry._alert_monitor import AlertMonitor, load_alerts
-from stalwart.telemetry._alerts import ALERT_RULES, Alert, AlertRule, AlertSample, evaluate_alerts, histogram_quantile
+from stalwart.telemetry._alerts import (
+    ALERT_RULES,
+    Alert,
+    AlertRule,
+    AlertSample,
+    evaluate_alerts,
+    histogram_quantile,
+)
 from stalwart.telemetry._config import TelemetrySettings, resolve_telemetry_settings
 from stalwart.telemetry._explain import Explanation, StepRow, explain, format_duration
 from stalwart.telemetry._ids import root_span_id, step_span_id, trace_id_of
@@ -31,16 +38,16 @@ from stalwart.telemetry._telemetry import Telemetry
 __all__ = [
     "ALERT_RULES",
     "ATTR",
+    "GEN_AI",
+    "METRICS",
+    "METRIC_NAMES",
+    "SPAN",
     "Alert",
     "AlertMonitor",
     "AlertRule",
     "AlertSample",
     "Explanation",
-    "GEN_AI",
-    "METRICS",
-    "METRIC_NAMES",
     "Metrics",
-    "SPAN",
     "SpanRecord",
     "StepRow",
     "Telemetry",

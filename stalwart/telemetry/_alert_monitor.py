@@ -78,10 +78,13 @@ def sample_between(new: _Snapshot, short: _Snapshot | None, long: _Snapshot | No
     pii = new.pii - (short.pii if short else 0.0)
     return AlertSample(
         at=new.at,
-        run_duration_p99_s=histogram_quantile(0.99, _diff(new.duration_buckets,
-                                                          short.duration_buckets if short else None)),
+        run_duration_p99_s=histogram_quantile(
+            0.99, _diff(new.duration_buckets, short.duration_buckets if short else None)
+        ),
         error_rate=runs_failed / runs if runs > 0 else None,
-        budget_ratio_p95=histogram_quantile(0.95, _diff(new.ratio_buckets, long.ratio_buckets if long else None)),
+        budget_ratio_p95=histogram_quantile(
+            0.95, _diff(new.ratio_buckets, long.ratio_buckets if long else None)
+        ),
         pii_rate=pii / scans if scans > 0 else None,
         review_queue_depth=new.review_depth,
         kill_switch=new.kill_switch,
@@ -95,9 +98,17 @@ class AlertMonitor:
     ``store``: where the current alerts are persisted under ``alerts/{source}``.
     """
 
-    def __init__(self, metrics: Metrics, *, interval_s: float = 15.0, webhook_url: str | None = None,
-                 store: Any = None, source: str = "local", short_window_s: float = 300.0,
-                 long_window_s: float = 3600.0) -> None:
+    def __init__(
+        self,
+        metrics: Metrics,
+        *,
+        interval_s: float = 15.0,
+        webhook_url: str | None = None,
+        store: Any = None,
+        source: str = "local",
+        short_window_s: float = 300.0,
+        long_window_s: float = 3600.0,
+    ) -> None:
         self.metrics = metrics
         self.interval_s = interval_s
         self.webhook_url = webhook_url
@@ -125,7 +136,9 @@ class AlertMonitor:
     def observe(self, now: float) -> AlertSample:
         """Snapshot the metrics now and append the resulting sample."""
         snap = _snapshot(self.metrics, now)
-        sample = sample_between(snap, self._older(now, self.short_window_s), self._older(now, self.long_window_s))
+        sample = sample_between(
+            snap, self._older(now, self.short_window_s), self._older(now, self.long_window_s)
+        )
         self._snaps.append(snap)
         while len(self._snaps) > 2 and self._snaps[1].at <= now - self.long_window_s:
             self._snaps.popleft()
@@ -154,9 +167,13 @@ class AlertMonitor:
         if self.store is not None:
             try:
                 body = {"at": now, "source": self.source, "alerts": [a.to_dict() for a in self.current]}
-                await self.store.kv_put(ALERTS_NAMESPACE, self.source, json.dumps(body).encode(),
-                                        expires_at=now + max(300.0, 10 * self.interval_s))
-            except Exception as exc:
+                await self.store.kv_put(
+                    ALERTS_NAMESPACE,
+                    self.source,
+                    json.dumps(body).encode(),
+                    expires_at=now + max(300.0, 10 * self.interval_s),
+                )
+            except Exception as exc:  # noqa: BLE001 - telemetry never raises into its host
                 _log.warning("persisting alerts failed: %s", type(exc).__name__)
         return self.current
 
@@ -176,10 +193,12 @@ class AlertMonitor:
         text = f"Stalwart alert {alert.name} {transition}: {alert.summary} (value {alert.value:.4g})"
         try:
             async with httpx.AsyncClient(timeout=5.0) as client:
-                resp = await client.post(self.webhook_url or "", json={"text": text, "status": transition,
-                                                                       "alert": alert.to_dict()})
+                resp = await client.post(
+                    self.webhook_url or "",
+                    json={"text": text, "status": transition, "alert": alert.to_dict()},
+                )
                 resp.raise_for_status()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - telemetry never raises into its host
             self.webhook_failures += 1
             _log.warning("alert webhook failed: %s", type(exc).__name__)
 
@@ -205,5 +224,3 @@ async def load_alerts(store: Any, now: float) -> list[Alert]:
     rank = {"critical": 0, "warning": 1}
     out.sort(key=lambda a: (a.state != "firing", rank.get(a.severity, 2), a.name))
     return out
-
-

@@ -52,18 +52,54 @@ class AlertRule:
 
 
 ALERT_RULES: tuple[AlertRule, ...] = (
-    AlertRule("AgentRunDurationP99High", "run_duration_p99_s", 300.0, 300.0, "warning",
-              "p99 run duration above 5 minutes for 5 minutes"),
-    AlertRule("AgentRunErrorRateHigh", "error_rate", 0.05, 300.0, "critical",
-              "more than 5% of runs failing for 5 minutes"),
-    AlertRule("AgentRunCostOverBudget", "budget_ratio_p95", 1.5, 600.0, "warning",
-              "p95 cost per run above 1.5x its budget"),
-    AlertRule("AgentPIIDetectionRateHigh", "pii_rate", 0.001, 300.0, "warning",
-              "PII detected in more than 0.1% of guard scans"),
-    AlertRule("AgentReviewQueueDeep", "review_queue_depth", 100.0, 600.0, "warning",
-              "more than 100 reviews waiting for 10 minutes"),
-    AlertRule("AgentKillSwitchActive", "kill_switch", 0.0, 0.0, "critical",
-              "the kill switch is engaged: no new runs or steps"),
+    AlertRule(
+        "AgentRunDurationP99High",
+        "run_duration_p99_s",
+        300.0,
+        300.0,
+        "warning",
+        "p99 run duration above 5 minutes for 5 minutes",
+    ),
+    AlertRule(
+        "AgentRunErrorRateHigh",
+        "error_rate",
+        0.05,
+        300.0,
+        "critical",
+        "more than 5% of runs failing for 5 minutes",
+    ),
+    AlertRule(
+        "AgentRunCostOverBudget",
+        "budget_ratio_p95",
+        1.5,
+        600.0,
+        "warning",
+        "p95 cost per run above 1.5x its budget",
+    ),
+    AlertRule(
+        "AgentPIIDetectionRateHigh",
+        "pii_rate",
+        0.001,
+        300.0,
+        "warning",
+        "PII detected in more than 0.1% of guard scans",
+    ),
+    AlertRule(
+        "AgentReviewQueueDeep",
+        "review_queue_depth",
+        100.0,
+        600.0,
+        "warning",
+        "more than 100 reviews waiting for 10 minutes",
+    ),
+    AlertRule(
+        "AgentKillSwitchActive",
+        "kill_switch",
+        0.0,
+        0.0,
+        "critical",
+        "the kill switch is engaged: no new runs or steps",
+    ),
 )
 """Same names, thresholds and ``for`` durations as ``deploy/prometheus/alerts.yml`` (a test checks)."""
 
@@ -84,8 +120,13 @@ class Alert:
         return asdict(self)
 
 
-def evaluate_alerts(samples: Sequence[AlertSample], *, now: float | None = None,
-                    rules: Sequence[AlertRule] = ALERT_RULES, max_gap_s: float = 120.0) -> list[Alert]:
+def evaluate_alerts(
+    samples: Sequence[AlertSample],
+    *,
+    now: float | None = None,
+    rules: Sequence[AlertRule] = ALERT_RULES,
+    max_gap_s: float = 120.0,
+) -> list[Alert]:
     """The alerts holding at ``now`` (default: the latest sample), from samples in any order.
 
     Samples more than ``max_gap_s`` apart break continuity (the process was not observing).

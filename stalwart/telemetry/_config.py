@@ -44,7 +44,9 @@ class TelemetrySettings(BaseModel):
     """How often buffered spans are persisted / exported in the background."""
 
 
-def resolve_telemetry_settings(settings: Any = None, env: Mapping[str, str] | None = None) -> TelemetrySettings:
+def resolve_telemetry_settings(
+    settings: Any = None, env: Mapping[str, str] | None = None
+) -> TelemetrySettings:
     """Find the telemetry section of a ``Settings`` object, or build one from the environment."""
     env = os.environ if env is None else env
     section = getattr(settings, "telemetry", None)
@@ -59,12 +61,14 @@ def resolve_telemetry_settings(settings: Any = None, env: Mapping[str, str] | No
         raw: dict[str, Any] = {}
         for key, value in env.items():
             if key.upper().startswith(prefix):
-                name = key[len(prefix):].lower()
+                name = key[len(prefix) :].lower()
                 raw[name] = _parse_headers(value) if name == "otlp_headers" else value
         try:
             out = TelemetrySettings.model_validate(raw)
         except ValidationError as exc:
-            problems = "; ".join(f"telemetry.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            problems = "; ".join(
+                f"telemetry.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
+            )
             raise ConfigError(f"invalid settings: {problems}") from None
     if out.otlp_endpoint is None:
         traces = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")

@@ -104,7 +104,7 @@ def format_duration(seconds: float) -> str:
         return f"{s * 1000:.0f}ms"
     if s < 60:
         return f"{s:.1f}s"
-    m, sec = divmod(int(round(s)), 60)
+    m, sec = divmod(round(s), 60)
     if m < 60:
         return f"{m}m{sec:02d}s"
     h, m = divmod(m, 60)
@@ -135,8 +135,9 @@ def _routing(meta: dict[str, Any]) -> str:
         text += f" ({r['reason']})"
     skipped = r.get("skipped") or []
     if skipped:
-        names = ", ".join(f"{s.get('model')}: {s.get('why')}" if isinstance(s, dict) else str(s)
-                          for s in skipped[:3])
+        names = ", ".join(
+            f"{s.get('model')}: {s.get('why')}" if isinstance(s, dict) else str(s) for s in skipped[:3]
+        )
         text += f"; skipped {names}"
     return text
 
@@ -154,9 +155,16 @@ def _outcome(e: Any, meta: dict[str, Any]) -> str:
         if err.get("message"):
             base += f" ({str(err['message'])[:80]})"
     if e.kind == "tool":
-        bits = [b for b in (str(meta.get("sandbox") or ""),
-                            format_duration(_f(meta, "duration_ms") / 1000) if meta.get("duration_ms") is not None
-                            else "") if b]
+        bits = [
+            b
+            for b in (
+                str(meta.get("sandbox") or ""),
+                format_duration(_f(meta, "duration_ms") / 1000)
+                if meta.get("duration_ms") is not None
+                else "",
+            )
+            if b
+        ]
         if bits:
             base += f" [{', '.join(bits)}]"
     return base
@@ -211,8 +219,26 @@ def explain(run: Any, journal: Sequence[Any]) -> Explanation:
         r = max(0, int(e.attempts or 1) - 1)
         retries += r
         waiting += wait
-        rows.append(StepRow(e.seq, e.kind, e.name, e.status, st, fin, latency, wait, tin, tout, c, r, cached,
-                            routing, _outcome(e, meta), model))
+        rows.append(
+            StepRow(
+                e.seq,
+                e.kind,
+                e.name,
+                e.status,
+                st,
+                fin,
+                latency,
+                wait,
+                tin,
+                tout,
+                c,
+                r,
+                cached,
+                routing,
+                _outcome(e, meta),
+                model,
+            )
+        )
 
     # Critical path: back from the last finisher through "finished last before I started".
     path: list[int] = []
@@ -240,10 +266,12 @@ def explain(run: Any, journal: Sequence[Any]) -> Explanation:
     top_cost = _cost_sentences(rows, cost)
     top_time = _time_sentences(rows, on_path, total)
     status = str(getattr(run.status, "value", run.status))
-    summary = (f"Run {run.id} ({run.workflow}@{run.version}) {status} in {format_duration(total)} and cost "
-               f"{_money(cost)} ({tokens_in + tokens_out:,} tokens over "
-               f"{sum(1 for r in rows if r.kind == 'llm')} model calls, {hits} from cache), "
-               f"with {len(rows)} steps and {retries} retries.")
+    summary = (
+        f"Run {run.id} ({run.workflow}@{run.version}) {status} in {format_duration(total)} and cost "
+        f"{_money(cost)} ({tokens_in + tokens_out:,} tokens over "
+        f"{sum(1 for r in rows if r.kind == 'llm')} model calls, {hits} from cache), "
+        f"with {len(rows)} steps and {retries} retries."
+    )
     if top_cost:
         summary += f" Most of the cost: {top_cost[0]}"
     if top_time:
@@ -251,9 +279,28 @@ def explain(run: Any, journal: Sequence[Any]) -> Explanation:
     notes: list[str] = []
     if any(r.retries for r in rows):
         notes.append("Only each step's last attempt is journaled; earlier attempts show as waiting time.")
-    return Explanation(run.id, run.workflow, run.version, status, start, end, total, waiting, cost, tokens_in,
-                       tokens_out, retries, hits, tuple(rows), tuple(path), path_s, tuple(top_cost),
-                       tuple(top_time), summary, tuple(notes))
+    return Explanation(
+        run.id,
+        run.workflow,
+        run.version,
+        status,
+        start,
+        end,
+        total,
+        waiting,
+        cost,
+        tokens_in,
+        tokens_out,
+        retries,
+        hits,
+        tuple(rows),
+        tuple(path),
+        path_s,
+        tuple(top_cost),
+        tuple(top_time),
+        summary,
+        tuple(notes),
+    )
 
 
 def _row_dict(r: StepRow) -> dict[str, Any]:
@@ -261,8 +308,11 @@ def _row_dict(r: StepRow) -> dict[str, Any]:
 
 
 def rows_by(rows: Sequence[StepRow], seqs: set[int]) -> list[float]:
-    return [r.latency_s + r.wait_s - (r.latency_s if r.kind in _WAIT_KINDS else 0.0)
-            for r in rows if r.seq in seqs]
+    return [
+        r.latency_s + r.wait_s - (r.latency_s if r.kind in _WAIT_KINDS else 0.0)
+        for r in rows
+        if r.seq in seqs
+    ]
 
 
 def _label(r: StepRow) -> str:
@@ -283,8 +333,11 @@ def _label(r: StepRow) -> str:
 
 def _cost_sentences(rows: Sequence[StepRow], total: float, top: int = 3) -> list[str]:
     if total <= 0:
-        return ["The run made no paid model calls."] if not any(r.kind == "llm" for r in rows) else [
-            "Its model calls cost nothing (cached or a free/local model)."]
+        return (
+            ["The run made no paid model calls."]
+            if not any(r.kind == "llm" for r in rows)
+            else ["Its model calls cost nothing (cached or a free/local model)."]
+        )
     groups: dict[str, list[StepRow]] = {}
     for r in rows:
         if r.kind == "llm" and r.status == "completed" and r.cost_usd > 0:
@@ -295,8 +348,10 @@ def _cost_sentences(rows: Sequence[StepRow], total: float, top: int = 3) -> list
         c = sum(r.cost_usd for r in rs)
         toks = sum(r.tokens_in + r.tokens_out for r in rs)
         tin = sum(r.tokens_in for r in rs)
-        sentence = (f"{label} cost {_money(c)} ({_pct(c, total)} of {_money(total)}) over {len(rs)} "
-                    f"call{'s' if len(rs) != 1 else ''} and {toks:,} tokens ({_pct(tin, toks)} input).")
+        sentence = (
+            f"{label} cost {_money(c)} ({_pct(c, total)} of {_money(total)}) over {len(rs)} "
+            f"call{'s' if len(rs) != 1 else ''} and {toks:,} tokens ({_pct(tin, toks)} input)."
+        )
         retried = sum(r.retries for r in rs)
         if retried:
             sentence = sentence[:-1] + f"; {retried} retr{'ies' if retried != 1 else 'y'} preceded them."
@@ -326,7 +381,9 @@ def _time_sentences(rows: Sequence[StepRow], on_path: set[int], total: float, to
             continue
         n = counts.get(label)
         times = f" over {n} step{'s' if n != 1 else ''}" if n and n > 1 else ""
-        sentence = f"{label} took {format_duration(secs)}{times} ({_pct(secs, total)} of {format_duration(total)})."
+        sentence = (
+            f"{label} took {format_duration(secs)}{times} ({_pct(secs, total)} of {format_duration(total)})."
+        )
         out.append(sentence[0].upper() + sentence[1:])
     return out
 

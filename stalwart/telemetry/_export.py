@@ -33,8 +33,11 @@ def to_readable_span(span: SpanRecord, resource: Resource) -> ReadableSpan:
     flags = TraceFlags(TraceFlags.SAMPLED)
     trace_id = int(span.trace_id, 16)
     ctx = SpanContext(trace_id, int(span.span_id, 16), is_remote=False, trace_flags=flags)
-    parent = (SpanContext(trace_id, int(span.parent_span_id, 16), is_remote=False, trace_flags=flags)
-              if span.parent_span_id else None)
+    parent = (
+        SpanContext(trace_id, int(span.parent_span_id, 16), is_remote=False, trace_flags=flags)
+        if span.parent_span_id
+        else None
+    )
     status = Status(StatusCode.OK) if span.ok else Status(StatusCode.ERROR, span.error or "error")
     return ReadableSpan(
         name=span.name,
@@ -53,8 +56,9 @@ def to_readable_span(span: SpanRecord, resource: Resource) -> ReadableSpan:
 class GuardedExporter(SpanExporter):
     """Wraps an exporter: a failure or exception is counted (``on_failure(name)``) and logged."""
 
-    def __init__(self, name: str, inner: SpanExporter, on_failure: Callable[[str], None],
-                 log_every_s: float = 30.0) -> None:
+    def __init__(
+        self, name: str, inner: SpanExporter, on_failure: Callable[[str], None], log_every_s: float = 30.0
+    ) -> None:
         self.name = name
         self.inner = inner
         self.on_failure = on_failure
@@ -66,7 +70,7 @@ class GuardedExporter(SpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         try:
             result = self.inner.export(spans)
-        except Exception as exc:  # an exporter must never take a run down
+        except Exception as exc:  # noqa: BLE001 - telemetry never raises into its host
             self._failed(f"{type(exc).__name__}: {exc}")
             return SpanExportResult.FAILURE
         if result is not SpanExportResult.SUCCESS:
@@ -82,7 +86,7 @@ class GuardedExporter(SpanExporter):
                 self._last_log = now
         try:
             self.on_failure(self.name)
-        except Exception:
+        except Exception:  # noqa: BLE001, S110 - telemetry never raises into its host
             pass
         if should_log:
             _log.warning("span exporter %s failed (%d failures so far): %s", self.name, self.failures, why)
@@ -90,26 +94,36 @@ class GuardedExporter(SpanExporter):
     def shutdown(self) -> None:
         try:
             self.inner.shutdown()
-        except Exception:
+        except Exception:  # noqa: BLE001, S110 - telemetry never raises into its host
             pass
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         try:
             return bool(self.inner.force_flush(timeout_millis))
-        except Exception:
+        except Exception:  # noqa: BLE001 - telemetry never raises into its host
             return False
 
 
 class ExportPipeline:
     """The SDK exporters in use, each behind a batch processor."""
 
-    def __init__(self, exporters: list[GuardedExporter], *, service_name: str = "stalwart",
-                 schedule_delay_ms: float = 1000, max_queue_size: int = 8192) -> None:
+    def __init__(
+        self,
+        exporters: list[GuardedExporter],
+        *,
+        service_name: str = "stalwart",
+        schedule_delay_ms: float = 1000,
+        max_queue_size: int = 8192,
+    ) -> None:
         self.resource = Resource.create({"service.name": service_name})
         self.exporters = exporters
         self._processors = [
-            BatchSpanProcessor(e, max_queue_size=max_queue_size, schedule_delay_millis=schedule_delay_ms,
-                               max_export_batch_size=512)
+            BatchSpanProcessor(
+                e,
+                max_queue_size=max_queue_size,
+                schedule_delay_millis=schedule_delay_ms,
+                max_export_batch_size=512,
+            )
             for e in exporters
         ]
 
@@ -127,7 +141,7 @@ class ExportPipeline:
         for p in self._processors:
             try:
                 ok = p.force_flush(int(timeout_s * 1000)) and ok
-            except Exception:
+            except Exception:  # noqa: BLE001 - telemetry never raises into its host
                 ok = False
         return ok
 
@@ -135,14 +149,21 @@ class ExportPipeline:
         for p in self._processors:
             try:
                 p.shutdown()
-            except Exception:
+            except Exception:  # noqa: BLE001, S110 - telemetry never raises into its host
                 pass
 
 
-def build_pipeline(*, otlp_endpoint: str | None, otlp_headers: dict[str, str], otlp_timeout_s: float,
-                   console: bool, service_name: str, on_failure: Callable[[str], None],
-                   schedule_delay_ms: float = 1000, extra: list[tuple[str, SpanExporter]] | None = None,
-                   ) -> ExportPipeline:
+def build_pipeline(
+    *,
+    otlp_endpoint: str | None,
+    otlp_headers: dict[str, str],
+    otlp_timeout_s: float,
+    console: bool,
+    service_name: str,
+    on_failure: Callable[[str], None],
+    schedule_delay_ms: float = 1000,
+    extra: list[tuple[str, SpanExporter]] | None = None,
+) -> ExportPipeline:
     """The SDK exporters the settings ask for (OTLP/HTTP, console), plus any ``extra`` ones."""
     exporters: list[GuardedExporter] = []
     if otlp_endpoint:
@@ -150,8 +171,9 @@ def build_pipeline(*, otlp_endpoint: str | None, otlp_headers: dict[str, str], o
 
         from stalwart.telemetry._config import traces_url
 
-        otlp = OTLPSpanExporter(endpoint=traces_url(otlp_endpoint), headers=otlp_headers or None,
-                                timeout=otlp_timeout_s)
+        otlp = OTLPSpanExporter(
+            endpoint=traces_url(otlp_endpoint), headers=otlp_headers or None, timeout=otlp_timeout_s
+        )
         exporters.append(GuardedExporter("otlp", otlp, on_failure))
     if console:
         from opentelemetry.sdk.trace.export import ConsoleSpanExporter

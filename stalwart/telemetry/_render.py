@@ -12,8 +12,19 @@ if TYPE_CHECKING:
 
 __all__ = ["explanation_rich", "explanation_text", "trace_text"]
 
-_COLUMNS = ("seq", "kind", "name", "latency", "waiting", "tokens", "cost", "retries", "cache", "routing",
-            "outcome")
+_COLUMNS = (
+    "seq",
+    "kind",
+    "name",
+    "latency",
+    "waiting",
+    "tokens",
+    "cost",
+    "retries",
+    "cache",
+    "routing",
+    "outcome",
+)
 
 
 def _cells(r: StepRow) -> list[str]:
@@ -40,8 +51,10 @@ def _head(e: Explanation) -> list[str]:
     if e.top_time:
         lines.append("Time:")
         lines.extend(f"  - {s}" for s in e.top_time)
-    lines.append(f"Critical path: {len(e.critical_path)} of {len(e.rows)} steps, {format_duration(e.critical_path_s)}"
-                 f" (marked *).")
+    lines.append(
+        f"Critical path: {len(e.critical_path)} of {len(e.rows)} steps, {format_duration(e.critical_path_s)}"
+        f" (marked *)."
+    )
     lines.extend(e.notes)
     return lines
 
@@ -51,7 +64,9 @@ def explanation_text(e: Explanation, max_rows: int = 200) -> str:
     rows = list(e.rows)
     hidden = 0
     if len(rows) > max_rows:
-        keep = sorted(rows, key=lambda r: (-(r.critical), -(r.cost_usd), -(r.latency_s + r.wait_s)))[:max_rows]
+        keep = sorted(rows, key=lambda r: (-(r.critical), -(r.cost_usd), -(r.latency_s + r.wait_s)))[
+            :max_rows
+        ]
         keep_seqs = {r.seq for r in keep}
         hidden = len(rows) - len(keep_seqs)
         rows = [r for r in rows if r.seq in keep_seqs]
@@ -73,8 +88,11 @@ def explanation_rich(e: Explanation) -> Any:
 
     table = Table(title=f"run {e.run_id}", show_lines=False)
     for col in _COLUMNS:
-        table.add_column(col, no_wrap=col not in ("routing", "outcome"),
-                         justify="right" if col in ("latency", "waiting", "cost", "retries") else "left")
+        table.add_column(
+            col,
+            no_wrap=col not in ("routing", "outcome"),
+            justify="right" if col in ("latency", "waiting", "cost", "retries") else "left",
+        )
     for r in e.rows:
         table.add_row(*_cells(r), style="bold" if r.critical else None)
     return Group(Text("\n".join(_head(e))), table)

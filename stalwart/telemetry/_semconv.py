@@ -28,7 +28,7 @@ class SPAN:
     COMPENSATION = "compensate {name}"
 
 
-class GEN_AI:  # noqa: N801 - a namespace of constants, spelled like the convention
+class GEN_AI:
     """OpenTelemetry GenAI semantic-convention attribute keys, pinned."""
 
     OPERATION_NAME = "gen_ai.operation.name"

@@ -71,10 +71,18 @@ class SpanRecord:
     def from_dict(cls, d: dict[str, Any]) -> SpanRecord:
         """Inverse of :meth:`to_dict`."""
         return cls(
-            trace_id=d["trace_id"], span_id=d["span_id"], parent_span_id=d.get("parent_span_id"),
-            name=d["name"], start=float(d["start"]), end=float(d["end"]),
-            attributes=dict(d.get("attributes") or {}), ok=bool(d.get("ok", True)), error=d.get("error"),
-            kind=d.get("kind", "internal"), run_id=d.get("run_id", ""), events=tuple(d.get("events") or ()),
+            trace_id=d["trace_id"],
+            span_id=d["span_id"],
+            parent_span_id=d.get("parent_span_id"),
+            name=d["name"],
+            start=float(d["start"]),
+            end=float(d["end"]),
+            attributes=dict(d.get("attributes") or {}),
+            ok=bool(d.get("ok", True)),
+            error=d.get("error"),
+            kind=d.get("kind", "internal"),
+            run_id=d.get("run_id", ""),
+            events=tuple(d.get("events") or ()),
         )
 
     @property
@@ -82,8 +90,17 @@ class SpanRecord:
         return max(0.0, (self.end - self.start) * 1000.0)
 
 
-def _common(run: RunLike, *, model: str = "", tokens_in: int = 0, tokens_out: int = 0, cost: float = 0.0,
-            latency_ms: float = 0.0, ok: bool = True, error_type: str = "") -> dict[str, AttrValue]:
+def _common(
+    run: RunLike,
+    *,
+    model: str = "",
+    tokens_in: int = 0,
+    tokens_out: int = 0,
+    cost: float = 0.0,
+    latency_ms: float = 0.0,
+    ok: bool = True,
+    error_type: str = "",
+) -> dict[str, AttrValue]:
     return {
         ATTR.RUN_ID: run.id,
         ATTR.WORKFLOW_NAME: run.workflow,
@@ -116,8 +133,9 @@ def _error_type(error: dict[str, Any] | None) -> str:
 Redactor = Callable[[str], str]
 
 
-def step_spans(run: RunLike, entry: Any, *, end: float | None = None,
-               content_redactor: Redactor | None = None) -> list[SpanRecord]:
+def step_spans(
+    run: RunLike, entry: Any, *, end: float | None = None, content_redactor: Redactor | None = None
+) -> list[SpanRecord]:
     """The span of one journal entry (one attempt of one step), plus its guard/policy children.
 
     ``entry`` is a ``JournalEntry``. ``end`` stands in for ``finished_at`` when the entry has none
@@ -189,8 +207,16 @@ def step_spans(run: RunLike, entry: Any, *, end: float | None = None,
         name = SPAN.COMPENSATION.format(name=entry.name)
     else:
         name = SPAN.STEP.format(name=entry.name)
-    attrs = _common(run, model=model, tokens_in=tin, tokens_out=tout, cost=cost, latency_ms=latency,
-                    ok=ok, error_type=err_type)
+    attrs = _common(
+        run,
+        model=model,
+        tokens_in=tin,
+        tokens_out=tout,
+        cost=cost,
+        latency_ms=latency,
+        ok=ok,
+        error_type=err_type,
+    )
     attrs.update(extra)
     attrs[ATTR.STEP_SEQ] = int(entry.seq)
     attrs[ATTR.STEP_KIND] = kind
@@ -203,8 +229,9 @@ def step_spans(run: RunLike, entry: Any, *, end: float | None = None,
     return spans
 
 
-def _children(run: RunLike, trace: str, parent: str, start: float, meta: dict[str, Any],
-              model: str) -> list[SpanRecord]:
+def _children(
+    run: RunLike, trace: str, parent: str, start: float, meta: dict[str, Any], model: str
+) -> list[SpanRecord]:
     """``policy.evaluate`` and ``guard.scan`` spans recorded in the entry's meta by the engine."""
     out: list[SpanRecord] = []
     policy = meta.get("policy")
@@ -212,12 +239,25 @@ def _children(run: RunLike, trace: str, parent: str, start: float, meta: dict[st
         lat = _num(policy, "latency_ms")
         decision = str(policy.get("decision") or "")
         allowed = decision.lower() in ("allow", "allowed", "permit")
-        attrs = _common(run, model=model, latency_ms=lat, ok=allowed,
-                        error_type="" if allowed else "PolicyDenied")
+        attrs = _common(
+            run, model=model, latency_ms=lat, ok=allowed, error_type="" if allowed else "PolicyDenied"
+        )
         attrs[ATTR.POLICY_DECISION] = decision
-        out.append(SpanRecord(trace, child_span_id(parent, SPAN.POLICY), parent, SPAN.POLICY, start,
-                              start + lat / 1000.0, attrs, allowed, None if allowed else decision, "internal",
-                              run.id))
+        out.append(
+            SpanRecord(
+                trace,
+                child_span_id(parent, SPAN.POLICY),
+                parent,
+                SPAN.POLICY,
+                start,
+                start + lat / 1000.0,
+                attrs,
+                allowed,
+                None if allowed else decision,
+                "internal",
+                run.id,
+            )
+        )
     scans = meta.get("guard")
     if isinstance(scans, dict):
         scans = [scans]
@@ -227,14 +267,32 @@ def _children(run: RunLike, trace: str, parent: str, start: float, meta: dict[st
                 continue
             lat = _num(scan, "latency_ms")
             action = str(scan.get("action") or "allow")
-            attrs = _common(run, model=model, latency_ms=lat, ok=action != "block",
-                            error_type="" if action != "block" else "GuardBlocked")
+            attrs = _common(
+                run,
+                model=model,
+                latency_ms=lat,
+                ok=action != "block",
+                error_type="" if action != "block" else "GuardBlocked",
+            )
             attrs[ATTR.GUARD_SOURCE] = str(scan.get("source") or "")
             attrs[ATTR.GUARD_ACTION] = action
             attrs[ATTR.GUARD_SCORE] = _num(scan, "score")
             attrs[ATTR.GUARD_PII_TYPES] = [str(t) for t in scan.get("pii_types") or []]
-            out.append(SpanRecord(trace, child_span_id(parent, SPAN.GUARD, n), parent, SPAN.GUARD, start,
-                                  start + lat / 1000.0, attrs, action != "block", None, "internal", run.id))
+            out.append(
+                SpanRecord(
+                    trace,
+                    child_span_id(parent, SPAN.GUARD, n),
+                    parent,
+                    SPAN.GUARD,
+                    start,
+                    start + lat / 1000.0,
+                    attrs,
+                    action != "block",
+                    None,
+                    "internal",
+                    run.id,
+                )
+            )
     return out
 
 
@@ -249,27 +307,55 @@ def _content(meta: dict[str, Any], result_json: str | None, redact: Redactor) ->
             value = json.loads(result_json)
         except ValueError:
             value = result_json
-        text = value.get("text") if isinstance(value, dict) and "text" in value else value
-        out[GEN_AI.OUTPUT_MESSAGES] = redact(text if isinstance(text, str) else json.dumps(text, default=str))[:8000]
+        answer: Any = value.get("text") if isinstance(value, dict) and "text" in value else value
+        out[GEN_AI.OUTPUT_MESSAGES] = redact(
+            answer if isinstance(answer, str) else json.dumps(answer, default=str)
+        )[:8000]
     return out
 
 
-def run_span(run: RunLike, status: str, *, end: float, cost_usd: float = 0.0, tokens: int = 0,
-             tokens_in: int | None = None, tokens_out: int | None = None,
-             error: dict[str, Any] | None = None) -> SpanRecord:
+def run_span(
+    run: RunLike,
+    status: str,
+    *,
+    end: float,
+    cost_usd: float = 0.0,
+    tokens: int = 0,
+    tokens_in: int | None = None,
+    tokens_out: int | None = None,
+    error: dict[str, Any] | None = None,
+) -> SpanRecord:
     """The ``workflow.run`` root span, from the run's creation to ``end``."""
     ok = status.upper() not in ("FAILED", "CANCELLED", "DEAD_LETTER")
     start = float(run.created_at)
     stop = max(float(end), start)
     tin = tokens_in if tokens_in is not None else 0
     tout = tokens_out if tokens_out is not None else max(0, int(tokens) - tin)
-    attrs = _common(run, tokens_in=tin, tokens_out=tout, cost=cost_usd, latency_ms=(stop - start) * 1000.0,
-                    ok=ok, error_type="" if ok else (_error_type(error) or status.upper()))
+    attrs = _common(
+        run,
+        tokens_in=tin,
+        tokens_out=tout,
+        cost=cost_usd,
+        latency_ms=(stop - start) * 1000.0,
+        ok=ok,
+        error_type="" if ok else (_error_type(error) or status.upper()),
+    )
     attrs[ATTR.RUN_STATUS] = status.upper()
     attrs["tokens.total"] = int(tokens)
     message = None if ok else str((error or {}).get("message") or status)[:500]
-    return SpanRecord(trace_id_of(run.id, run.trace_id), root_span_id(run.id), None, SPAN.WORKFLOW_RUN, start,
-                      stop, attrs, ok, message, "internal", run.id)
+    return SpanRecord(
+        trace_id_of(run.id, run.trace_id),
+        root_span_id(run.id),
+        None,
+        SPAN.WORKFLOW_RUN,
+        start,
+        stop,
+        attrs,
+        ok,
+        message,
+        "internal",
+        run.id,
+    )
 
 
 def trace_from_journal(run: Any, journal: list[Any]) -> list[SpanRecord]:
@@ -288,6 +374,14 @@ def trace_from_journal(run: Any, journal: list[Any]) -> list[SpanRecord]:
             cost += _num(e.meta, "cost_usd")
     status = getattr(run.status, "value", run.status)
     end = run.finished_at or max((s.end for s in spans), default=run.created_at)
-    root = run_span(run, str(status), end=end, cost_usd=cost, tokens=tokens_in + tokens_out,
-                    tokens_in=tokens_in, tokens_out=tokens_out, error=getattr(run, "error", None))
+    root = run_span(
+        run,
+        str(status),
+        end=end,
+        cost_usd=cost,
+        tokens=tokens_in + tokens_out,
+        tokens_in=tokens_in,
+        tokens_out=tokens_out,
+        error=getattr(run, "error", None),
+    )
     return [root, *spans]

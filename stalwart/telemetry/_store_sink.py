@@ -23,9 +23,14 @@ _log = logging.getLogger("stalwart.telemetry")
 class StoreSpanSink:
     """Buffers spans in memory and writes them to the store on :meth:`flush`."""
 
-    def __init__(self, store: Any, *, max_buffered: int = 50_000,
-                 on_failure: Callable[[str], None] | None = None,
-                 on_drop: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self,
+        store: Any,
+        *,
+        max_buffered: int = 50_000,
+        on_failure: Callable[[str], None] | None = None,
+        on_drop: Callable[[int], None] | None = None,
+    ) -> None:
         self.store = store
         self.max_buffered = max_buffered
         self._by_run: dict[str, list[dict[str, Any]]] = {}
@@ -58,14 +63,17 @@ class StoreSpanSink:
             ids = ",".join(s["span_id"] for s in spans)
             key = f"{run_id}:{hashlib.blake2b(ids.encode(), digest_size=8).hexdigest()}"
             try:
-                await self.store.kv_put(SPANS_NAMESPACE, key, json.dumps(spans, separators=(",", ":")).encode())
+                await self.store.kv_put(
+                    SPANS_NAMESPACE, key, json.dumps(spans, separators=(",", ":")).encode()
+                )
                 written += len(spans)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - telemetry never raises into its host
                 self.failures += 1
                 if self._on_failure is not None:
                     self._on_failure("store")
-                _log.warning("persisting %d spans of run %s failed: %s", len(spans), run_id,
-                             type(exc).__name__)
+                _log.warning(
+                    "persisting %d spans of run %s failed: %s", len(spans), run_id, type(exc).__name__
+                )
         return written
 
 

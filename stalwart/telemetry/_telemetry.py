@@ -36,7 +36,7 @@ _BREAKER = {"closed": 0, "half_open": 1, "half-open": 1, "open": 2}
 def _default_redactor() -> Callable[[str], str] | None:
     try:
         from stalwart.guard import redact
-    except Exception:  # no guard: content stays off the spans (fail closed)
+    except Exception:  # noqa: BLE001 - telemetry never raises into its host
         return None
 
     def _redact(text: str) -> str:
@@ -75,11 +75,14 @@ class Telemetry:
         self._redactor = (redactor or _default_redactor()) if self.config.capture_content else None
         m = self.metrics
         self.pipeline: ExportPipeline = build_pipeline(
-            otlp_endpoint=self.config.otlp_endpoint, otlp_headers=self.config.otlp_headers,
-            otlp_timeout_s=self.config.otlp_timeout_s, console=self.config.console,
+            otlp_endpoint=self.config.otlp_endpoint,
+            otlp_headers=self.config.otlp_headers,
+            otlp_timeout_s=self.config.otlp_timeout_s,
+            console=self.config.console,
             service_name=self.config.service_name,
             on_failure=lambda name: m.export_failures.labels(name).inc(),
-            schedule_delay_ms=self.config.flush_interval_s * 1000, extra=exporters,
+            schedule_delay_ms=self.config.flush_interval_s * 1000,
+            extra=exporters,
         )
         self.sink: StoreSpanSink | None = None
         self._task: asyncio.Task[None] | None = None
@@ -89,8 +92,12 @@ class Telemetry:
         self.alerts: AlertMonitor | None = None
         """Evaluates the alert rules from these metrics in the background (``alerts=True``)."""
         if alerts:
-            self.alerts = AlertMonitor(self.metrics, webhook_url=getattr(settings, "webhook_url", None),
-                                       store=store, source=f"{socket.gethostname()}:{os.getpid()}")
+            self.alerts = AlertMonitor(
+                self.metrics,
+                webhook_url=getattr(settings, "webhook_url", None),
+                store=store,
+                source=f"{socket.gethostname()}:{os.getpid()}",
+            )
         if store is not None:
             self.attach_store(store)
 
@@ -104,16 +111,24 @@ class Telemetry:
         if not self.config.store_spans:
             return
         m = self.metrics
-        self.sink = StoreSpanSink(store, on_failure=lambda name: m.export_failures.labels(name).inc(),
-                                  on_drop=lambda n: m.spans_dropped.inc(n))
+        self.sink = StoreSpanSink(
+            store,
+            on_failure=lambda name: m.export_failures.labels(name).inc(),
+            on_drop=lambda n: m.spans_dropped.inc(n),
+        )
 
     def _failed(self, hook: str, exc: BaseException) -> None:
         self.hook_errors += 1
         now = time.monotonic()
         if now - self._last_hook_log > 30.0:
             self._last_hook_log = now
-            _log.warning("telemetry hook %s failed (%d so far): %s: %s", hook, self.hook_errors,
-                         type(exc).__name__, exc)
+            _log.warning(
+                "telemetry hook %s failed (%d so far): %s: %s",
+                hook,
+                self.hook_errors,
+                type(exc).__name__,
+                exc,
+            )
 
     def _emit(self, spans: list[SpanRecord]) -> None:
         if not spans:
@@ -145,7 +160,7 @@ class Telemetry:
                     await self.sink.flush()
                 if self.alerts is not None:
                     await self.alerts.tick(self.clock())
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - telemetry never raises into its host
                 self._failed("background", exc)
 
     # -- hooks -------------------------------------------------------------------------------
@@ -155,7 +170,7 @@ class Telemetry:
             resumed = "true" if int(getattr(run, "epoch", 1) or 1) > 1 else "false"
             self.metrics.runs_started.labels(self.labels("workflow", run.workflow), resumed).inc()
             self._ensure_task()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - telemetry never raises into its host
             self._failed("run_started", exc)
 
     def step_committed(self, run: RunLike, entry: Any) -> None:
@@ -163,7 +178,7 @@ class Telemetry:
         try:
             self._step_metrics(run, entry)
             self._emit(step_spans(run, entry, end=self.clock(), content_redactor=self._redactor))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - telemetry never raises into its host
             self._failed("step_committed", exc)
 
     def _step_metrics(self, run: RunLike, entry: Any) -> None:
@@ -190,8 +205,9 @@ class Telemetry:
                     m.llm_latency.labels(model).observe(float(meta["latency_ms"]) / 1000.0)
             for alert in meta.get("budget_alerts") or ():
                 if isinstance(alert, dict):
-                    m.budget_alerts.labels(lab("dimension", alert.get("dimension")),
-                                           lab("threshold", alert.get("threshold"))).inc()
+                    m.budget_alerts.labels(
+                        lab("dimension", alert.get("dimension")), lab("threshold", alert.get("threshold"))
+                    ).inc()
         elif kind == "tool" and status != "waiting":
             tool = lab("tool", entry.name)
             if meta.get("duration_ms") is not None:
@@ -201,19 +217,32 @@ class Telemetry:
                 m.tool_duration.labels(tool).observe(max(0.0, end - entry.started_at))
             if status in ("failed", "retrying"):
                 err = entry.error or {}
-                m.tool_errors.labels(tool, lab("error_type", err.get("type") or err.get("code") or "error")).inc()
+                m.tool_errors.labels(
+                    tool, lab("error_type", err.get("type") or err.get("code") or "error")
+                ).inc()
                 if err.get("code") == "circuit_open":
                     m.breaker_open.labels(tool).inc()
 
-    def run_finished(self, run: RunLike, status: str, *, duration_s: float, cost_usd: float, tokens: int,
-                     budget_usd: float | None = None, error: dict[str, Any] | None = None,
-                     budget_exceeded: bool = False) -> None:
+    def run_finished(
+        self,
+        run: RunLike,
+        status: str,
+        *,
+        duration_s: float,
+        cost_usd: float,
+        tokens: int,
+        budget_usd: float | None = None,
+        error: dict[str, Any] | None = None,
+        budget_exceeded: bool = False,
+    ) -> None:
         """``run`` reached a final ``status``: observe duration and spend, and end its root span."""
         try:
             m, lab = self.metrics, self.labels
             st = str(getattr(status, "value", status)).upper()
             wf, org = lab("workflow", run.workflow), lab("org", run.org)
-            m.run_duration.labels(wf, org, "true" if st == "COMPLETED" else "false").observe(max(0.0, duration_s))
+            m.run_duration.labels(wf, org, "true" if st == "COMPLETED" else "false").observe(
+                max(0.0, duration_s)
+            )
             m.runs_finished.labels(wf, org, lab("status", st)).inc()
             m.run_cost.labels(wf).observe(max(0.0, cost_usd))
             if budget_usd:
@@ -224,12 +253,22 @@ class Telemetry:
                 m.dlq.labels(wf).inc()
             end = float(run.created_at) + max(0.0, duration_s)
             self._emit([run_span(run, st, end=end, cost_usd=cost_usd, tokens=tokens, error=error)])
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - telemetry never raises into its host
             self._failed("run_finished", exc)
 
-    def guard_verdict(self, source: str, action: str, score: float, pii_types: list[str], *,
-                      run: RunLike | None = None, seq: int | None = None, attempt: int = 1,
-                      started_at: float | None = None, duration_ms: float = 0.0) -> None:
+    def guard_verdict(
+        self,
+        source: str,
+        action: str,
+        score: float,
+        pii_types: list[str],
+        *,
+        run: RunLike | None = None,
+        seq: int | None = None,
+        attempt: int = 1,
+        started_at: float | None = None,
+        duration_ms: float = 0.0,
+    ) -> None:
         """The guard scanned text from ``source`` (user|tool|model). With ``run`` and ``seq`` a
         ``guard.scan`` span is emitted under that step's span."""
         try:
@@ -238,27 +277,69 @@ class Telemetry:
             for t in pii_types:
                 m.pii.labels(lab("type", t)).inc()
             if run is not None and seq is not None:
-                attrs: dict[str, Any] = {ATTR.GUARD_SOURCE: source, ATTR.GUARD_ACTION: action,
-                                         ATTR.GUARD_SCORE: float(score), ATTR.GUARD_PII_TYPES: list(pii_types)}
-                self._child(run, seq, attempt, SPAN.GUARD, attrs, started_at, duration_ms,
-                            ok=action != "block", error_type="GuardBlocked" if action == "block" else "")
-        except Exception as exc:
+                attrs: dict[str, Any] = {
+                    ATTR.GUARD_SOURCE: source,
+                    ATTR.GUARD_ACTION: action,
+                    ATTR.GUARD_SCORE: float(score),
+                    ATTR.GUARD_PII_TYPES: list(pii_types),
+                }
+                self._child(
+                    run,
+                    seq,
+                    attempt,
+                    SPAN.GUARD,
+                    attrs,
+                    started_at,
+                    duration_ms,
+                    ok=action != "block",
+                    error_type="GuardBlocked" if action == "block" else "",
+                )
+        except Exception as exc:  # noqa: BLE001 - telemetry never raises into its host
             self._failed("guard_verdict", exc)
 
-    def policy_decision(self, tool: str, decision: str, *, run: RunLike | None = None, seq: int | None = None,
-                        attempt: int = 1, started_at: float | None = None, duration_ms: float = 0.0) -> None:
+    def policy_decision(
+        self,
+        tool: str,
+        decision: str,
+        *,
+        run: RunLike | None = None,
+        seq: int | None = None,
+        attempt: int = 1,
+        started_at: float | None = None,
+        duration_ms: float = 0.0,
+    ) -> None:
         """The policy engine decided on a tool call; with ``run`` and ``seq`` a ``policy.evaluate`` span."""
         try:
             allowed = decision.lower() in ("allow", "allowed", "permit")
             if run is not None and seq is not None:
                 attrs: dict[str, Any] = {ATTR.POLICY_DECISION: decision, ATTR.POLICY_TOOL: tool}
-                self._child(run, seq, attempt, SPAN.POLICY, attrs, started_at, duration_ms, ok=allowed,
-                            error_type="" if allowed else "PolicyDenied")
-        except Exception as exc:
+                self._child(
+                    run,
+                    seq,
+                    attempt,
+                    SPAN.POLICY,
+                    attrs,
+                    started_at,
+                    duration_ms,
+                    ok=allowed,
+                    error_type="" if allowed else "PolicyDenied",
+                )
+        except Exception as exc:  # noqa: BLE001 - telemetry never raises into its host
             self._failed("policy_decision", exc)
 
-    def _child(self, run: RunLike, seq: int, attempt: int, name: str, extra: dict[str, Any],
-               started_at: float | None, duration_ms: float, *, ok: bool, error_type: str) -> None:
+    def _child(
+        self,
+        run: RunLike,
+        seq: int,
+        attempt: int,
+        name: str,
+        extra: dict[str, Any],
+        started_at: float | None,
+        duration_ms: float,
+        *,
+        ok: bool,
+        error_type: str,
+    ) -> None:
         from stalwart.telemetry._spans import _common
 
         parent = step_span_id(run.id, seq, attempt)
@@ -270,29 +351,43 @@ class Telemetry:
         start = started_at if started_at is not None else end - duration_ms / 1000.0
         attrs = _common(run, latency_ms=duration_ms, ok=ok, error_type=error_type)
         attrs.update(extra)
-        self._emit([SpanRecord(trace_id_of(run.id, run.trace_id), child_span_id(parent, name, n), parent, name,
-                               start, max(start, start + duration_ms / 1000.0), attrs, ok,
-                               None if ok else error_type, "internal", run.id)])
+        self._emit(
+            [
+                SpanRecord(
+                    trace_id_of(run.id, run.trace_id),
+                    child_span_id(parent, name, n),
+                    parent,
+                    name,
+                    start,
+                    max(start, start + duration_ms / 1000.0),
+                    attrs,
+                    ok,
+                    None if ok else error_type,
+                    "internal",
+                    run.id,
+                )
+            ]
+        )
 
     def set_kill_switch(self, active: bool) -> None:
         """Mirror the kill switch flag (1 engaged, 0 released)."""
         try:
             self.metrics.kill_switch.set(1 if active else 0)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - telemetry never raises into its host
             self._failed("set_kill_switch", exc)
 
     def set_review_queue_depth(self, n: int) -> None:
         """Reviews waiting for a human decision, as last seen."""
         try:
             self.metrics.review_queue.set(max(0, int(n)))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - telemetry never raises into its host
             self._failed("set_review_queue_depth", exc)
 
     def unauthorized_tool_call(self, tool: str) -> None:
         """A workflow asked for a tool it is not allowed to use."""
         try:
             self.metrics.unauthorized.labels(self.labels("tool", tool)).inc()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - telemetry never raises into its host
             self._failed("unauthorized_tool_call", exc)
 
     def set_breaker_state(self, name: str, state: str) -> None:
@@ -303,11 +398,17 @@ class Telemetry:
             self.metrics.breaker_state.labels(label).set(value)
             if value == 2:
                 self.metrics.breaker_open.labels(label).inc()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - telemetry never raises into its host
             self._failed("set_breaker_state", exc)
 
-    def set_queue_depth(self, *, pending: int | None = None, waiting: int | None = None,
-                        running: int | None = None, dead_letter: int | None = None) -> None:
+    def set_queue_depth(
+        self,
+        *,
+        pending: int | None = None,
+        waiting: int | None = None,
+        running: int | None = None,
+        dead_letter: int | None = None,
+    ) -> None:
         """Runs by state as last counted in the store (any subset)."""
         try:
             for state, n in (("pending", pending), ("waiting", waiting), ("running", running)):
@@ -315,14 +416,14 @@ class Telemetry:
                     self.metrics.queue_depth.labels(state).set(max(0, int(n)))
             if dead_letter is not None:
                 self.metrics.dlq_depth.set(max(0, int(dead_letter)))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - telemetry never raises into its host
             self._failed("set_queue_depth", exc)
 
     def set_inflight(self, n: int) -> None:
         """Runs this worker process is executing now."""
         try:
             self.metrics.inflight.set(max(0, int(n)))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - telemetry never raises into its host
             self._failed("set_inflight", exc)
 
     def current_alerts(self, now: float | None = None) -> list[Alert]:
@@ -349,7 +450,7 @@ class Telemetry:
                 await self.sink.flush()
             if self.pipeline:
                 await asyncio.to_thread(self.pipeline.force_flush, timeout_s)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - telemetry never raises into its host
             self._failed("flush", exc)
 
     async def close(self) -> None:

@@ -21,7 +21,7 @@ class _Receiver(BaseHTTPRequestHandler):
     requests: list[ExportTraceServiceRequest]
     status = 200
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         assert self.path == "/v1/traces"
         assert self.headers["Content-Type"] == "application/x-protobuf"
@@ -54,24 +54,34 @@ def _attrs(span: Any) -> dict[str, Any]:
     for kv in span.attributes:
         v = kv.value
         kind = v.WhichOneof("value")
-        out[kv.key] = [x.string_value for x in v.array_value.values] if kind == "array_value" else getattr(v, kind)
+        out[kv.key] = (
+            [x.string_value for x in v.array_value.values] if kind == "array_value" else getattr(v, kind)
+        )
     return out
 
 
 async def test_spans_reach_an_otlp_http_receiver(receiver: tuple[str, type[_Receiver]]) -> None:
     url, handler = receiver
     m = Metrics()
-    tel = Telemetry(config=TelemetrySettings(otlp_endpoint=url, service_name="stalwart-test"), metrics=m,
-                    alerts=False)
+    tel = Telemetry(
+        config=TelemetrySettings(otlp_endpoint=url, service_name="stalwart-test"), metrics=m, alerts=False
+    )
     run = make_run()
     tel.run_started(run)
     tel.step_committed(run, llm_entry())
     tel.step_committed(run, tool_entry())
     tel.run_finished(run, "COMPLETED", duration_s=5.0, cost_usd=0.006, tokens=1500)
     await tel.close()
-    spans = [s for req in handler.requests for rs in req.resource_spans for ss in rs.scope_spans for s in ss.spans]
-    resources = {kv.value.string_value for req in handler.requests for rs in req.resource_spans
-                 for kv in rs.resource.attributes if kv.key == "service.name"}
+    spans = [
+        s for req in handler.requests for rs in req.resource_spans for ss in rs.scope_spans for s in ss.spans
+    ]
+    resources = {
+        kv.value.string_value
+        for req in handler.requests
+        for rs in req.resource_spans
+        for kv in rs.resource.attributes
+        if kv.key == "service.name"
+    }
     assert resources == {"stalwart-test"}
     by_name = {s.name: s for s in spans}
     assert set(by_name) == {"workflow.run", "chat primary", "execute_tool lookup_order"}

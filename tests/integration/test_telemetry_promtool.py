@@ -25,13 +25,17 @@ _SUFFIXES = ("_bucket", "_count", "_sum", "_created")
 def promtool() -> str:
     path = shutil.which("promtool")
     if path is None:
-        pytest.fail("promtool is not installed: `apt-get install -y prometheus` (Debian) provides it; "
-                    "scripts/system-deps.sh installs it in CI")
+        pytest.fail(
+            "promtool is not installed: `apt-get install -y prometheus` (Debian) provides it; "
+            "scripts/system-deps.sh installs it in CI"
+        )
     return path
 
 
 def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([promtool(), *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [promtool(), *args], cwd=cwd, capture_output=True, text=True, timeout=120, check=False
+    )
 
 
 def _metric_names(expr: str) -> set[str]:
@@ -93,8 +97,20 @@ def test_every_dashboard_query_parses(tmp_path: Path) -> None:
 
 def test_a_broken_query_would_be_caught(tmp_path: Path) -> None:
     path = tmp_path / "bad.yml"
-    path.write_text(yaml.safe_dump({"groups": [{"name": "d", "rules": [
-        {"record": "dashboard:bad", "expr": "sum by (le (rate(agent_tokens_total[5m]))"}]}]}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "groups": [
+                    {
+                        "name": "d",
+                        "rules": [
+                            {"record": "dashboard:bad", "expr": "sum by (le (rate(agent_tokens_total[5m]))"}
+                        ],
+                    }
+                ]
+            }
+        )
+    )
     assert _run("check", "rules", str(path), cwd=tmp_path).returncode != 0
 
 
@@ -102,11 +118,26 @@ def test_dashboard_names_exported_metrics_and_has_the_panels() -> None:
     queries = _panel_queries()
     used = set().union(*(_metric_names(e) for _, e in queries))
     assert used <= METRIC_NAMES, used - METRIC_NAMES
-    table = {"agent_run_duration_seconds", "agent_tokens_total", "agent_cost_usd_total",
-             "agent_tool_errors_total", "agent_human_review_queue_depth", "agent_kill_switch_active",
-             "agent_pii_detections_total"}
+    table = {
+        "agent_run_duration_seconds",
+        "agent_tokens_total",
+        "agent_cost_usd_total",
+        "agent_tool_errors_total",
+        "agent_human_review_queue_depth",
+        "agent_kill_switch_active",
+        "agent_pii_detections_total",
+    }
     assert table <= used
     titles = " | ".join(t for t, _ in queries).lower()
-    for needle in ("runs", "p50 / p95 / p99", "cost per run", "tokens by model", "tool error",
-                   "review queue", "kill switch", "pii", "budget burn"):
+    for needle in (
+        "runs",
+        "p50 / p95 / p99",
+        "cost per run",
+        "tokens by model",
+        "tool error",
+        "review queue",
+        "kill switch",
+        "pii",
+        "budget burn",
+    ):
         assert needle in titles, needle

@@ -30,8 +30,9 @@ async def store(tmp_path: Path) -> AsyncIterator[object]:
 
 async def test_spans_persist_and_a_resume_adds_to_the_same_trace(store: object) -> None:
     run = make_run()
-    first = Telemetry(config=TelemetrySettings(flush_interval_s=0.05), store=store, metrics=Metrics(),
-                      alerts=False)
+    first = Telemetry(
+        config=TelemetrySettings(flush_interval_s=0.05), store=store, metrics=Metrics(), alerts=False
+    )
     first.run_started(run)
     first.step_committed(run, llm_entry())
     for _ in range(100):  # the background task writes without an explicit flush
@@ -41,7 +42,9 @@ async def test_spans_persist_and_a_resume_adds_to_the_same_trace(store: object) 
     assert [s.name for s in await load_spans(store, run.id)] == ["chat primary"]
     await first.close()
 
-    second = Telemetry(config=TelemetrySettings(), store=store, metrics=Metrics(), alerts=False)  # another worker
+    second = Telemetry(
+        config=TelemetrySettings(), store=store, metrics=Metrics(), alerts=False
+    )  # another worker
     second.run_started(make_run(epoch=2))
     second.step_committed(run, llm_entry())  # re-emitted: same span id, no duplicate
     second.step_committed(run, tool_entry())
@@ -50,7 +53,9 @@ async def test_spans_persist_and_a_resume_adds_to_the_same_trace(store: object) 
     await second.close()
     assert sorted(s.name for s in spans) == ["chat primary", "execute_tool lookup_order", "workflow.run"]
     assert len({s.trace_id for s in spans}) == 1
-    rebuilt = trace_from_journal(make_run(status="COMPLETED", finished_at=1010.0), [llm_entry(), tool_entry()])
+    rebuilt = trace_from_journal(
+        make_run(status="COMPLETED", finished_at=1010.0), [llm_entry(), tool_entry()]
+    )
     assert {s.span_id for s in spans} == {s.span_id for s in rebuilt}
     tree = trace_text(spans).splitlines()
     assert tree[0].startswith("workflow.run") and tree[1].startswith("  chat primary")

@@ -8,7 +8,7 @@ import re
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -75,8 +75,14 @@ def test_monitor_computes_windowed_rates_from_metrics() -> None:
     t = 0.0
     for _minute in range(8):
         for i in range(10):
-            tel.run_finished(run, "FAILED" if i < 2 else "COMPLETED", duration_s=400, cost_usd=1.0, tokens=1,
-                             budget_usd=0.5)
+            tel.run_finished(
+                run,
+                "FAILED" if i < 2 else "COMPLETED",
+                duration_s=400,
+                cost_usd=1.0,
+                tokens=1,
+                budget_usd=0.5,
+            )
         for _ in range(100):
             tel.guard_verdict("user", "allow", 0.0, [])
         mon.observe(t)
@@ -93,9 +99,9 @@ def test_monitor_computes_windowed_rates_from_metrics() -> None:
 
 
 class _Hook(BaseHTTPRequestHandler):
-    received: list[dict[str, Any]] = []
+    received: ClassVar[list[dict[str, Any]]] = []
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         _Hook.received.append(json.loads(body))
         self.send_response(200)
@@ -126,7 +132,9 @@ def test_firing_and_resolved_transitions_reach_the_webhook() -> None:
         server.shutdown()
         server.server_close()
     assert [(r["alert"]["name"], r["status"]) for r in _Hook.received] == [
-        ("AgentKillSwitchActive", "firing"), ("AgentKillSwitchActive", "resolved")]
+        ("AgentKillSwitchActive", "firing"),
+        ("AgentKillSwitchActive", "resolved"),
+    ]
 
 
 def test_a_dead_webhook_is_counted_not_raised() -> None:

@@ -9,27 +9,82 @@ from stalwart.telemetry import explain, format_duration
 from tests.unit.test_telemetry_spans import LLM_META, make_run
 
 
-def _llm(seq: int, start: float, end: float, cost: float, *, name: str = "triage", model: str = "primary",
-         cached: bool = False, attempts: int = 1) -> JournalEntry:
-    meta = dict(LLM_META, model=model, cost_usd=cost, cached=cached,
-                routing={"chosen": model, "reason": "fallback after failure",
-                         "skipped": [{"model": "cheap", "why": "failed: timeout"}]})
-    return JournalEntry("run-1", seq, "llm", name, "completed", "{}", attempts=attempts, started_at=start,
-                        finished_at=end, meta=meta)
+def _llm(
+    seq: int,
+    start: float,
+    end: float,
+    cost: float,
+    *,
+    name: str = "triage",
+    model: str = "primary",
+    cached: bool = False,
+    attempts: int = 1,
+) -> JournalEntry:
+    meta = dict(
+        LLM_META,
+        model=model,
+        cost_usd=cost,
+        cached=cached,
+        routing={
+            "chosen": model,
+            "reason": "fallback after failure",
+            "skipped": [{"model": "cheap", "why": "failed: timeout"}],
+        },
+    )
+    return JournalEntry(
+        "run-1",
+        seq,
+        "llm",
+        name,
+        "completed",
+        "{}",
+        attempts=attempts,
+        started_at=start,
+        finished_at=end,
+        meta=meta,
+    )
 
 
 def _journal() -> list[JournalEntry]:
     return [
         _llm(0, 1000.0, 1002.0, 0.40),
-        JournalEntry("run-1", 1, "tool", "lookup_order", "completed", "{}", attempts=3, started_at=1010.0,
-                     finished_at=1011.0, meta={"sandbox": "process", "duration_ms": 900.0}),
+        JournalEntry(
+            "run-1",
+            1,
+            "tool",
+            "lookup_order",
+            "completed",
+            "{}",
+            attempts=3,
+            started_at=1010.0,
+            finished_at=1011.0,
+            meta={"sandbox": "process", "duration_ms": 900.0},
+        ),
         # seq 2 and 3 run in parallel; 3 finishes later and gates the review
         _llm(2, 1011.0, 1013.0, 3.50, name="draft", model="big"),
         _llm(3, 1011.0, 1020.0, 0.37, name="check", cached=True),
-        JournalEntry("run-1", 4, "review", "refund over limit", "completed", "{}", started_at=1020.0,
-                     finished_at=1170.0),
-        JournalEntry("run-1", 5, "tool", "issue_refund", "failed", None, started_at=1170.0, finished_at=1180.0,
-                     error={"type": "ToolError", "message": "card declined"}, meta={"sandbox": "none"}),
+        JournalEntry(
+            "run-1",
+            4,
+            "review",
+            "refund over limit",
+            "completed",
+            "{}",
+            started_at=1020.0,
+            finished_at=1170.0,
+        ),
+        JournalEntry(
+            "run-1",
+            5,
+            "tool",
+            "issue_refund",
+            "failed",
+            None,
+            started_at=1170.0,
+            finished_at=1180.0,
+            error={"type": "ToolError", "message": "card declined"},
+            meta={"sandbox": "none"},
+        ),
     ]
 
 
@@ -76,8 +131,10 @@ def test_to_dict_is_json_and_renderers_work() -> None:
 def test_empty_and_waiting_runs() -> None:
     e = explain(make_run(), [])
     assert e.rows == () and e.critical_path == () and e.total_s == 0.0
-    w = explain(make_run(status="WAITING"),
-                [JournalEntry("run-1", 0, "review", "approve", "waiting", started_at=1001.0)])
+    w = explain(
+        make_run(status="WAITING"),
+        [JournalEntry("run-1", 0, "review", "approve", "waiting", started_at=1001.0)],
+    )
     assert w.rows[0].outcome == "waiting" and w.rows[0].latency_s == 0.0
 
 

@@ -70,7 +70,15 @@ def test_the_issue_table_exactly() -> None:
     assert s[("agent_cost_usd_total", (("org", "acme"), ("workflow", "refund")))] == 0.006
     assert s[("agent_tool_errors_total", (("error_type", "ToolTimeout"), ("tool", "lookup_order")))] == 1
     assert s[("agent_tool_duration_seconds_count", (("tool", "lookup_order"),))] == 2
-    assert s[("agent_run_duration_seconds_count", (("org", "acme"), ("success", "true"), ("workflow", "refund")))] == 1
+    assert (
+        s[
+            (
+                "agent_run_duration_seconds_count",
+                (("org", "acme"), ("success", "true"), ("workflow", "refund")),
+            )
+        ]
+        == 1
+    )
     assert s[("agent_pii_detections_total", (("type", "PHONE_NUMBER"),))] == 1
     assert s[("agent_kill_switch_active", ())] == 1
     assert s[("agent_human_review_queue_depth", ())] == 7
@@ -105,7 +113,9 @@ def test_hooks_never_raise_and_count_their_failures() -> None:
     tel.run_started(bad)  # type: ignore[arg-type]
     tel.step_committed(bad, bad)  # type: ignore[arg-type]
     tel.run_finished(bad, "COMPLETED", duration_s=1, cost_usd=0, tokens=0)  # type: ignore[arg-type]
-    tel.step_committed(make_run(), JournalEntry("run-1", 0, "llm", "x", "completed", meta={"tokens_in": "many"}))
+    tel.step_committed(
+        make_run(), JournalEntry("run-1", 0, "llm", "x", "completed", meta={"tokens_in": "many"})
+    )
     assert tel.hook_errors == 4
 
 
@@ -114,7 +124,11 @@ def test_serve_metrics_on_loopback() -> None:
     _exercise(tel)
     server = serve_metrics(0, metrics=m)
     try:
-        body = urllib.request.urlopen(f"http://127.0.0.1:{server.server_port}/metrics", timeout=5).read().decode()
+        body = (
+            urllib.request.urlopen(f"http://127.0.0.1:{server.server_port}/metrics", timeout=5)
+            .read()
+            .decode()
+        )
     finally:
         server.shutdown()
         server.server_close()
@@ -138,10 +152,25 @@ def test_multiprocess_mode_sums_workers(tmp_path: Path) -> None:
     root = Path(__file__).resolve().parents[2]
     for arg in ("on", "off"):
         subprocess.run([sys.executable, "-c", _CHILD, arg], env=env, cwd=root, check=True, timeout=60)
-    code = ("from stalwart.telemetry import metrics_exposition; import sys; "
-            "sys.stdout.write(metrics_exposition()[0].decode())")
-    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, check=True, timeout=60,
-                         capture_output=True, text=True).stdout
-    values = {(s.name, tuple(sorted(s.labels.items()))): s.value
-              for f in text_string_to_metric_families(out) for s in f.samples}
-    assert values[("agent_tokens_total", (("direction", "input"), ("model", "primary"), ("org", "acme")))] == 2400
+    code = (
+        "from stalwart.telemetry import metrics_exposition; import sys; "
+        "sys.stdout.write(metrics_exposition()[0].decode())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=root,
+        check=True,
+        timeout=60,
+        capture_output=True,
+        text=True,
+    ).stdout
+    values = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(out)
+        for s in f.samples
+    }
+    assert (
+        values[("agent_tokens_total", (("direction", "input"), ("model", "primary"), ("org", "acme")))]
+        == 2400
+    )
