@@ -282,12 +282,17 @@ class BwrapSandbox:
                 t.done() and not t.cancelled() and isinstance(t.exception(), _OutputExceeded) for t in done
             )
             timed_out = bool(pending) and not exceeded
-            if pending:
+            if pending or exceeded:
+                # Kill before waiting: a tool blocked on a full pipe nobody reads would never exit.
                 self._kill(proc, cgroup)
                 for t in pending:
                     t.cancel()
                 await asyncio.gather(*pending, return_exceptions=True)
-            returncode = await proc.wait()
+            try:
+                returncode = await asyncio.wait_for(proc.wait(), 10.0)
+            except TimeoutError:
+                self._kill(proc, cgroup)
+                returncode = await proc.wait()
         except BaseException:
             self._kill(proc, cgroup)
             for t in tasks:

@@ -12,7 +12,8 @@ import pytest
 
 
 def stalwart(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, "STALWART_DEMO_LEDGER": str(cwd / "payments.db"), **(env or {})}
+    full_env = {**os.environ, "STALWART_DEMO_LEDGER": str(cwd / "payments.db"),
+                "STALWART_MASTER_KEY": "a2V5LWtleS1rZXkta2V5LWtleS1rZXkta2V5LWtleS0=", **(env or {})}
     full_env.pop("STALWART_DB", None)
     return subprocess.run([sys.executable, "-m", "stalwart.cli", *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
@@ -47,7 +48,8 @@ def test_database_down_retries_then_names_the_url_without_password(tmp_path: Pat
 
 
 def test_start_get_list_and_dlq_round_trip(tmp_path: Path) -> None:
-    r = stalwart("run", "start", "refund", "--input", '{"order_id": "A-1002", "email": "x@bounce.invalid"}',
+    r = stalwart("run", "start", "refund", "--input",
+                 '{"message": "Refund order A-1002 please", "email": "x@bounce.invalid"}',
                  "--key", "k1", "--org", "acme", "--wait", "60", "--json", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     started = json.loads(r.stdout)
@@ -56,7 +58,8 @@ def test_start_get_list_and_dlq_round_trip(tmp_path: Path) -> None:
                                 "--json", cwd=tmp_path).stdout)
     assert again["id"] == started["id"]  # idempotent: the same key returns the same run
     got = json.loads(stalwart("run", "get", started["id"], "--json", cwd=tmp_path).stdout)
-    assert [s["name"] for s in got["steps"]][:4] == ["lookup_order", "check_fraud", "issue_refund", "send_email"]
+    assert [s["name"] for s in got["steps"]][:7] == [
+        "triage", "lookup_order", "customer_history", "check_fraud", "issue_refund", "reply", "send_email"]
     assert got["steps"][-1]["kind"] == "compensation"
     listed = json.loads(stalwart("run", "list", "--json", cwd=tmp_path).stdout)
     assert [x["id"] for x in listed] == [started["id"]]
