@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -22,8 +21,9 @@ from tests.unit.test_telemetry_spans import llm_entry, make_run, tool_entry
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[object]:
-    s = await open_store(f"sqlite:///{tmp_path}/t.db", migrate=True)
+async def store(db_url: str) -> AsyncIterator[object]:
+    """The real SQLite store and, when the server is up, the real PostgreSQL one."""
+    s = await open_store(db_url, migrate=True)
     yield s
     await s.close()
 
