@@ -176,6 +176,8 @@ class App:
         egress: list[str] | tuple[str, ...] = (),
         risk: int = 0,
         pii_fields: list[str] | tuple[str, ...] = (),
+        max_staleness_s: float | None = None,
+        fallback: Any = None,
     ) -> Any:
         """Register a tool. ``sandbox="process"`` (bubblewrap) is the default; ``"none"`` runs it
         in process and is an explicit, recorded opt-in for trusted code. ``pii_fields`` names the
@@ -198,6 +200,8 @@ class App:
                 egress=tuple(egress),
                 risk=risk,
                 pii_fields=tuple(pii_fields),
+                max_staleness_s=max_staleness_s,
+                fallback=_tool_of(fallback),
             )
             if tdef.name in self._tools and self._tools[tdef.name].fn is not f:
                 raise ConfigError(f"tool {tdef.name!r} is registered twice")
@@ -606,6 +610,15 @@ class App:
         from stalwart.engine._sandboxed import run_sandboxed
 
         return await run_sandboxed(self, ex, tool, args, meta)
+
+
+def _tool_of(fn: Any) -> ToolDef | None:
+    if fn is None or isinstance(fn, ToolDef):
+        return fn
+    tdef = getattr(fn, "__stalwart_tool__", None)
+    if tdef is None:
+        raise ConfigError(f"fallback {fn!r} is not a registered tool (register it with @app.tool first)")
+    return tdef  # type: ignore[no-any-return]
 
 
 def _version_key(v: str) -> tuple[Any, ...]:

@@ -117,6 +117,10 @@ class ToolDef:
     retry: RetryPolicy | None = None
     egress: tuple[str, ...] = ()
     risk: int = 0
+    max_staleness_s: float | None = None
+    """Data older than this (by the result's ``as_of``) is a failure, not an input."""
+    fallback: ToolDef | None = None
+    """A tool to use instead when this one fails or returns stale data (recorded on the step)."""
     pii_fields: tuple[str, ...] = ()
     """Arguments re-hydrated from the vault just before the call (the tool needs the real value)."""
     description: str = ""
@@ -151,6 +155,9 @@ class ToolDef:
             return self._model.model_validate(kwargs).model_dump(mode="json")  # type: ignore[no-any-return]
         except ValidationError as exc:
             raise InvalidInput(format_validation_error(exc, f"arguments of tool {self.name!r}")) from None
+
+    def arg_names(self) -> set[str]:
+        return set(self._model.model_fields)
 
     def json_schema(self) -> dict[str, Any]:
         return self._model.model_json_schema()  # type: ignore[no-any-return]

@@ -5,13 +5,22 @@ from __future__ import annotations
 import asyncio
 import inspect
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stalwart.engine._breaker import BreakerPolicy, BreakerState, breaker_allow, breaker_failure, breaker_success
 from stalwart.engine._definitions import ToolDef
 from stalwart.engine._serde import decode
-from stalwart.errors import CircuitOpen, StalwartError, ToolError, ToolTimeout, UnauthorizedToolCall, error_from_dict
+from stalwart.errors import (
+    CircuitOpen,
+    StaleData,
+    StalwartError,
+    ToolError,
+    ToolTimeout,
+    UnauthorizedToolCall,
+    error_from_dict,
+)
 
 if TYPE_CHECKING:
     from stalwart.engine._execution import RunExecution
@@ -58,8 +67,68 @@ async def _in_process(tool: ToolDef, kwargs: dict[str, Any]) -> Any:
     return await asyncio.wait_for(asyncio.to_thread(tool.fn, **kwargs), tool.timeout_s)
 
 
+async def _invoke(ex: RunExecution, tool: ToolDef, call_args: dict[str, Any], meta: dict[str, Any]) -> Any:
+    """One invocation of one tool behind its breaker; errors are classified and feed the breaker."""
+    state = await _breaker_check(ex, tool)
+    started = ex.app.clock.monotonic()
+    try:
+        if tool.sandbox == "none":
+            value = await _in_process(tool, call_args)
+        else:
+            value = await ex.app._run_sandboxed(ex, tool, call_args, meta)
+    except StalwartError as err:
+        if err.retryable:
+            await _breaker_record(ex, tool, state, ok=False)
+        raise
+    except TimeoutError:
+        await _breaker_record(ex, tool, state, ok=False)
+        raise ToolTimeout(f"tool {tool.name!r} did not return within {tool.timeout_s}s") from None
+    except Exception as exc:
+        await _breaker_record(ex, tool, state, ok=False)
+        err2 = ToolError(f"tool {tool.name!r} raised {type(exc).__name__}: {exc}")
+        err2.__cause__ = exc
+        raise err2 from exc
+    finally:
+        meta["duration_ms"] = round((ex.app.clock.monotonic() - started) * 1000, 3)
+    await _breaker_record(ex, tool, state, ok=True)
+    return value
+
+
+def _as_of(value: Any) -> float | None:
+    raw = value.get("as_of") if isinstance(value, dict) else getattr(value, "as_of", None)
+    if raw is None:
+        return None
+    if isinstance(raw, int | float):
+        return float(raw)
+    if isinstance(raw, datetime):
+        return raw.timestamp()
+    try:
+        return datetime.fromisoformat(str(raw).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def check_fresh(tool: ToolDef, value: Any, now: float, max_staleness_s: float) -> float:
+    """Raise :class:`StaleData` unless ``value`` carries an ``as_of`` within ``max_staleness_s``."""
+    as_of = _as_of(value)
+    if as_of is None:
+        raise StaleData(f"tool {tool.name!r} declares max_staleness_s but returned no usable as_of",
+                        retryable=False)
+    age = now - as_of
+    if age > max_staleness_s:
+        raise StaleData(f"tool {tool.name!r} returned data {age:.0f}s old (allowed {max_staleness_s:.0f}s)",
+                        details={"age_s": round(age, 3), "max_staleness_s": max_staleness_s})
+    return age
+
+
 async def call_tool(ex: RunExecution, tool: ToolDef, kwargs: dict[str, Any]) -> Any:
-    """Invoke ``tool`` as a durable step of the run (see ``Context.tool``)."""
+    """Invoke ``tool`` as a durable step of the run (see ``Context.tool``).
+
+    A tool with ``max_staleness_s`` must return an ``as_of``; stale data raises ``StaleData``
+    (retryable). A tool with a ``fallback`` falls back to it, in the same step, when it fails or
+    its data is stale; the fallback's use is recorded, and a fallback whose own data is stale is
+    never used: the step fails for good instead (no silent cascade of stale inputs).
+    """
 
     async def body(seq: int, attempt: int) -> tuple[Any, dict[str, Any]]:
         meta: dict[str, Any] = {
@@ -69,11 +138,10 @@ async def call_tool(ex: RunExecution, tool: ToolDef, kwargs: dict[str, Any]) -> 
             "attempt": attempt,
         }
         if ex.wdef.tools.get(tool.name) is not tool:
-            err = UnauthorizedToolCall(
+            ex.app._count_unauthorized(tool.name)
+            raise UnauthorizedToolCall(
                 f"tool {tool.name!r} is not in the tools of workflow {ex.wdef.key}", retryable=False
             )
-            ex.app._count_unauthorized(tool.name)
-            raise err
         args = tool.validate_args(kwargs)
         meta["args"] = args
         call_args = dict(args)
@@ -86,37 +154,49 @@ async def call_tool(ex: RunExecution, tool: ToolDef, kwargs: dict[str, Any]) -> 
                 if field_name in call_args:
                     call_args[field_name] = await vault.rehydrate_args(
                         call_args[field_name], ex.run.org or "default", scope=ex.run.id)
-        state = await _breaker_check(ex, tool)
-        started = ex.app.clock.monotonic()
         try:
-            if tool.sandbox == "none":
-                value = await _in_process(tool, call_args)
-            else:
-                value = await ex.app._run_sandboxed(ex, tool, call_args, meta)
+            value = await _invoke(ex, tool, call_args, meta)
+            if tool.max_staleness_s is not None:
+                meta["age_s"] = round(check_fresh(tool, value, ex.now(), tool.max_staleness_s), 3)
         except StalwartError as err:
-            err = err if not isinstance(err, TimeoutError) else ToolTimeout(str(err))
-            if err.retryable:
-                await _breaker_record(ex, tool, state, ok=False)
-            meta["duration_ms"] = (ex.app.clock.monotonic() - started) * 1000
-            err._stalwart_meta = meta  # type: ignore[attr-defined]
-            raise
-        except TimeoutError:
-            await _breaker_record(ex, tool, state, ok=False)
-            err = ToolTimeout(f"tool {tool.name!r} did not return within {tool.timeout_s}s")
-            err._stalwart_meta = meta  # type: ignore[attr-defined]
-            raise err from None
-        except Exception as exc:
-            await _breaker_record(ex, tool, state, ok=False)
-            err2 = ToolError(f"tool {tool.name!r} raised {type(exc).__name__}: {exc}")
-            err2.__cause__ = exc
-            err2._stalwart_meta = meta  # type: ignore[attr-defined]
-            raise err2 from exc
-        await _breaker_record(ex, tool, state, ok=True)
-        meta["duration_ms"] = (ex.app.clock.monotonic() - started) * 1000
+            if tool.fallback is None:
+                err._stalwart_meta = meta  # type: ignore[attr-defined]
+                raise
+            value = await _fall_back(ex, tool, args, seq, meta, err)
         ex.guard().scan_json(value, "tool", f"the output of tool {tool.name!r}", meta)
         return value, meta
 
     return await ex.durable("tool", tool.name, body, retry=tool.retry, rtype=tool.return_type)
+
+
+async def _fall_back(
+    ex: RunExecution, tool: ToolDef, args: dict[str, Any], seq: int, meta: dict[str, Any], cause: StalwartError
+) -> Any:
+    fb = tool.fallback
+    assert fb is not None
+    fb_meta: dict[str, Any] = {}
+    record: dict[str, Any] = {"tool": fb.name, "because": f"{cause.code}: {cause.message}"}
+    meta["fallback"] = record
+    fb_args = {k: v for k, v in args.items() if k in fb.arg_names()}
+    if fb.takes_idempotency_key:
+        fb_args["idempotency_key"] = f"{ex.run.id}:{seq}:fallback"
+    try:
+        value = await _invoke(ex, fb, fb_args, fb_meta)
+        limit = fb.max_staleness_s if fb.max_staleness_s is not None else tool.max_staleness_s
+        if limit is not None:
+            record["age_s"] = round(check_fresh(fb, value, ex.now(), limit), 3)
+    except StalwartError as err:
+        record["outcome"] = f"{err.code}: {err.message}"
+        final = StaleData if isinstance(err, StaleData) else type(err)
+        failure = final(
+            f"tool {tool.name!r} failed ({cause.message}) and its fallback {fb.name!r} failed too ({err.message})",
+            retryable=err.retryable and not isinstance(err, StaleData),
+        )
+        failure._stalwart_meta = meta  # type: ignore[attr-defined]
+        raise failure from None
+    record["outcome"] = "used"
+    meta["fallback_duration_ms"] = fb_meta.get("duration_ms")
+    return value
 
 
 def outcome_value(outcome: Any, tool: ToolDef) -> Any:

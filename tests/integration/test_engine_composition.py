@@ -132,3 +132,35 @@ async def test_due_ticks_catch_up_policies() -> None:
     assert due_ticks("*/5 * * * *", base, base + 3600, "latest") == [base + 3600]
     assert due_ticks("*/5 * * * *", base, base + 3600 + 120, "skip") == []
     assert due_ticks("*/5 * * * *", base, base + 299, "all") == []
+
+
+async def test_stale_data_falls_back_visibly_and_a_stale_fallback_is_never_used(sqlite_url: str) -> None:
+    clock = FakeClock(1_800_000_000.0)
+    app = sw.App("fresh", db=sqlite_url, clock=clock)
+    app.default_retry = sw.RetryPolicy(max_attempts=1)
+    cache_age = {"s": 5.0}
+
+    @app.tool(sandbox="none")
+    def price_cache(sku: str) -> dict:
+        return {"sku": sku, "cents": 900, "as_of": clock.t - cache_age["s"]}
+
+    @app.tool(sandbox="none", max_staleness_s=60, fallback=price_cache)
+    def price_live(sku: str) -> dict:
+        return {"sku": sku, "cents": 1000, "as_of": clock.t - 3600}  # the live feed is an hour behind
+
+    @app.workflow(name="w", version="1", tools=[price_live])
+    async def w(ctx: sw.Context) -> dict:
+        return await ctx.tool(price_live, sku="X")
+
+    async with app.worker(concurrency=1):
+        rid = await app.start("w")
+        assert (await app.result(rid, timeout=20))["cents"] == 900
+        [entry] = await app.journal(rid)
+        assert entry.meta["fallback"]["tool"] == "price_cache" and entry.meta["fallback"]["outcome"] == "used"
+        assert "stale_data" in entry.meta["fallback"]["because"]
+        cache_age["s"] = 7200  # now the fallback is stale as well
+        rid2 = await app.start("w")
+        with pytest.raises(sw.WorkflowFailed) as exc:
+            await app.result(rid2, timeout=20)
+    assert exc.value.error["type"] == "StaleData" and "fallback 'price_cache' failed too" in exc.value.error["message"]
+    await app.close()
