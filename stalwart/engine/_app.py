@@ -359,8 +359,6 @@ class App:
         if idempotency_key is not None and (not isinstance(idempotency_key, str) or not idempotency_key):
             raise InvalidInput("idempotency_key must be a non-empty string")
         store = await self.connect()
-        if await self.kill_switch_engaged(fresh=True):
-            raise KillSwitchEngaged("the kill switch is engaged: no new runs start until it is released")
         now = self.clock.time()
         run_id, _created = await store.create_run(
             NewRun(
@@ -374,8 +372,11 @@ class App:
                 user=user,
                 idempotency_key=idempotency_key,
                 parent_id=parent_id,
-            )
+            ),
+            refuse_if_flag=KILL_SWITCH_FLAG,
         )
+        if run_id is None:
+            raise KillSwitchEngaged("the kill switch is engaged: no new runs start until it is released")
         for w in self._workers:
             w.poke()
         return run_id
@@ -408,7 +409,12 @@ class App:
         return await store.journal(run_id)
 
     async def result(self, run_id: str, timeout: float | None = None) -> Any:
-        """Wait for the run to end; return its output, or raise :class:`WorkflowFailed`."""
+        """Wait for the run to end; return its output, or raise :class:`WorkflowFailed`.
+
+        With a worker in this process the wait is woken by the run's own completion, so a
+        thousand waiters cost a thousand reads, not a thousand polling loops; otherwise it polls
+        with backoff.
+        """
         await self.connect()
         deadline = None if timeout is None else time.monotonic() + timeout
         event = self._waiters.setdefault(run_id, asyncio.Event())
@@ -426,7 +432,7 @@ class App:
                         status=info.status.value,
                         error=info.error,
                     )
-                wait = delay
+                wait = 1.0 if self._workers else delay
                 if deadline is not None:
                     left = deadline - time.monotonic()
                     if left <= 0:
@@ -455,7 +461,8 @@ class App:
         rec = await store.request_cancel(run_id, self.clock.time())
         for w in self._workers:
             w.poke()
-        self._run_settled(run_id)
+        if rec.status in TERMINAL:
+            self._run_finished(run_id)
         return RunInfo.from_record(rec)
 
     async def replay(self, run_id: str) -> Any:
@@ -531,12 +538,13 @@ class App:
         return min(self._local_wakes, default=None)
 
     def _run_settled(self, run_id: str) -> None:
+        """The run left this worker (suspended, released, fenced or finished)."""
+
+    def _run_finished(self, run_id: str) -> None:
+        """The run reached a terminal state: wake whoever waits for its result here."""
         ev = self._waiters.get(run_id)
         if ev is not None:
             ev.set()
-
-    def _run_finished(self, run_id: str) -> None:
-        self._run_settled(run_id)
 
     def _count_unauthorized(self, tool: str) -> None:
         self.unauthorized_tool_calls += 1

@@ -155,7 +155,7 @@ class Worker:
                 continue
             for claim in claims:
                 self._spawn(claim)
-            if not claims:
+            if len(claims) < min(free, 64):  # the queue is drained: sleep until poked or a timer is due
                 timeout = self.poll_interval_s
                 wake = self.app._next_local_wake()
                 if wake is not None:
@@ -180,10 +180,12 @@ class Worker:
         task.add_done_callback(lambda t, rid=claim.run.id: self._done(rid, t))
 
     def _done(self, run_id: str, task: asyncio.Task[None]) -> None:
+        was_full = len(self._inflight) >= self.concurrency
         self._inflight.pop(run_id, None)
         if not task.cancelled() and task.exception() is not None:
             _log.error("run %s: executor crashed", run_id, exc_info=task.exception())
-        self._slot.set()
+        if was_full:  # only a full worker left work unclaimed; an idle one is woken by pokes
+            self._slot.set()
 
     async def _heartbeat(self) -> None:
         while True:

@@ -169,12 +169,13 @@ class PostgresStore:
 
     # -- runs --------------------------------------------------------------------------------
     @_translate
-    async def create_run(self, run: NewRun) -> tuple[str, bool]:
+    async def create_run(self, run: NewRun, *, refuse_if_flag: str | None = None) -> tuple[str | None, bool]:
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "WITH ins AS (INSERT INTO runs (id, workflow, version, wf_key, status, input, org, user_id,"
                 " idempotency_key, created_at, updated_at, trace_id, parent_id, meta)"
-                " VALUES (%s,%s,%s,%s,'PENDING',%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+                " SELECT %s,%s,%s,%s,'PENDING',%s,%s,%s,%s,%s::double precision,%s::double precision,%s,%s,%s"
+                " WHERE NOT EXISTS (SELECT 1 FROM flags WHERE name=%s::text)"
                 " ON CONFLICT (org, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id),"
                 " ev AS (INSERT INTO outbox (event_id, type, run_id, payload, created_at)"
                 " SELECT id || ':created', 'run.created', id, %s, %s FROM ins)"
@@ -194,6 +195,7 @@ class PostgresStore:
                     run.trace_id,
                     run.parent_id,
                     dumps(run.meta) or "{}",
+                    refuse_if_flag,
                     dumps({"workflow": run.workflow, "version": run.version, "org": run.org}),
                     run.created_at,
                     run.org,
@@ -201,7 +203,10 @@ class PostgresStore:
                 ),
             )
             row = await cur.fetchone()
-        if row is None:  # lost a race with a concurrent insert of the same key: read it back
+        if row is None:
+            if refuse_if_flag is not None and await self._fetch("SELECT 1 FROM flags WHERE name=%s", (refuse_if_flag,)):
+                return None, False
+            # lost a race with a concurrent insert of the same key: read it back
             rows = await self._fetch(
                 "SELECT id FROM runs WHERE org=%s AND idempotency_key=%s", (run.org, run.idempotency_key)
             )

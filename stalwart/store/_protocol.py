@@ -41,10 +41,11 @@ class Store(Protocol):
     async def close(self) -> None: ...
 
     # -- runs -------------------------------------------------------------------------------
-    async def create_run(self, run: NewRun) -> tuple[str, bool]:
+    async def create_run(self, run: NewRun, *, refuse_if_flag: str | None = None) -> tuple[str | None, bool]:
         """Insert a PENDING run, or return the existing run with the same (org, idempotency_key).
 
-        Returns ``(run_id, created)``.
+        Returns ``(run_id, created)``; ``(None, False)`` when the flag ``refuse_if_flag`` is set
+        (checked in the same statement, e.g. the kill switch).
         """
         ...
 

@@ -139,8 +139,12 @@ class SqliteStore:
         return [f"{m.version:04d}_{m.name}" for m in load_migrations("sqlite") if m.version not in done]
 
     # -- runs --------------------------------------------------------------------------------
-    async def create_run(self, run: NewRun) -> tuple[str, bool]:
+    async def create_run(self, run: NewRun, *, refuse_if_flag: str | None = None) -> tuple[str | None, bool]:
         with self._tx() as cur:
+            if refuse_if_flag is not None and cur.execute(
+                "SELECT 1 FROM flags WHERE name=?", (refuse_if_flag,)
+            ).fetchone():
+                return None, False
             if run.idempotency_key is not None:
                 row = cur.execute(
                     "SELECT id FROM runs WHERE org=? AND idempotency_key=?", (run.org, run.idempotency_key)
@@ -272,10 +276,10 @@ class SqliteStore:
         events: list[OutboxEvent] | None = None,
     ) -> tuple[bool, bool]:
         with self._tx() as cur:
+            # BEGIN IMMEDIATE serialises writers, so reading the epoch here fences as well as an
+            # UPDATE would, without rewriting the run row on every step (the heartbeat renews leases).
             row = cur.execute(
-                "UPDATE runs SET updated_at=?, lease_expires_at=? WHERE id=? AND epoch=? AND status='RUNNING'"
-                " RETURNING cancel_requested",
-                (now, now + lease_s, run_id, epoch),
+                "SELECT cancel_requested FROM runs WHERE id=? AND epoch=? AND status='RUNNING'", (run_id, epoch)
             ).fetchone()
             if row is None:
                 raise LeaseLost(f"run {run_id}: lease lost (epoch {epoch} is no longer current)")
