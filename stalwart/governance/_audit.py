@@ -85,7 +85,9 @@ class AuditLog:
         self.new_id = new_id
         self.checkpoint_every = checkpoint_every
         self.checkpoint_interval_s = checkpoint_interval_s
-        self.anchor: CheckpointAnchor | None = anchor or (DirectoryAnchor(checkpoint_dir) if checkpoint_dir else None)
+        self.anchor: CheckpointAnchor | None = anchor or (
+            DirectoryAnchor(checkpoint_dir) if checkpoint_dir else None
+        )
         self._key = load_private_key(signing_key) if signing_key is not None else None
         self._since_checkpoint = 0
         self._last_checkpoint_at = clock()
@@ -147,8 +149,9 @@ class AuditLog:
                     " past the last checkpoint or tampered with; run `stalwart audit verify`"
                 )
             frontier.extend(leaf_hash(h) for h in hashes)
-            cp = sign_checkpoint(await self.signing_key(), size, hashes[-1], frontier.root(), self.clock(),
-                                 frontier.to_bytes())
+            cp = sign_checkpoint(
+                await self.signing_key(), size, hashes[-1], frontier.root(), self.clock(), frontier.to_bytes()
+            )
             await self.db.add_checkpoint(cp)
             if self.anchor is not None:
                 await asyncio.to_thread(self.anchor.put, cp)
@@ -161,7 +164,7 @@ class AuditLog:
             await asyncio.sleep(period)
             try:
                 await self.checkpoint()
-            except Exception:  # a failed checkpoint is retried next period, never raised into runs
+            except Exception:  # noqa: BLE001 - a failed checkpoint is retried next period, never raised into runs
                 _log.exception("audit checkpoint failed")
 
     # -- proofs --------------------------------------------------------------------------------
@@ -241,9 +244,22 @@ class AuditLog:
         if upto < start:
             return 0
         n = await self.db.purge(upto, anchor, now, f"retention by {operator}")
-        await self.append([AuditEvent("audit.purged", action="purge", actor=f"user:{operator}", resource="audit_log",
-                                      details={"upto_seq": upto, "deleted": n, "retention_days": days,
-                                               "default_days": default_days})])
+        await self.append(
+            [
+                AuditEvent(
+                    "audit.purged",
+                    action="purge",
+                    actor=f"user:{operator}",
+                    resource="audit_log",
+                    details={
+                        "upto_seq": upto,
+                        "deleted": n,
+                        "retention_days": days,
+                        "default_days": default_days,
+                    },
+                )
+            ]
+        )
         await self.checkpoint()
         return n
 

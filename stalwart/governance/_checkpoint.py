@@ -7,7 +7,14 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Checkpoint", "load_private_key", "load_public_key", "key_id", "sign_checkpoint", "checkpoint_valid"]
+__all__ = [
+    "Checkpoint",
+    "checkpoint_valid",
+    "key_id",
+    "load_private_key",
+    "load_public_key",
+    "sign_checkpoint",
+]
 
 _DOMAIN = b"stalwart-audit-checkpoint-v1\n"
 
@@ -69,7 +76,7 @@ def load_private_key(value: Any) -> Any:
         return Ed25519PrivateKey.from_private_bytes(raw)
     key = load_pem_private_key(raw, password=None)
     if not isinstance(key, Ed25519PrivateKey):
-        raise ValueError("the audit signing key must be an Ed25519 key")
+        raise TypeError("the audit signing key must be an Ed25519 key")
     return key
 
 
@@ -89,7 +96,7 @@ def load_public_key(value: Any) -> Any:
         return Ed25519PublicKey.from_public_bytes(raw)
     key = load_pem_public_key(raw)
     if not isinstance(key, Ed25519PublicKey):
-        raise ValueError("the audit public key must be an Ed25519 key")
+        raise TypeError("the audit public key must be an Ed25519 key")
     return key
 
 

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from stalwart.governance._checkpoint import Checkpoint
 
-__all__ = ["GovDb", "Where", "gov_db", "chain_insert_sql", "TABLES"]
+__all__ = ["TABLES", "GovDb", "Where", "chain_insert_sql", "gov_db"]
 
 Where = dict[str, Any]
 """Column -> value (``None`` is ``IS NULL``, a list is ``IN``, ``("<=", x)`` compares)."""
@@ -45,10 +45,13 @@ class GovDb(Protocol):
 
     async def find_event(self, event_id: str) -> tuple[int, str, bytes] | None: ...
 
-    async def bodies(self, *, run_ids: Sequence[str] = (), user_id: str | None = None,
-                     limit: int = 100_000) -> list[tuple[int, str]]: ...
+    async def bodies(
+        self, *, run_ids: Sequence[str] = (), user_id: str | None = None, limit: int = 100_000
+    ) -> list[tuple[int, str]]: ...
 
-    async def events_by_type(self, event_types: Sequence[str], limit: int = 10_000) -> list[tuple[int, str]]: ...
+    async def events_by_type(
+        self, event_types: Sequence[str], limit: int = 10_000
+    ) -> list[tuple[int, str]]: ...
 
     async def event_counts(self) -> dict[str, int]: ...
 
@@ -61,8 +64,9 @@ class GovDb(Protocol):
     # -- row-shaped state ----------------------------------------------------------------------
     async def insert(self, table: str, row: dict[str, Any], *, ignore_conflict: bool = False) -> bool: ...
 
-    async def select(self, table: str, where: Where, *, order_by: str | None = None,
-                     limit: int | None = None) -> list[dict[str, Any]]: ...
+    async def select(
+        self, table: str, where: Where, *, order_by: str | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]: ...
 
     async def update(self, table: str, where: Where, values: dict[str, Any]) -> int: ...
 

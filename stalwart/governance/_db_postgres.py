@@ -19,7 +19,7 @@ from stalwart.governance._checkpoint import Checkpoint
 from stalwart.governance._db import TABLES, Where
 from stalwart.governance._where import check_table, where_sql
 
-__all__ = ["PostgresGovDb", "CHAIN_INSERT"]
+__all__ = ["CHAIN_INSERT", "PostgresGovDb"]
 
 CHAIN_INSERT = (
     "INSERT INTO audit_log (body) SELECT b FROM unnest(%s::text[]) WITH ORDINALITY AS t(b, i) ORDER BY i"
@@ -27,10 +27,20 @@ CHAIN_INSERT = (
 _CP_COLS = "tree_size, head_hash, root_hash, signed_at, key_id, signature, frontier"
 
 _PAYLOAD_SCRUB = (
-    ("UPDATE runs SET input=%s, output=CASE WHEN output IS NULL THEN NULL ELSE %s END,"
-     " error=CASE WHEN error IS NULL THEN NULL ELSE %s END WHERE id = ANY(%s)", 3),
-    ("UPDATE journal SET result=CASE WHEN result IS NULL THEN NULL ELSE %s END,"
-     " error=CASE WHEN error IS NULL THEN NULL ELSE %s END, meta=NULL WHERE run_id = ANY(%s)", 2),
+    (
+        (
+            "UPDATE runs SET input=%s, output=CASE WHEN output IS NULL THEN NULL ELSE %s END,"
+            " error=CASE WHEN error IS NULL THEN NULL ELSE %s END WHERE id = ANY(%s)"
+        ),
+        3,
+    ),
+    (
+        (
+            "UPDATE journal SET result=CASE WHEN result IS NULL THEN NULL ELSE %s END,"
+            " error=CASE WHEN error IS NULL THEN NULL ELSE %s END, meta=NULL WHERE run_id = ANY(%s)"
+        ),
+        2,
+    ),
     ("UPDATE signals SET payload=CASE WHEN payload IS NULL THEN NULL ELSE %s END WHERE run_id = ANY(%s)", 1),
     ("UPDATE outbox SET payload=%s WHERE run_id = ANY(%s)", 1),
     ("UPDATE dead_letters SET error=CASE WHEN error IS NULL THEN NULL ELSE %s END WHERE run_id = ANY(%s)", 1),
@@ -82,7 +92,9 @@ class PostgresGovDb:
             start = rows[-1][0] + 1
 
     async def entry_hashes(self, start: int, end: int) -> list[bytes]:
-        rows = await self._q("SELECT hash FROM audit_log WHERE seq >= %s AND seq < %s ORDER BY seq", (start, end))
+        rows = await self._q(
+            "SELECT hash FROM audit_log WHERE seq >= %s AND seq < %s ORDER BY seq", (start, end)
+        )
         return [bytes(r[0]) for r in rows]
 
     async def find_event(self, event_id: str) -> tuple[int, str, bytes] | None:
@@ -91,8 +103,9 @@ class PostgresGovDb:
         )
         return (int(rows[0][0]), rows[0][1], bytes(rows[0][2])) if rows else None
 
-    async def bodies(self, *, run_ids: Sequence[str] = (), user_id: str | None = None,
-                     limit: int = 100_000) -> list[tuple[int, str]]:
+    async def bodies(
+        self, *, run_ids: Sequence[str] = (), user_id: str | None = None, limit: int = 100_000
+    ) -> list[tuple[int, str]]:
         if not run_ids and user_id is None:
             return []
         rows = await self._q(
@@ -109,7 +122,10 @@ class PostgresGovDb:
         return [(int(s), b) for s, b in rows]
 
     async def event_counts(self) -> dict[str, int]:
-        return {t: int(n) for t, n in await self._q("SELECT event_type, count(*) FROM audit_log GROUP BY event_type")}
+        return {
+            t: int(n)
+            for t, n in await self._q("SELECT event_type, count(*) FROM audit_log GROUP BY event_type")
+        }
 
     async def purge(self, upto_seq: int, anchor_hash: bytes, now: float, reason: str) -> int:
         async with self.store._pool.connection() as conn, conn.transaction():
@@ -128,8 +144,10 @@ class PostgresGovDb:
 
     async def checkpoints(self) -> list[Checkpoint]:
         rows = await self._q(f"SELECT {_CP_COLS} FROM audit_checkpoints ORDER BY tree_size")
-        return [Checkpoint(int(r[0]), bytes(r[1]), bytes(r[2]), float(r[3]), r[4], bytes(r[5]), bytes(r[6]))
-                for r in rows]
+        return [
+            Checkpoint(int(r[0]), bytes(r[1]), bytes(r[2]), float(r[3]), r[4], bytes(r[5]), bytes(r[6]))
+            for r in rows
+        ]
 
     # -- row-shaped state ----------------------------------------------------------------------
     async def insert(self, table: str, row: dict[str, Any], *, ignore_conflict: bool = False) -> bool:
@@ -140,8 +158,9 @@ class PostgresGovDb:
         sql += " RETURNING 1"
         return bool(await self._q(sql, tuple(row.values())))
 
-    async def select(self, table: str, where: Where, *, order_by: str | None = None,
-                     limit: int | None = None) -> list[dict[str, Any]]:
+    async def select(
+        self, table: str, where: Where, *, order_by: str | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
         check_table(table, TABLES)
         clause, params = where_sql(where, "%s")
         sql = f"SELECT * FROM {table}{clause}"
@@ -178,7 +197,8 @@ class PostgresGovDb:
         for rid in run_ids:
             run = await self._q("SELECT input, output, error FROM runs WHERE id=%s", (rid,))
             steps = await self._q(
-                "SELECT seq, kind, name, status, result, error FROM journal WHERE run_id=%s ORDER BY seq", (rid,)
+                "SELECT seq, kind, name, status, result, error FROM journal WHERE run_id=%s ORDER BY seq",
+                (rid,),
             )
             out[rid] = {"run": run[0] if run else None, "steps": steps}
         return out

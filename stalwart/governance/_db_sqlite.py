@@ -17,7 +17,7 @@ from stalwart.governance._checkpoint import Checkpoint
 from stalwart.governance._db import TABLES, Where
 from stalwart.governance._where import check_table, where_sql
 
-__all__ = ["SqliteGovDb", "CHAIN_INSERT", "register_functions"]
+__all__ = ["CHAIN_INSERT", "SqliteGovDb", "register_functions"]
 
 CHAIN_INSERT = (
     "INSERT INTO audit_log (seq, body, prev_hash, hash)"
@@ -29,10 +29,20 @@ _HEAD = "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
 _CP_COLS = "tree_size, head_hash, root_hash, signed_at, key_id, signature, frontier"
 
 _PAYLOAD_SCRUB = (
-    ("UPDATE runs SET input=?, output=CASE WHEN output IS NULL THEN NULL ELSE ? END,"
-     " error=CASE WHEN error IS NULL THEN NULL ELSE ? END WHERE id IN ({ids})", 3),
-    ("UPDATE journal SET result=CASE WHEN result IS NULL THEN NULL ELSE ? END,"
-     " error=CASE WHEN error IS NULL THEN NULL ELSE ? END, meta=NULL WHERE run_id IN ({ids})", 2),
+    (
+        (
+            "UPDATE runs SET input=?, output=CASE WHEN output IS NULL THEN NULL ELSE ? END,"
+            " error=CASE WHEN error IS NULL THEN NULL ELSE ? END WHERE id IN ({ids})"
+        ),
+        3,
+    ),
+    (
+        (
+            "UPDATE journal SET result=CASE WHEN result IS NULL THEN NULL ELSE ? END,"
+            " error=CASE WHEN error IS NULL THEN NULL ELSE ? END, meta=NULL WHERE run_id IN ({ids})"
+        ),
+        2,
+    ),
     ("UPDATE signals SET payload=CASE WHEN payload IS NULL THEN NULL ELSE ? END WHERE run_id IN ({ids})", 1),
     ("UPDATE outbox SET payload=? WHERE run_id IN ({ids})", 1),
     ("UPDATE dead_letters SET error=CASE WHEN error IS NULL THEN NULL ELSE ? END WHERE run_id IN ({ids})", 1),
@@ -84,7 +94,8 @@ class SqliteGovDb:
     async def scan(self, start: int, chunk: int) -> AsyncIterator[list[tuple[int, str, bytes, bytes]]]:
         while True:
             rows = self._q(
-                "SELECT seq, body, prev_hash, hash FROM audit_log WHERE seq >= ? ORDER BY seq LIMIT ?", (start, chunk)
+                "SELECT seq, body, prev_hash, hash FROM audit_log WHERE seq >= ? ORDER BY seq LIMIT ?",
+                (start, chunk),
             )
             if not rows:
                 return
@@ -92,16 +103,24 @@ class SqliteGovDb:
             start = rows[-1][0] + 1
 
     async def entry_hashes(self, start: int, end: int) -> list[bytes]:
-        return [bytes(r[0]) for r in self._q(
-            "SELECT hash FROM audit_log WHERE seq >= ? AND seq < ? ORDER BY seq", (start, end))]
+        return [
+            bytes(r[0])
+            for r in self._q(
+                "SELECT hash FROM audit_log WHERE seq >= ? AND seq < ? ORDER BY seq", (start, end)
+            )
+        ]
 
     async def find_event(self, event_id: str) -> tuple[int, str, bytes] | None:
-        rows = self._q("SELECT seq, body, hash FROM audit_log WHERE event_id = ? ORDER BY seq LIMIT 1", (event_id,))
+        rows = self._q(
+            "SELECT seq, body, hash FROM audit_log WHERE event_id = ? ORDER BY seq LIMIT 1", (event_id,)
+        )
         return (int(rows[0][0]), rows[0][1], bytes(rows[0][2])) if rows else None
 
-    async def bodies(self, *, run_ids: Sequence[str] = (), user_id: str | None = None,
-                     limit: int = 100_000) -> list[tuple[int, str]]:
-        conds, params = [], []
+    async def bodies(
+        self, *, run_ids: Sequence[str] = (), user_id: str | None = None, limit: int = 100_000
+    ) -> list[tuple[int, str]]:
+        conds: list[str] = []
+        params: list[Any] = []
         if run_ids:
             conds.append(f"run_id IN ({','.join('?' * len(run_ids))})")
             params.extend(run_ids)
@@ -110,17 +129,28 @@ class SqliteGovDb:
             params.append(user_id)
         if not conds:
             return []
-        return [(int(s), b) for s, b in self._q(
-            f"SELECT seq, body FROM audit_log WHERE {' OR '.join(conds)} ORDER BY seq LIMIT ?", (*params, limit))]
+        return [
+            (int(s), b)
+            for s, b in self._q(
+                f"SELECT seq, body FROM audit_log WHERE {' OR '.join(conds)} ORDER BY seq LIMIT ?",
+                (*params, limit),
+            )
+        ]
 
     async def events_by_type(self, event_types: Sequence[str], limit: int = 10_000) -> list[tuple[int, str]]:
         marks = ",".join("?" * len(event_types))
-        return [(int(s), b) for s, b in self._q(
-            f"SELECT seq, body FROM audit_log WHERE event_type IN ({marks}) ORDER BY seq LIMIT ?",
-            (*event_types, limit))]
+        return [
+            (int(s), b)
+            for s, b in self._q(
+                f"SELECT seq, body FROM audit_log WHERE event_type IN ({marks}) ORDER BY seq LIMIT ?",
+                (*event_types, limit),
+            )
+        ]
 
     async def event_counts(self) -> dict[str, int]:
-        return {t: int(n) for t, n in self._q("SELECT event_type, count(*) FROM audit_log GROUP BY event_type")}
+        return {
+            t: int(n) for t, n in self._q("SELECT event_type, count(*) FROM audit_log GROUP BY event_type")
+        }
 
     async def purge(self, upto_seq: int, anchor_hash: bytes, now: float, reason: str) -> int:
         with self.store._tx() as cur:
@@ -135,7 +165,15 @@ class SqliteGovDb:
         with self.store._tx() as cur:
             cur.execute(
                 f"INSERT INTO audit_checkpoints ({_CP_COLS}) VALUES (?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
-                (cp.tree_size, cp.head_hash, cp.root_hash, cp.signed_at, cp.key_id, cp.signature, cp.frontier),
+                (
+                    cp.tree_size,
+                    cp.head_hash,
+                    cp.root_hash,
+                    cp.signed_at,
+                    cp.key_id,
+                    cp.signature,
+                    cp.frontier,
+                ),
             )
 
     async def checkpoints(self) -> list[Checkpoint]:
@@ -155,8 +193,9 @@ class SqliteGovDb:
             cur.execute(sql, tuple(row.values()))
             return cur.rowcount == 1
 
-    async def select(self, table: str, where: Where, *, order_by: str | None = None,
-                     limit: int | None = None) -> list[dict[str, Any]]:
+    async def select(
+        self, table: str, where: Where, *, order_by: str | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
         check_table(table, TABLES)
         clause, params = where_sql(where, "?")
         sql = f"SELECT * FROM {table}{clause}"
@@ -192,8 +231,10 @@ class SqliteGovDb:
         out: dict[str, Any] = {}
         for rid in run_ids:
             run = self._q("SELECT input, output, error FROM runs WHERE id=?", (rid,))
-            steps = self._q("SELECT seq, kind, name, status, result, error FROM journal WHERE run_id=? ORDER BY seq",
-                            (rid,))
+            steps = self._q(
+                "SELECT seq, kind, name, status, result, error FROM journal WHERE run_id=? ORDER BY seq",
+                (rid,),
+            )
             out[rid] = {"run": run[0] if run else None, "steps": steps}
         return out
 

@@ -17,12 +17,16 @@ from typing import Any
 
 __all__ = ["AuditEvent", "canonical_json", "scrub_secrets"]
 
-_SECRET_KEY = re.compile(r"(pass(word)?|secret|token|api[_-]?key|authorization|credential|private[_-]?key)$", re.I)
+_SECRET_KEY = re.compile(
+    r"(pass(word)?|secret|token|api[_-]?key|authorization|credential|private[_-]?key)$", re.IGNORECASE
+)
 
 
 def canonical_json(value: Any) -> str:
     """Deterministic JSON: sorted keys, compact separators, ASCII, no NaN."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False, default=str)
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False, default=str
+    )
 
 
 def scrub_secrets(value: Any) -> Any:

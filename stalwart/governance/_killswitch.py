@@ -17,7 +17,7 @@ from stalwart.errors import PolicyDenied
 from stalwart.governance._events import AuditEvent
 from stalwart.governance._webhook import Webhook
 
-__all__ = ["KillSwitch", "KILL_SWITCH_FLAG", "RELEASE_FLAG"]
+__all__ = ["KILL_SWITCH_FLAG", "RELEASE_FLAG", "KillSwitch"]
 
 KILL_SWITCH_FLAG = "kill_switch"
 RELEASE_FLAG = "kill_switch_release"
@@ -63,12 +63,25 @@ class KillSwitch:
         if epoch is not None and current is None:
             record = {**record, "credential_epoch": epoch}
             await self.store.set_flag(KILL_SWITCH_FLAG, record, now)
-        await self.audit.append([AuditEvent("kill_switch.engaged", action="engage", actor=f"user:{operator}",
-                                            resource="kill_switch", decision="engaged",
-                                            details={"reason": reason, "credential_epoch": epoch,
-                                                     "already_engaged": current is not None})])
-        self.webhook.send_later("Kill switch ENGAGED", {"operator": operator, "reason": reason,
-                                                        "credential epoch": epoch})
+        await self.audit.append(
+            [
+                AuditEvent(
+                    "kill_switch.engaged",
+                    action="engage",
+                    actor=f"user:{operator}",
+                    resource="kill_switch",
+                    decision="engaged",
+                    details={
+                        "reason": reason,
+                        "credential_epoch": epoch,
+                        "already_engaged": current is not None,
+                    },
+                )
+            ]
+        )
+        self.webhook.send_later(
+            "Kill switch ENGAGED", {"operator": operator, "reason": reason, "credential epoch": epoch}
+        )
         return record
 
     async def release(self, operator: str) -> str:
@@ -82,18 +95,38 @@ class KillSwitch:
             pending = None
         if pending is None:
             await self.store.set_flag(RELEASE_FLAG, {"operator": operator, "at": now}, now)
-            await self.audit.append([AuditEvent("kill_switch.release_requested", action="release",
-                                                actor=f"user:{operator}", resource="kill_switch",
-                                                decision="pending")])
-            self.webhook.send_later("Kill switch release requested (needs a second operator)",
-                                    {"operator": operator})
+            await self.audit.append(
+                [
+                    AuditEvent(
+                        "kill_switch.release_requested",
+                        action="release",
+                        actor=f"user:{operator}",
+                        resource="kill_switch",
+                        decision="pending",
+                    )
+                ]
+            )
+            self.webhook.send_later(
+                "Kill switch release requested (needs a second operator)", {"operator": operator}
+            )
             return "pending"
         if pending.get("operator") == operator:
             raise PolicyDenied("releasing the kill switch needs a second, different operator")
         await self.store.set_flag(KILL_SWITCH_FLAG, None, now)
         await self.store.set_flag(RELEASE_FLAG, None, now)
-        await self.audit.append([AuditEvent("kill_switch.released", action="release", actor=f"user:{operator}",
-                                            resource="kill_switch", decision="released",
-                                            details={"operators": [pending.get("operator"), operator]})])
-        self.webhook.send_later("Kill switch released", {"operators": f"{pending.get('operator')}, {operator}"})
+        await self.audit.append(
+            [
+                AuditEvent(
+                    "kill_switch.released",
+                    action="release",
+                    actor=f"user:{operator}",
+                    resource="kill_switch",
+                    decision="released",
+                    details={"operators": [pending.get("operator"), operator]},
+                )
+            ]
+        )
+        self.webhook.send_later(
+            "Kill switch released", {"operators": f"{pending.get('operator')}, {operator}"}
+        )
         return "released"

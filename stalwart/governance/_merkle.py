@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 __all__ = [
     "EMPTY_ROOT",
     "Frontier",
-    "leaf_hash",
-    "node_hash",
-    "merkle_root",
-    "inclusion_proof",
     "consistency_proof",
-    "verify_inclusion",
+    "inclusion_proof",
+    "leaf_hash",
+    "merkle_root",
+    "node_hash",
     "verify_consistency",
+    "verify_inclusion",
 ]
 
 EMPTY_ROOT = hashlib.sha256(b"").digest()
@@ -73,8 +73,10 @@ class Frontier:
     @classmethod
     def from_bytes(cls, size: int, raw: bytes) -> Frontier:
         nodes = [bytes(raw[i : i + 32]) for i in range(0, len(raw), 32)]
-        if len(nodes) != bin(size).count("1"):
-            raise ValueError(f"a frontier of a {size}-leaf tree has {bin(size).count('1')} nodes, not {len(nodes)}")
+        if len(nodes) != size.bit_count():
+            raise ValueError(
+                f"a frontier of a {size}-leaf tree has {size.bit_count()} nodes, not {len(nodes)}"
+            )
         return cls(size, nodes)
 
 
@@ -144,7 +146,9 @@ def verify_inclusion(leaf: bytes, index: int, size: int, proof: Sequence[bytes],
     return sn == 0 and r == root
 
 
-def verify_consistency(old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: Sequence[bytes]) -> bool:
+def verify_consistency(
+    old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: Sequence[bytes]
+) -> bool:
     """RFC 9162 section 2.1.4.2."""
     if old_size == new_size:
         return not proof and old_root == new_root

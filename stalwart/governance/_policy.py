@@ -25,7 +25,7 @@ from typing import Any
 from stalwart.errors import ConfigError, PolicyDenied
 from stalwart.governance._events import AuditEvent, canonical_json
 
-__all__ = ["PolicyEngine", "Decision", "PolicyBundle"]
+__all__ = ["Decision", "PolicyBundle", "PolicyEngine"]
 
 NS = "Stalwart"
 ACTIVE_FLAG = "policy_active"
@@ -49,15 +49,19 @@ class Decision:
     errors: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {"allowed": self.allowed, "reasons": list(self.reasons), "policy_version": self.policy_version,
-                "review_required": self.review_required, "errors": list(self.errors)}
+        return {
+            "allowed": self.allowed,
+            "reasons": list(self.reasons),
+            "policy_version": self.policy_version,
+            "review_required": self.review_required,
+            "errors": list(self.errors),
+        }
 
     def raise_for_denial(self) -> None:
         """Raise :class:`PolicyDenied` (with the reasons and version) when not allowed."""
         if not self.allowed:
             why = ", ".join(self.reasons) or "no policy permits it"
-            raise PolicyDenied(f"denied by policy {self.policy_version}: {why}",
-                               details=self.to_json())
+            raise PolicyDenied(f"denied by policy {self.policy_version}: {why}", details=self.to_json())
 
 
 @dataclass(frozen=True)
@@ -115,8 +119,11 @@ class PolicyBundle:
         root = Path(path)
         if not root.is_dir():
             raise ConfigError(f"policy directory {root} does not exist")
-        files = {p.name: p.read_text() for p in sorted(root.iterdir())
-                 if p.is_file() and (p.suffix in (".cedar", ".cedarschema") or p.name == "VERSION")}
+        files = {
+            p.name: p.read_text()
+            for p in sorted(root.iterdir())
+            if p.is_file() and (p.suffix in (".cedar", ".cedarschema") or p.name == "VERSION")
+        }
         return cls.from_files(files)
 
 
@@ -180,17 +187,23 @@ class PolicyEngine:
         p_kind = str(principal.get("kind", "Agent"))
         if p_kind == "Agent":
             p_id = f"{principal.get('workflow', '')}@{principal.get('version', '')}"
-            p_attrs = {"workflow": str(principal.get("workflow", "")), "version": str(principal.get("version", "")),
-                       "org": str(principal.get("org", "")), "role": str(principal.get("role", "agent"))}
+            p_attrs = {
+                "workflow": str(principal.get("workflow", "")),
+                "version": str(principal.get("version", "")),
+                "org": str(principal.get("org", "")),
+                "role": str(principal.get("role", "agent")),
+            }
         else:
             p_id = str(principal.get("id", ""))
             p_attrs = {"org": str(principal.get("org", "")), "role": str(principal.get("role", ""))}
         r_kind = str(resource.get("kind", "Tool"))
         if r_kind == "Tool":
             r_id = str(resource.get("tool", resource.get("id", "")))
-            r_attrs: dict[str, Any] = {"sensitivity": str(resource.get("sensitivity", "low")),
-                                       "org": str(resource.get("org", "")),
-                                       "mutating": bool(resource.get("mutating", False))}
+            r_attrs: dict[str, Any] = {
+                "sensitivity": str(resource.get("sensitivity", "low")),
+                "org": str(resource.get("org", "")),
+                "mutating": bool(resource.get("mutating", False)),
+            }
         else:
             r_id = str(resource.get("id", ""))
             r_attrs = {"org": str(resource.get("org", ""))}
@@ -204,7 +217,7 @@ class PolicyEngine:
                 "hour": int(ctx.get("hour", (now // 3600) % 24)),
                 "target_org": str(ctx.get("target_org") or p_attrs["org"]),
                 "amount": int(ctx.get("amount") or 0),
-                "risk": int(round(float(ctx.get("risk") or 0))),
+                "risk": round(float(ctx.get("risk") or 0)),
                 "reviewed": bool(ctx.get("reviewed", False)),
             },
         }
@@ -221,7 +234,9 @@ class PolicyEngine:
         errors = tuple(str(e) for e in result.diagnostics.errors)
         if result.allowed:
             return Decision(True, reasons, bundle.version, errors=errors)
-        review = bool(raw_reasons) and all(r in bundle.reviewable for r in raw_reasons) and not ctx.get("reviewed")
+        review = (
+            bool(raw_reasons) and all(r in bundle.reviewable for r in raw_reasons) and not ctx.get("reviewed")
+        )
         return Decision(False, reasons, bundle.version, review_required=review, errors=errors)
 
     # -- loading -------------------------------------------------------------------------------
@@ -241,21 +256,43 @@ class PolicyEngine:
 
     async def _audit(self, event_type: str, actor: str, **details: Any) -> None:
         if self.audit is not None:
-            await self.audit.append([AuditEvent(event_type, action=event_type.split(".", 1)[1], actor=f"user:{actor}",
-                                                resource="policies", policy_version=self.version,
-                                                details=details)])
+            await self.audit.append(
+                [
+                    AuditEvent(
+                        event_type,
+                        action=event_type.split(".", 1)[1],
+                        actor=f"user:{actor}",
+                        resource="policies",
+                        policy_version=self.version,
+                        details=details,
+                    )
+                ]
+            )
 
     # -- two-person change ---------------------------------------------------------------------
     async def propose_change(self, files: Mapping[str, str], *, label: str, proposer: str) -> str:
         """Validate a new bundle and record it as pending; returns the change id."""
         bundle = PolicyBundle.from_files(files, label)
         change_id = self.new_id()
-        await self._gov().insert("policy_changes", {
-            "id": change_id, "label": bundle.label, "content_hash": bundle.content_hash,
-            "bundle": canonical_json(dict(bundle.files)), "proposer": proposer, "status": "pending",
-            "created_at": self.clock()})
-        await self._audit("policy.change_proposed", proposer, change_id=change_id, label=bundle.label,
-                          content_hash=bundle.content_hash)
+        await self._gov().insert(
+            "policy_changes",
+            {
+                "id": change_id,
+                "label": bundle.label,
+                "content_hash": bundle.content_hash,
+                "bundle": canonical_json(dict(bundle.files)),
+                "proposer": proposer,
+                "status": "pending",
+                "created_at": self.clock(),
+            },
+        )
+        await self._audit(
+            "policy.change_proposed",
+            proposer,
+            change_id=change_id,
+            label=bundle.label,
+            content_hash=bundle.content_hash,
+        )
         return change_id
 
     async def approve_change(self, change_id: str, *, approver: str) -> str:
@@ -271,24 +308,48 @@ class PolicyEngine:
         if bundle.content_hash != change["content_hash"]:
             raise PolicyDenied(f"policy change {change_id} was altered after it was proposed")
         now = self.clock()
-        if not await db.update("policy_changes", {"id": change_id, "status": "pending"},
-                               {"status": "applied", "approver": approver, "decided_at": now}):
+        if not await db.update(
+            "policy_changes",
+            {"id": change_id, "status": "pending"},
+            {"status": "applied", "approver": approver, "decided_at": now},
+        ):
             raise PolicyDenied(f"policy change {change_id} was decided concurrently")
-        await db.insert("policy_versions", {
-            "content_hash": bundle.content_hash, "label": bundle.label, "bundle": change["bundle"],
-            "proposed_by": change["proposer"], "approved_by": approver, "created_at": now}, ignore_conflict=True)
-        await self.store.set_flag(ACTIVE_FLAG, {"content_hash": bundle.content_hash, "label": bundle.label,
-                                                "version": bundle.version}, now)
+        await db.insert(
+            "policy_versions",
+            {
+                "content_hash": bundle.content_hash,
+                "label": bundle.label,
+                "bundle": change["bundle"],
+                "proposed_by": change["proposer"],
+                "approved_by": approver,
+                "created_at": now,
+            },
+            ignore_conflict=True,
+        )
+        await self.store.set_flag(
+            ACTIVE_FLAG,
+            {"content_hash": bundle.content_hash, "label": bundle.label, "version": bundle.version},
+            now,
+        )
         previous = self.version
         self._bundle = bundle
-        await self._audit("policy.changed", approver, change_id=change_id, proposer=change["proposer"],
-                          previous=previous, version=bundle.version)
+        await self._audit(
+            "policy.changed",
+            approver,
+            change_id=change_id,
+            proposer=change["proposer"],
+            previous=previous,
+            version=bundle.version,
+        )
         return bundle.version
 
     async def reject_change(self, change_id: str, *, reviewer: str) -> None:
         db = self._gov()
-        if not await db.update("policy_changes", {"id": change_id, "status": "pending"},
-                               {"status": "rejected", "approver": reviewer, "decided_at": self.clock()}):
+        if not await db.update(
+            "policy_changes",
+            {"id": change_id, "status": "pending"},
+            {"status": "rejected", "approver": reviewer, "decided_at": self.clock()},
+        ):
             raise PolicyDenied(f"policy change {change_id} is not pending")
         await self._audit("policy.change_rejected", reviewer, change_id=change_id)
 
@@ -304,6 +365,15 @@ class PolicyEngine:
     async def record_versions(self) -> None:
         """Register the bundle in force (e.g. the one shipped in ``policies/``) in the store."""
         b = self._bundle
-        await self._gov().insert("policy_versions", {
-            "content_hash": b.content_hash, "label": b.label, "bundle": canonical_json(dict(b.files)),
-            "proposed_by": None, "approved_by": None, "created_at": self.clock()}, ignore_conflict=True)
+        await self._gov().insert(
+            "policy_versions",
+            {
+                "content_hash": b.content_hash,
+                "label": b.label,
+                "bundle": canonical_json(dict(b.files)),
+                "proposed_by": None,
+                "approved_by": None,
+                "created_at": self.clock(),
+            },
+            ignore_conflict=True,
+        )

@@ -8,7 +8,7 @@ from typing import Any
 from stalwart.governance._checkpoint import Checkpoint, checkpoint_valid, load_public_key
 from stalwart.governance._merkle import leaf_hash, verify_consistency, verify_inclusion
 
-__all__ = ["InclusionProof", "ConsistencyProof"]
+__all__ = ["ConsistencyProof", "InclusionProof"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +53,9 @@ class ConsistencyProof:
         return (
             checkpoint_valid(self.old, key)
             and checkpoint_valid(self.new, key)
-            and verify_consistency(self.old.tree_size, self.new.tree_size, self.old.root_hash,
-                                   self.new.root_hash, self.path)
+            and verify_consistency(
+                self.old.tree_size, self.new.tree_size, self.old.root_hash, self.new.root_hash, self.path
+            )
         )
 
     def to_json(self) -> dict[str, Any]:

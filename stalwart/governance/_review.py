@@ -15,6 +15,7 @@ Low risk is auto-approved, and a configurable sample (10 %) is marked for post-h
 
 from __future__ import annotations
 
+import builtins
 import json
 import random
 import time
@@ -28,7 +29,7 @@ from stalwart.governance._db import gov_db
 from stalwart.governance._events import AuditEvent, canonical_json
 from stalwart.governance._webhook import Webhook
 
-__all__ = ["ReviewQueue", "Review", "SLA_SECONDS", "SEVERITIES"]
+__all__ = ["SEVERITIES", "SLA_SECONDS", "Review", "ReviewQueue"]
 
 SEVERITIES = ("low", "medium", "high", "critical")
 SLA_SECONDS: Mapping[str, float | None] = {"critical": 15 * 60, "high": 3600, "medium": 4 * 3600, "low": None}
@@ -83,18 +84,39 @@ class Review:
 
     def signal_payload(self) -> dict[str, Any]:
         """What the engine passes to ``app.signal(run_id, f"review:{id}", ...)``."""
-        return {"review_id": self.id, "status": self.status, "approved": self.approved,
-                "reviewer": self.reviewer, "args": dict(self.args) if self.args is not None else None,
-                "note": self.note}
+        return {
+            "review_id": self.id,
+            "status": self.status,
+            "approved": self.approved,
+            "reviewer": self.reviewer,
+            "args": dict(self.args) if self.args is not None else None,
+            "note": self.note,
+        }
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "run_id": self.run_id, "step_seq": self.step_seq, "org": self.org,
-                "requester": self.requester, "proposed_action": dict(self.proposed_action),
-                "risk": self.risk, "policy": self.policy, "severity": self.severity, "tier": self.tier_name,
-                "status": self.status, "created_at": self.created_at, "due_at": self.due_at,
-                "decided_at": self.decided_at, "reviewer": self.reviewer, "decision": self.decision,
-                "args": self.args, "note": self.note, "sampled": self.sampled, "approvals": list(self.approvals),
-                "required_approvals": self.required_approvals}
+        return {
+            "id": self.id,
+            "run_id": self.run_id,
+            "step_seq": self.step_seq,
+            "org": self.org,
+            "requester": self.requester,
+            "proposed_action": dict(self.proposed_action),
+            "risk": self.risk,
+            "policy": self.policy,
+            "severity": self.severity,
+            "tier": self.tier_name,
+            "status": self.status,
+            "created_at": self.created_at,
+            "due_at": self.due_at,
+            "decided_at": self.decided_at,
+            "reviewer": self.reviewer,
+            "decision": self.decision,
+            "args": self.args,
+            "note": self.note,
+            "sampled": self.sampled,
+            "approvals": list(self.approvals),
+            "required_approvals": self.required_approvals,
+        }
 
 
 def _loads(raw: Any) -> Any:
@@ -105,12 +127,27 @@ def _from_row(row: Mapping[str, Any]) -> Review:
     risk = _loads(row["risk"])
     approvals = tuple(_loads(row["approvals"]) or ())
     return Review(
-        id=row["id"], run_id=row["run_id"], step_seq=int(row["step_seq"]), requester=row["requester"],
-        proposed_action=_loads(row["proposed_action"]) or {}, severity=row["severity"], status=row["status"],
-        created_at=float(row["created_at"]), org=row["org"], risk=risk, policy=_loads(row["policy"]),
-        tier=int(row["tier"]), due_at=row["due_at"], decided_at=row["decided_at"], reviewer=row["reviewer"],
-        decision=row["decision"], args=_loads(row["args"]), note=row["note"], sampled=bool(row["sampled"]),
-        approvals=approvals, required_approvals=2 if risk and risk.get("action") == "block" else 1,
+        id=row["id"],
+        run_id=row["run_id"],
+        step_seq=int(row["step_seq"]),
+        requester=row["requester"],
+        proposed_action=_loads(row["proposed_action"]) or {},
+        severity=row["severity"],
+        status=row["status"],
+        created_at=float(row["created_at"]),
+        org=row["org"],
+        risk=risk,
+        policy=_loads(row["policy"]),
+        tier=int(row["tier"]),
+        due_at=row["due_at"],
+        decided_at=row["decided_at"],
+        reviewer=row["reviewer"],
+        decision=row["decision"],
+        args=_loads(row["args"]),
+        note=row["note"],
+        sampled=bool(row["sampled"]),
+        approvals=approvals,
+        required_approvals=2 if risk and risk.get("action") == "block" else 1,
     )
 
 
@@ -170,17 +207,41 @@ class ReviewQueue:
         if self.audit is None:
             return
         risk = review.risk or {}
-        await self.audit.append([AuditEvent(
-            event_type, action=event_type.split(".", 1)[1], actor=actor, resource=f"review:{review.id}",
-            decision=review.status, org_id=review.org, run_id=review.run_id,
-            policy_version=(review.policy or {}).get("policy_version"), risk_score=risk.get("score"),
-            details={"step_seq": review.step_seq, "tool": review.proposed_action.get("tool"), **details})])
+        await self.audit.append(
+            [
+                AuditEvent(
+                    event_type,
+                    action=event_type.split(".", 1)[1],
+                    actor=actor,
+                    resource=f"review:{review.id}",
+                    decision=review.status,
+                    org_id=review.org,
+                    run_id=review.run_id,
+                    policy_version=(review.policy or {}).get("policy_version"),
+                    risk_score=risk.get("score"),
+                    details={
+                        "step_seq": review.step_seq,
+                        "tool": review.proposed_action.get("tool"),
+                        **details,
+                    },
+                )
+            ]
+        )
 
     def _notify(self, title: str, review: Review) -> None:
-        self.webhook.send_later(title, {"review": review.id, "run": review.run_id, "org": review.org,
-                                        "tool": review.proposed_action.get("tool"), "severity": review.severity,
-                                        "tier": review.tier_name, "risk": (review.risk or {}).get("score"),
-                                        "status": review.status})
+        self.webhook.send_later(
+            title,
+            {
+                "review": review.id,
+                "run": review.run_id,
+                "org": review.org,
+                "tool": review.proposed_action.get("tool"),
+                "severity": review.severity,
+                "tier": review.tier_name,
+                "risk": (review.risk or {}).get("score"),
+                "status": review.status,
+            },
+        )
 
     # -- creating ------------------------------------------------------------------------------
     async def create(
@@ -209,27 +270,44 @@ class ReviewQueue:
         if sev not in SEVERITIES:
             raise InvalidInput(f"severity must be one of {SEVERITIES}")
         now = self.clock()
-        low = (risk_j is None or risk_j.get("action") == "auto") and not (policy_j or {}).get("review_required")
+        low = (risk_j is None or risk_j.get("action") == "auto") and not (policy_j or {}).get(
+            "review_required"
+        )
         forced = severity is not None and severity != "low"
         auto = low and not forced
         sla = self.sla.get(sev)
-        row = {
-            "id": self.new_id(), "run_id": run_id, "step_seq": step_seq, "org": org, "requester": requester,
+        row: dict[str, Any] = {
+            "id": self.new_id(),
+            "run_id": run_id,
+            "step_seq": step_seq,
+            "org": org,
+            "requester": requester,
             "proposed_action": canonical_json(dict(proposed_action)),
             "risk": canonical_json(risk_j) if risk_j is not None else None,
             "policy": canonical_json(policy_j) if policy_j is not None else None,
-            "severity": sev, "tier": 0, "status": "auto_approved" if auto else OPEN, "created_at": now,
+            "severity": sev,
+            "tier": 0,
+            "status": "auto_approved" if auto else OPEN,
+            "created_at": now,
             "due_at": None if auto or sla is None else now + sla,
-            "decided_at": now if auto else None, "reviewer": "system" if auto else None,
+            "decided_at": now if auto else None,
+            "reviewer": "system" if auto else None,
             "decision": "approve" if auto else None,
-            "sampled": bool(auto and self.rng.random() < self.sample_rate), "approvals": "[]",
+            "sampled": bool(auto and self.rng.random() < self.sample_rate),
+            "approvals": "[]",
         }
         if self.db.dialect == "sqlite":
             row["sampled"] = int(row["sampled"])
         await self.db.insert("reviews", row, ignore_conflict=True)
         review = _from_row((await self.db.select("reviews", {"run_id": run_id, "step_seq": step_seq}))[0])
-        await self._audit(review, "review.created", f"user:{requester}", severity=review.severity,
-                          auto_approved=auto, sampled=review.sampled)
+        await self._audit(
+            review,
+            "review.created",
+            f"user:{requester}",
+            severity=review.severity,
+            auto_approved=auto,
+            sampled=review.sampled,
+        )
         if not auto:
             self._notify(f"Review needed ({review.severity})", review)
         return review
@@ -241,8 +319,14 @@ class ReviewQueue:
             raise InvalidInput(f"no review with id {review_id!r}")
         return _from_row(rows[0])
 
-    async def list(self, status: str | None = OPEN, *, org: str | None = None, sampled: bool | None = None,
-                   limit: int = 200) -> list[Review]:
+    async def list(
+        self,
+        status: str | None = OPEN,
+        *,
+        org: str | None = None,
+        sampled: bool | None = None,
+        limit: int = 200,
+    ) -> list[Review]:
         """Reviews by status (``None``: all), oldest first; ``sampled=True`` for post-hoc review."""
         where: dict[str, Any] = {}
         if status is not None:
@@ -251,7 +335,10 @@ class ReviewQueue:
             where["org"] = org
         if sampled is not None:
             where["sampled"] = int(sampled) if self.db.dialect == "sqlite" else sampled
-        return [_from_row(r) for r in await self.db.select("reviews", where, order_by="created_at, id", limit=limit)]
+        return [
+            _from_row(r)
+            for r in await self.db.select("reviews", where, order_by="created_at, id", limit=limit)
+        ]
 
     # -- deciding ------------------------------------------------------------------------------
     async def decide(
@@ -278,9 +365,18 @@ class ReviewQueue:
             raise PolicyDenied("the requester cannot decide their own review", details={"review": review_id})
         now = self.clock()
         if post_hoc:
-            return await self._finish(review, {"status": "approved" if decision == "approve" else "rejected",
-                                               "sampled": 0 if self.db.dialect == "sqlite" else False},
-                                      reviewer, decision, now, note, signal=False)
+            return await self._finish(
+                review,
+                {
+                    "status": "approved" if decision == "approve" else "rejected",
+                    "sampled": 0 if self.db.dialect == "sqlite" else False,
+                },
+                reviewer,
+                decision,
+                now,
+                note,
+                signal=False,
+            )
         if decision == "escalate":
             return await self._escalate(review, reviewer, now, note)
         if decision == "reject":
@@ -300,30 +396,55 @@ class ReviewQueue:
             raise PolicyDenied("an emergency override needs two different approvers")
         approvals = (*review.approvals, reviewer)
         if len(approvals) < review.required_approvals:
-            changed = await self.db.update("reviews", {"id": review.id, "status": OPEN,
-                                                       "approvals": canonical_json(list(review.approvals))},
-                                           {"approvals": canonical_json(list(approvals)), "note": note or None})
+            changed = await self.db.update(
+                "reviews",
+                {"id": review.id, "status": OPEN, "approvals": canonical_json(list(review.approvals))},
+                {"approvals": canonical_json(list(approvals)), "note": note or None},
+            )
             if not changed:
                 raise InvalidInput(f"review {review_id} changed concurrently; try again")
             updated = await self.get(review.id)
-            await self._audit(updated, "review.approval_recorded", f"user:{reviewer}", approvals=list(approvals),
-                              required=review.required_approvals)
+            await self._audit(
+                updated,
+                "review.approval_recorded",
+                f"user:{reviewer}",
+                approvals=list(approvals),
+                required=review.required_approvals,
+            )
             return updated
-        values: dict[str, Any] = {"status": "modified" if new_args is not None else "approved",
-                                  "approvals": canonical_json(list(approvals))}
+        values: dict[str, Any] = {
+            "status": "modified" if new_args is not None else "approved",
+            "approvals": canonical_json(list(approvals)),
+        }
         if new_args is not None:
             values["args"] = canonical_json(new_args)
         return await self._finish(review, values, reviewer, decision, now, note)
 
-    async def _finish(self, review: Review, values: dict[str, Any], reviewer: str, decision: str, now: float,
-                      note: str, *, signal: bool = True) -> Review:
+    async def _finish(
+        self,
+        review: Review,
+        values: dict[str, Any],
+        reviewer: str,
+        decision: str,
+        now: float,
+        note: str,
+        *,
+        signal: bool = True,
+    ) -> Review:
         values |= {"reviewer": reviewer, "decision": decision, "decided_at": now, "note": note or None}
         changed = await self.db.update("reviews", {"id": review.id, "status": review.status}, values)
         if not changed:
             raise InvalidInput(f"review {review.id} was decided concurrently")
         done = await self.get(review.id)
-        await self._audit(done, "review.decided", f"user:{reviewer}", decision=decision, post_hoc=not signal,
-                          approvals=list(done.approvals), modified_args=done.args is not None)
+        await self._audit(
+            done,
+            "review.decided",
+            f"user:{reviewer}",
+            decision=decision,
+            post_hoc=not signal,
+            approvals=list(done.approvals),
+            modified_args=done.args is not None,
+        )
         self._notify(f"Review {done.status}", done)
         if signal and self.on_decision is not None:
             await self.on_decision(done)
@@ -334,31 +455,45 @@ class ReviewQueue:
         severity = SEVERITIES[min(idx + 1, len(SEVERITIES) - 1)]
         sla = self.sla.get(severity)
         changed = await self.db.update(
-            "reviews", {"id": review.id, "status": OPEN, "tier": review.tier},
-            {"tier": review.tier + 1, "severity": severity, "due_at": None if sla is None else now + sla,
-             "note": note or review.note})
+            "reviews",
+            {"id": review.id, "status": OPEN, "tier": review.tier},
+            {
+                "tier": review.tier + 1,
+                "severity": severity,
+                "due_at": None if sla is None else now + sla,
+                "note": note or review.note,
+            },
+        )
         if not changed:
             return await self.get(review.id)
         up = await self.get(review.id)
-        await self._audit(up, "review.escalated", actor if actor == "system" else f"user:{actor}",
-                          tier=up.tier_name, severity=severity, sla_breached=actor == "system")
+        await self._audit(
+            up,
+            "review.escalated",
+            actor if actor == "system" else f"user:{actor}",
+            tier=up.tier_name,
+            severity=severity,
+            sla_breached=actor == "system",
+        )
         self._notify(f"Review escalated to {up.tier_name} ({severity})", up)
         return up
 
-    async def escalate_overdue(self) -> list[Review]:
+    async def escalate_overdue(self) -> builtins.list[Review]:
         """Escalate every pending review past its SLA (call periodically); returns them."""
         now = self.clock()
-        overdue = [_from_row(r) for r in await self.db.select("reviews", {"status": OPEN, "due_at": ("<=", now)})]
+        overdue = [
+            _from_row(r) for r in await self.db.select("reviews", {"status": OPEN, "due_at": ("<=", now)})
+        ]
         return [await self._escalate(r, "system", now, "SLA breached") for r in overdue]
 
     @staticmethod
     def raise_if_rejected(review: Review) -> None:
         """Raise :class:`ReviewRejected` for a rejected review (helper for the engine)."""
         if review.status == "rejected":
-            raise ReviewRejected(f"review {review.id} was rejected by {review.reviewer}",
-                                 details={"review": review.id, "note": review.note})
+            raise ReviewRejected(
+                f"review {review.id} was rejected by {review.reviewer}",
+                details={"review": review.id, "note": review.note},
+            )
 
     async def flush(self) -> None:
         await self.webhook.flush()
-
-

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["RiskScorer", "RiskAssessment", "DEFAULT_WEIGHTS"]
+__all__ = ["DEFAULT_WEIGHTS", "RiskAssessment", "RiskScorer"]
 
 DEFAULT_WEIGHTS: Mapping[str, float] = {
     "tool_risk": 40.0,
@@ -24,8 +24,17 @@ DEFAULT_WEIGHTS: Mapping[str, float] = {
     "guard_flags": 35.0,
     "pii": 10.0,
 }
-_NAMED = {"none": 0.0, "public": 0.0, "low": 0.15, "internal": 0.25, "medium": 0.45, "confidential": 0.6,
-          "high": 0.8, "restricted": 1.0, "critical": 1.0}
+_NAMED = {
+    "none": 0.0,
+    "public": 0.0,
+    "low": 0.15,
+    "internal": 0.25,
+    "medium": 0.45,
+    "confidential": 0.6,
+    "high": 0.8,
+    "restricted": 1.0,
+    "critical": 1.0,
+}
 _FLAGS = {"injection": 1.0, "block": 1.0, "jailbreak": 1.0, "exfiltration": 1.0, "flag": 0.5, "pii": 0.4}
 
 
@@ -50,9 +59,13 @@ class RiskAssessment:
         return self.action == "block"
 
     def to_json(self) -> dict[str, Any]:
-        return {"score": self.score, "action": self.action, "thresholds": list(self.thresholds),
-                "factors": [{"name": n, "weight": w, "contribution": c} for n, w, c in self.factors],
-                "inputs": dict(self.inputs)}
+        return {
+            "score": self.score,
+            "action": self.action,
+            "thresholds": list(self.thresholds),
+            "factors": [{"name": n, "weight": w, "contribution": c} for n, w, c in self.factors],
+            "inputs": dict(self.inputs),
+        }
 
     def explain(self) -> str:
         parts = [f"{n} {c:.1f}/{w:.0f}" for n, w, c in self.factors if c > 0]
@@ -107,7 +120,7 @@ class RiskScorer:
         self,
         tool_risk: Any = 0,
         data_sensitivity: Any = "public",
-        amount: int | float = 0,
+        amount: float = 0,
         cost: float = 0.0,
         external_calls: int = 0,
         guard_flags: Iterable[str] | Mapping[str, float] = (),
@@ -134,10 +147,19 @@ class RiskScorer:
             "guard_flags": flag_level,
             "pii": min(1.0, float(pii) / 3.0) if not isinstance(pii, bool) else float(pii),
         }
-        factors = tuple((name, self.weights[name], round(self.weights[name] * levels[name], 2))
-                        for name in DEFAULT_WEIGHTS)
+        factors = tuple(
+            (name, self.weights[name], round(self.weights[name] * levels[name], 2))
+            for name in DEFAULT_WEIGHTS
+        )
         total = round(min(100.0, sum(c for _, _, c in factors)), 2)
         action = "block" if total > self.block_above else "review" if total > self.review_above else "auto"
-        inputs = {"tool_risk": tool_risk, "data_sensitivity": data_sensitivity, "amount": amount, "cost": cost,
-                  "external_calls": external_calls, "guard_flags": flags, "pii": pii}
+        inputs = {
+            "tool_risk": tool_risk,
+            "data_sensitivity": data_sensitivity,
+            "amount": amount,
+            "cost": cost,
+            "external_calls": external_calls,
+            "guard_flags": flags,
+            "pii": pii,
+        }
         return RiskAssessment(total, factors, action, (self.review_above, self.block_above), inputs)

@@ -13,7 +13,7 @@ from typing import Any
 
 from stalwart.governance._checkpoint import load_private_key, public_bytes
 
-__all__ = ["stored_signing_key", "stored_public_key"]
+__all__ = ["stored_public_key", "stored_signing_key"]
 
 NAMESPACE = "audit"
 _KEY = "signing_key"

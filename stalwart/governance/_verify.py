@@ -37,9 +37,15 @@ class VerifyReport:
     tree_size: int = 0
 
     def to_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "checked": self.checked, "first_bad_event_id": self.first_bad_event_id,
-                "first_bad_seq": self.first_bad_seq, "reason": self.reason, "checkpoints": self.checkpoints,
-                "tree_size": self.tree_size}
+        return {
+            "ok": self.ok,
+            "checked": self.checked,
+            "first_bad_event_id": self.first_bad_event_id,
+            "first_bad_seq": self.first_bad_seq,
+            "reason": self.reason,
+            "checkpoints": self.checkpoints,
+            "tree_size": self.tree_size,
+        }
 
 
 def _event_id(body: str) -> str | None:
@@ -83,25 +89,37 @@ async def verify_chain(
     if conflict:
         return VerifyReport(False, 0, reason=conflict, checkpoints=n_cps)
     if merged and key is None:
-        return VerifyReport(False, 0, reason="no public key to check the signed checkpoints", checkpoints=n_cps)
+        return VerifyReport(
+            False, 0, reason="no public key to check the signed checkpoints", checkpoints=n_cps
+        )
     kid = key_id(key) if key is not None else ""
     for size in sorted(merged):
         cp = merged[size]
         if cp.key_id != kid or not checkpoint_valid(cp, key):
-            return VerifyReport(False, 0, reason=f"checkpoint at size {size} has an invalid signature",
-                                checkpoints=n_cps)
+            return VerifyReport(
+                False, 0, reason=f"checkpoint at size {size} has an invalid signature", checkpoints=n_cps
+            )
 
     head_size, _ = await db.head()
     start, prev = await db.start()
     sizes = sorted(s for s in merged if s > start)
     if start in merged and merged[start].head_hash != prev:
-        return VerifyReport(False, 0, reason=f"the retention purge anchor disagrees with checkpoint {start}",
-                            first_bad_seq=start, checkpoints=n_cps)
+        return VerifyReport(
+            False,
+            0,
+            reason=f"the retention purge anchor disagrees with checkpoint {start}",
+            first_bad_seq=start,
+            checkpoints=n_cps,
+        )
     frontier: Frontier | None = None
     if merkle:
         if start:
-            return VerifyReport(False, 0, reason="Merkle roots cannot be recomputed after a retention purge",
-                                checkpoints=n_cps)
+            return VerifyReport(
+                False,
+                0,
+                reason="Merkle roots cannot be recomputed after a retention purge",
+                checkpoints=n_cps,
+            )
         frontier = Frontier()
     cp_iter = iter(sizes)
     next_cp = next(cp_iter, -1)
@@ -110,13 +128,16 @@ async def verify_chain(
     sha = hashlib.sha256
 
     def bad(seq: int, body: str | None, reason: str) -> VerifyReport:
-        return VerifyReport(False, expected - start, _event_id(body) if body else None, reason, seq, n_cps,
-                            expected)
+        return VerifyReport(
+            False, expected - start, _event_id(body) if body else None, reason, seq, n_cps, expected
+        )
 
     async for rows in db.scan(start, chunk):
         for seq, body, prev_hash, stored in rows:
             if seq != expected:
-                return bad(expected, body, f"entries {expected}..{seq - 1} are missing (the log jumps to {seq})")
+                return bad(
+                    expected, body, f"entries {expected}..{seq - 1} are missing (the log jumps to {seq})"
+                )
             if prev_hash != prev:
                 return bad(seq, body, f"entry {seq} does not link to entry {seq - 1} (inserted or reordered)")
             calc = sha(prev + seq.to_bytes(8, "big") + body.encode()).digest()
@@ -129,19 +150,36 @@ async def verify_chain(
             if expected == next_cp:
                 cp = merged[next_cp]
                 if cp.head_hash != calc:
-                    return bad(seq, body, f"the chain was rewritten between entries {last_cp} and {seq}: it no"
-                                          f" longer matches the checkpoint signed at size {next_cp}")
+                    return bad(
+                        seq,
+                        body,
+                        f"the chain was rewritten between entries {last_cp} and {seq}: it no"
+                        f" longer matches the checkpoint signed at size {next_cp}",
+                    )
                 if frontier is not None and frontier.root() != cp.root_hash:
                     return bad(seq, body, f"the Merkle root at size {next_cp} does not match its checkpoint")
                 last_cp = next_cp
                 next_cp = next(cp_iter, -1)
     if next_cp != -1:
         missing = max(sizes)
-        return VerifyReport(False, expected - start, None,
-                            f"the log ends after {expected} entries but a checkpoint signed at size {missing}"
-                            " covers more: its tail was truncated", expected, n_cps, expected)
+        return VerifyReport(
+            False,
+            expected - start,
+            None,
+            f"the log ends after {expected} entries but a checkpoint signed at size {missing}"
+            " covers more: its tail was truncated",
+            expected,
+            n_cps,
+            expected,
+        )
     if expected < head_size:
-        return VerifyReport(False, expected - start, None,
-                            f"the log ends after {expected} entries but its head records {head_size}:"
-                            " its tail was truncated", expected, n_cps, expected)
+        return VerifyReport(
+            False,
+            expected - start,
+            None,
+            f"the log ends after {expected} entries but its head records {head_size}: its tail was truncated",
+            expected,
+            n_cps,
+            expected,
+        )
     return VerifyReport(True, expected - start, None, "intact", None, n_cps, expected)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["where_sql", "check_table"]
+__all__ = ["check_table", "where_sql"]
 
 _OPS = {"<=", "<", ">=", ">", "!="}
 

@@ -59,14 +59,21 @@ class Attacker:
             return fn(conn, "%s")
 
     def rows(self) -> list[tuple[int, str, bytes, bytes]]:
-        return self._run(lambda c, m: [(int(s), b, bytes(p), bytes(h)) for s, b, p, h in c.execute(
-            "SELECT seq, body, prev_hash, hash FROM audit_log ORDER BY seq").fetchall()])
+        return self._run(
+            lambda c, m: [
+                (int(s), b, bytes(p), bytes(h))
+                for s, b, p, h in c.execute(
+                    "SELECT seq, body, prev_hash, hash FROM audit_log ORDER BY seq"
+                ).fetchall()
+            ]
+        )
 
     def rewrite(self, rows: list[tuple[int, str, bytes, bytes]]) -> None:
         def go(c: Any, m: str) -> None:
             c.execute("DELETE FROM audit_log")
             for r in rows:
                 c.execute(f"INSERT INTO audit_log (seq, body, prev_hash, hash) VALUES ({m},{m},{m},{m})", r)
+
         self._run(go)
 
     def sql(self, sql: str) -> None:
@@ -85,8 +92,13 @@ def rechain(bodies: list[str]) -> list[tuple[int, str, bytes, bytes]]:
 async def filled(store: Any, n: int = 40, every: int = 10, **kw: Any) -> AuditLog:
     audit = AuditLog(store, checkpoint_every=every, clock=Clock(), **kw)
     for i in range(n):
-        await audit.append([AuditEvent("step.completed", action="step", run_id=f"run-{i % 4}", org_id="acme",
-                                       details={"i": i})])
+        await audit.append(
+            [
+                AuditEvent(
+                    "step.completed", action="step", run_id=f"run-{i % 4}", org_id="acme", details={"i": i}
+                )
+            ]
+        )
     return audit
 
 
@@ -144,7 +156,10 @@ async def test_reordered_entries_are_found(store) -> None:  # type: ignore[no-un
     audit = await filled(store)
     att = Attacker(store)
     rows = att.rows()
-    rows[21], rows[22] = (21, rows[22][1], rows[21][2], rows[21][3]), (22, rows[21][1], rows[22][2], rows[22][3])
+    rows[21], rows[22] = (
+        (21, rows[22][1], rows[21][2], rows[21][3]),
+        (22, rows[21][1], rows[22][2], rows[22][3]),
+    )
     att.rewrite(rows)
     report = await verify_chain(store, await audit.public_key())
     assert not report.ok and report.first_bad_seq == 21
@@ -168,17 +183,20 @@ async def test_wrong_key_and_forged_checkpoints_fail(store, tmp_path) -> None:  
 
 async def test_append_only_is_enforced_by_the_database(store) -> None:  # type: ignore[no-untyped-def]
     await (await filled(store, n=3)).checkpoint()
-    statements = ["UPDATE audit_log SET body = body WHERE seq = 1", "DELETE FROM audit_log WHERE seq = 2",
-                  "DELETE FROM audit_checkpoints"]
+    statements = [
+        "UPDATE audit_log SET body = body WHERE seq = 1",
+        "DELETE FROM audit_log WHERE seq = 2",
+        "DELETE FROM audit_checkpoints",
+    ]
     if store.kind == "sqlite":
         for sql in statements:
-            with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-                with store._tx() as cur:
-                    cur.execute(sql)
-        with pytest.raises(sqlite3.DatabaseError, match="chain head"):
-            with store._tx() as cur:
-                cur.execute("INSERT INTO audit_log (seq, body, prev_hash, hash) VALUES (3, '{}', zeroblob(32),"
-                            " zeroblob(32))")
+            with pytest.raises(sqlite3.DatabaseError, match="append-only"), store._tx() as cur:
+                cur.execute(sql)
+        with pytest.raises(sqlite3.DatabaseError, match="chain head"), store._tx() as cur:
+            cur.execute(
+                "INSERT INTO audit_log (seq, body, prev_hash, hash) VALUES (3, '{}', zeroblob(32),"
+                " zeroblob(32))"
+            )
     else:
         for sql in [*statements, "TRUNCATE audit_log"]:
             with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
@@ -202,9 +220,11 @@ async def test_entries_join_the_callers_transaction(store) -> None:  # type: ign
     else:
         async with store._pool.connection() as conn:
             # The lead's single-statement commit: the audit CTE is gated on the lease check (r).
-            gated = ("WITH r AS (SELECT 1 AS ok WHERE %s), a AS (INSERT INTO audit_log (body) SELECT b FROM"
-                     " unnest(%s::text[]) WITH ORDINALITY AS t(b, i) WHERE EXISTS (SELECT 1 FROM r) ORDER BY i"
-                     " RETURNING 1) SELECT (SELECT count(*) FROM a)")
+            gated = (
+                "WITH r AS (SELECT 1 AS ok WHERE %s), a AS (INSERT INTO audit_log (body) SELECT b FROM"
+                " unnest(%s::text[]) WITH ORDINALITY AS t(b, i) WHERE EXISTS (SELECT 1 FROM r) ORDER BY i"
+                " RETURNING 1) SELECT (SELECT count(*) FROM a)"
+            )
             assert (await (await conn.execute(gated, (True, list(ok.bodies)))).fetchone())[0] == 1
             assert (await (await conn.execute(gated, (False, list(lost.bodies)))).fetchone())[0] == 0
             with pytest.raises(RuntimeError):
@@ -222,8 +242,12 @@ async def test_concurrent_appenders_keep_one_order(store) -> None:  # type: igno
 
     async def worker(w: int) -> None:
         for i in range(25):
-            await audit.append([AuditEvent("step.completed", run_id=f"w{w}", details={"i": i}),
-                                AuditEvent("tool.called", run_id=f"w{w}", details={"i": i})])
+            await audit.append(
+                [
+                    AuditEvent("step.completed", run_id=f"w{w}", details={"i": i}),
+                    AuditEvent("tool.called", run_id=f"w{w}", details={"i": i}),
+                ]
+            )
 
     await asyncio.gather(*(worker(w) for w in range(8)))
     await audit.checkpoint()
@@ -251,7 +275,9 @@ async def test_retention_purge_keeps_the_chain_verifiable(store) -> None:  # typ
     clock = Clock()
     audit = AuditLog(store, checkpoint_every=5, clock=clock)
     for i in range(10):
-        await audit.append([AuditEvent("step.completed", org_id="short" if i < 6 else "long", details={"i": i})])
+        await audit.append(
+            [AuditEvent("step.completed", org_id="short" if i < 6 else "long", details={"i": i})]
+        )
     clock.t += 40 * 86_400
     deleted = await audit.purge_expired(operator="dpo", retention_days={"short": 30, "long": 365})
     assert deleted == 6

@@ -55,7 +55,7 @@ class Hook:
         hook = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["content-length"]))
                 hook.attempts += 1
                 if hook.attempts <= hook.failures:
@@ -93,13 +93,15 @@ def _queue(store: Any, clock: Clock, **kw: Any) -> tuple[ReviewQueue, list[Revie
         return args
 
     audit = AuditLog(store, clock=clock)
-    return ReviewQueue(store, clock, audit=audit, on_decision=on_decision, validate_args=validate,
-                       rng=random.Random(7), **kw), decided
+    return ReviewQueue(
+        store, clock, audit=audit, on_decision=on_decision, validate_args=validate, rng=random.Random(7), **kw
+    ), decided
 
 
 RISKY = RiskScorer().score(tool_risk="high", data_sensitivity="restricted", amount=50_000)
-BLOCKED = RiskScorer().score(tool_risk="high", data_sensitivity="restricted", amount=500_000,
-                             guard_flags=["injection"])
+BLOCKED = RiskScorer().score(
+    tool_risk="high", data_sensitivity="restricted", amount=500_000, guard_flags=["injection"]
+)
 ACTION = {"tool": "issue_refund", "args": {"order_id": "A-1002", "cents": 12_500}}
 
 
@@ -114,8 +116,12 @@ async def test_review_rules(store) -> None:  # type: ignore[no-untyped-def]
         await queue.decide(r.id, "agent:refund@1", "approve")
     with pytest.raises(InvalidInput, match="invalid"):
         await queue.decide(r.id, "bob", "modify", {"order_id": "A-1002", "cents": -5})
-    done = await queue.decide(r.id, "bob", "modify", {"order_id": "A-1002", "cents": 10_000}, note="cap at 100")
-    assert done.status == "modified" and done.approved and done.args == {"order_id": "A-1002", "cents": 10_000}
+    done = await queue.decide(
+        r.id, "bob", "modify", {"order_id": "A-1002", "cents": 10_000}, note="cap at 100"
+    )
+    assert (
+        done.status == "modified" and done.approved and done.args == {"order_id": "A-1002", "cents": 10_000}
+    )
     assert decided == [done] and decided[0].signal_payload()["args"]["cents"] == 10_000
     with pytest.raises(InvalidInput, match="already"):
         await queue.decide(r.id, "carol", "reject")
@@ -242,12 +248,31 @@ async def test_gdpr_export_and_erase_leave_no_raw_pii(store, tmp_path) -> None: 
     email = "jane.roe.unique@example.org"
     vault = Vault(store, master_key=bytes(range(32)))
     for i in range(2):
-        await store.create_run(NewRun(id=f"run-{i}", workflow="refund", version="1", org="acme", user="c-17",
-                                      input_json=json.dumps({"email": email, "order_id": "A-1001"}),
-                                      trace_id="t" * 32, created_at=1.0))
+        await store.create_run(
+            NewRun(
+                id=f"run-{i}",
+                workflow="refund",
+                version="1",
+                org="acme",
+                user="c-17",
+                input_json=json.dumps({"email": email, "order_id": "A-1001"}),
+                trace_id="t" * 32,
+                created_at=1.0,
+            )
+        )
         await vault.put("acme", {"{{EMAIL_1}}": email}, scope=f"run-{i}", subject="c-17")
-    await store.create_run(NewRun(id="run-x", workflow="refund", version="1", org="acme", user="c-99",
-                                  input_json='{"email": "other@example.org"}', trace_id="t" * 32, created_at=1.0))
+    await store.create_run(
+        NewRun(
+            id="run-x",
+            workflow="refund",
+            version="1",
+            org="acme",
+            user="c-99",
+            input_json='{"email": "other@example.org"}',
+            trace_id="t" * 32,
+            created_at=1.0,
+        )
+    )
     audit = AuditLog(store)
     comp = Compliance(store, audit, vault)
     bundle = await comp.export("c-17", requester="dpo")
@@ -262,7 +287,9 @@ async def test_gdpr_export_and_erase_leave_no_raw_pii(store, tmp_path) -> None: 
         assert email.encode() not in raw
     else:
         async with store._pool.connection() as conn:
-            dump = await (await conn.execute("SELECT string_agg(t::text, '') FROM (SELECT * FROM runs) t")).fetchone()
+            dump = await (
+                await conn.execute("SELECT string_agg(t::text, '') FROM (SELECT * FROM runs) t")
+            ).fetchone()
             assert email not in dump[0]
     kinds = [e.event_type for e in await audit.events(user_id="")]
     assert kinds == ["compliance.exported", "compliance.erased"]
@@ -275,5 +302,8 @@ async def test_inventory_lists_workflows_tools_and_risk(store) -> None:  # type:
 
     inv = Compliance(store, AuditLog(store)).inventory(app, models=[{"name": "local", "provider": "local"}])
     assert inv["workflows"][0]["name"] == "refund" and "issue_refund" in inv["workflows"][0]["tools"]
-    assert inv["tools"]["issue_refund"]["scopes"] == ["write:payments"] and inv["tools"]["issue_refund"]["mutating"]
+    assert (
+        inv["tools"]["issue_refund"]["scopes"] == ["write:payments"]
+        and inv["tools"]["issue_refund"]["mutating"]
+    )
     assert inv["workflows"][0]["risk"]["score"] >= inv["tools"]["lookup_order"]["risk"]["score"]

@@ -56,8 +56,13 @@ def test_every_inclusion_and_consistency_proof_verifies(n: int) -> None:
 
 
 def test_chain_hash_and_canonical_body() -> None:
-    ev = AuditEvent("tool.called", actor="agent:refund@1", details={"api_key": "sk-live-123", "b": 1, "a": [2]},
-                    event_id="e1", timestamp=1.5)
+    ev = AuditEvent(
+        "tool.called",
+        actor="agent:refund@1",
+        details={"api_key": "sk-live-123", "b": 1, "a": [2]},
+        event_id="e1",
+        timestamp=1.5,
+    )
     body = ev.body()
     assert "sk-live-123" not in body and '"a":[2],"api_key":"sha256:' in body
     assert body == AuditEvent.from_body(body).body() or "sha256" in body
@@ -69,12 +74,21 @@ def test_risk_is_explainable_and_thresholded() -> None:
     scorer = RiskScorer()
     low = scorer.score(tool_risk="low", data_sensitivity="internal")
     assert low.action == "auto" and low.score < 70
-    assert {n for n, _, _ in low.factors} == {"tool_risk", "data_sensitivity", "amount", "cost", "external_calls",
-                                              "guard_flags", "pii"}
+    assert {n for n, _, _ in low.factors} == {
+        "tool_risk",
+        "data_sensitivity",
+        "amount",
+        "cost",
+        "external_calls",
+        "guard_flags",
+        "pii",
+    }
     assert abs(sum(c for _, _, c in low.factors) - low.score) < 0.05
     review = scorer.score(tool_risk="high", data_sensitivity="restricted", amount=50_000)
     assert 70 < review.score <= 90 and review.action == "review" and review.needs_review
-    blocked = scorer.score(tool_risk="high", data_sensitivity="restricted", amount=500_000, guard_flags=["injection"])
+    blocked = scorer.score(
+        tool_risk="high", data_sensitivity="restricted", amount=500_000, guard_flags=["injection"]
+    )
     assert blocked.score > 90 and blocked.action == "block" and blocked.needs_two_people
     assert "guard_flags 35.0/35" in blocked.explain()
     custom = RiskScorer(review_above=10, block_above=20).score(tool_risk=0.3)
@@ -87,7 +101,9 @@ def test_cedar_decisions_with_the_bundled_policies() -> None:
     policy = PolicyEngine(POLICIES, clock=lambda: NOON)
     assert policy.version.startswith("refund-") and len(policy.version.split("+")[1]) == 12
     ok = policy.authorize(AGENT, "call_tool", {"tool": "lookup_order", "sensitivity": "low"}, {})
-    assert ok.allowed and ok.reasons == ("agents-call-their-orgs-tools",) and ok.policy_version == policy.version
+    assert (
+        ok.allowed and ok.reasons == ("agents-call-their-orgs-tools",) and ok.policy_version == policy.version
+    )
     small = policy.authorize(AGENT, "call_tool", REFUND, {"amount": 4_999})
     assert small.allowed
     big = policy.authorize(AGENT, "call_tool", REFUND, {"amount": 12_500})
@@ -95,7 +111,9 @@ def test_cedar_decisions_with_the_bundled_policies() -> None:
     assert policy.authorize(AGENT, "call_tool", REFUND, {"amount": 12_500, "reviewed": True}).allowed
     cross = policy.authorize(AGENT, "call_tool", REFUND, {"amount": 100, "target_org": "globex"})
     assert not cross.allowed and not cross.review_required and "no-cross-org-calls" in cross.reasons
-    intern = policy.authorize({**AGENT, "role": "intern"}, "call_tool", REFUND, {"amount": 100, "reviewed": True})
+    intern = policy.authorize(
+        {**AGENT, "role": "intern"}, "call_tool", REFUND, {"amount": 100, "reviewed": True}
+    )
     assert not intern.allowed and intern.reasons == ("payments-need-a-support-agent",)
     risky = policy.authorize(AGENT, "call_tool", {"tool": "send_email"}, {"risk": 85})
     assert not risky.allowed and risky.review_required
@@ -104,15 +122,21 @@ def test_cedar_decisions_with_the_bundled_policies() -> None:
     with pytest.raises(PolicyDenied, match="refunds-over-100-usd-need-review"):
         big.raise_for_denial()
     dpo = {"kind": "Operator", "id": "ana", "org": "acme", "role": "dpo"}
-    assert policy.authorize(dpo, "erase_subject", {"kind": "Subject", "id": "c-17", "org": "acme"}, {}).allowed
-    assert not policy.authorize(dpo, "erase_subject", {"kind": "Subject", "id": "c-42", "org": "globex"}, {}).allowed
+    assert policy.authorize(
+        dpo, "erase_subject", {"kind": "Subject", "id": "c-17", "org": "acme"}, {}
+    ).allowed
+    assert not policy.authorize(
+        dpo, "erase_subject", {"kind": "Subject", "id": "c-42", "org": "globex"}, {}
+    ).allowed
 
 
 def test_bad_policies_never_replace_good_ones(tmp_path: Path) -> None:
     shutil.copytree(POLICIES, tmp_path / "p")
     policy = PolicyEngine(tmp_path / "p")
     before = policy.version
-    (tmp_path / "p" / "refund.cedar").write_text("permit (principal, action, resource) when { context.nope };")
+    (tmp_path / "p" / "refund.cedar").write_text(
+        "permit (principal, action, resource) when { context.nope };"
+    )
     with pytest.raises(ConfigError, match="validate"):
         policy.reload()
     assert policy.version == before
