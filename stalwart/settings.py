@@ -25,6 +25,7 @@ __all__ = [
     "RouteEntry",
     "GuardSettings",
     "SandboxSettings",
+    "TelemetrySettings",
     "load_settings",
     "DEFAULT_DB",
 ]
@@ -110,6 +111,32 @@ class SandboxSettings(_Section):
     """Interpreter used inside the sandbox (must be executable by ``uid``)."""
 
 
+class TelemetrySettings(_Section):
+    """The ``[telemetry]`` section (``STALWART_TELEMETRY__*``)."""
+
+    otlp_endpoint: str | None = None
+    """OTLP/HTTP base URL (``http://collector:4318``) or full traces URL (``…/v1/traces``).
+    Unset: ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``, then ``OTEL_EXPORTER_OTLP_ENDPOINT``; none: no OTLP export."""
+    otlp_headers: dict[str, str] = Field(default_factory=dict)
+    """Extra HTTP headers for the OTLP exporter (an API key belongs in an environment variable)."""
+    otlp_timeout_s: float = Field(5.0, gt=0)
+    """Per-export timeout of the OTLP exporter."""
+    console: bool = False
+    """Also print finished spans as JSON to stderr (debugging only)."""
+    store_spans: bool = False
+    """Also persist built spans in the store. Off by default: with no collector, the CLI and the
+    console derive a run's trace from its journal, which already holds every step's timing and
+    attributes, so the hot path builds no span objects at all."""
+    capture_content: bool = False
+    """Put prompt and response text on model spans, redacted. Off unless opted in."""
+    service_name: str = "stalwart"
+    """``service.name`` resource attribute."""
+    max_label_values: int = Field(200, ge=1)
+    """Distinct values kept per metric label (org, workflow, model, tool…); the rest become ``other``."""
+    flush_interval_s: float = Field(1.0, gt=0)
+    """How often buffered spans are persisted / exported in the background."""
+
+
 def _toml_path() -> Path | None:
     explicit = os.environ.get("STALWART_CONFIG")
     if explicit:
@@ -155,6 +182,7 @@ class Settings(BaseSettings):
     routes: dict[str, RouteEntry] = Field(default_factory=dict)
     guard: GuardSettings = Field(default_factory=GuardSettings)  # type: ignore[arg-type]
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)  # type: ignore[arg-type]
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)  # type: ignore[arg-type]
     prompts_dir: str | None = None
     """Directory of prompt templates (``NAME@VERSION.toml``); the app's own directory by default."""
     redis_url: str | None = None

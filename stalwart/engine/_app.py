@@ -159,6 +159,8 @@ class App:
         self._kill_cache: tuple[float, bool] = (0.0, False)
         self.unauthorized_tool_calls = 0
         self.schedules: dict[str, Any] = {}
+        self.telemetry: Any = None
+        """``stalwart.telemetry.Telemetry`` once connected: spans, metrics, alerts (never raises)."""
 
     # -- registration ------------------------------------------------------------------------
     def tool(
@@ -312,15 +314,28 @@ class App:
             self._connect_lock = asyncio.Lock()
         async with self._connect_lock:
             if self._store is None:
-                self._store = await open_store(self.settings.db, migrate=True)
+                store = await open_store(self.settings.db, migrate=True)
+                from stalwart.telemetry import Telemetry
+
+                self.telemetry = Telemetry(self.settings, clock=self.clock.time)
+                self.telemetry.attach_store(store)
+                self._store = store
         return self._store
 
     async def close(self) -> None:
         for w in list(self._workers):
             await w.stop()
+        if self.telemetry is not None:
+            await self.telemetry.close()
+            self.telemetry = None
+        if self._gateway is not None:
+            await self._gateway.aclose()
+            self._gateway = None
         if self._store is not None:
             await self._store.close()
             self._store = None
+        self._vault = None
+        self._broker = None
 
     def worker(self, concurrency: int | None = None, **kwargs: Any) -> Worker:
         """An in-process worker; use ``async with app.worker(concurrency=64): ...``."""
@@ -548,6 +563,8 @@ class App:
 
     def _count_unauthorized(self, tool: str) -> None:
         self.unauthorized_tool_calls += 1
+        if self.telemetry is not None:
+            self.telemetry.unauthorized_tool_call(tool)
 
     async def gateway(self) -> Any:
         """The model gateway (``stalwart.gateway.Gateway``) bound to this app's store and settings."""
@@ -581,9 +598,11 @@ class App:
             self._vault = Vault(await self.connect(), settings=self.settings.guard, master_key=key)
         return self._vault
 
-    def _guard_verdict(self, source: str, action: str, score: float) -> None:
+    def _guard_verdict(self, source: str, action: str, score: float, pii_types: list[str] | None = None) -> None:
         key = f"{source}:{action}"
         self.guard_counts[key] = self.guard_counts.get(key, 0) + 1
+        if self.telemetry is not None:
+            self.telemetry.guard_verdict(source, action, score, pii_types or [])
 
     def _filter_tool_calls(self, ex: RunExecution, calls: list[dict[str, Any]], meta: dict[str, Any]) -> list[Any]:
         """Keep the model's tool calls the workflow allows with valid arguments; block and record the rest."""

@@ -140,6 +140,10 @@ class RunExecution:
         self.journal[entry.seq] = entry
         self.cancel_requested = self.cancel_requested or cancel
         self.kill_engaged = kill
+        tel = self.app.telemetry
+        if tel is not None:
+            tel.step_committed(self.run, entry)
+            tel.set_kill_switch(kill)
         if entry.finished_at is not None:
             self.last_time = entry.finished_at
 
@@ -293,6 +297,10 @@ class RunExecution:
     # -- the whole run -----------------------------------------------------------------------
     async def execute(self) -> None:
         """Run (or resume) the workflow and settle the run's state. Never raises for run failures."""
+        if self.app.telemetry is not None:
+            from stalwart.telemetry import bind_run_context
+
+            bind_run_context(self.run)
         try:
             await self._execute()
         except Fenced as exc:
@@ -381,6 +389,13 @@ class RunExecution:
         except Fenced as exc:
             _log.warning("run %s: could not record %s: %s", self.run.id, status, exc)
             return
+        if self.app.telemetry is not None:
+            budget = self.wdef.budget
+            self.app.telemetry.run_finished(
+                self.run, status.value, duration_s=max(0.0, self.now() - self.run.created_at),
+                cost_usd=self.spent_usd, tokens=self.spent_tokens,
+                budget_usd=getattr(budget, "max_usd", None), error=error,
+                budget_exceeded=bool(meta_patch and meta_patch.get("budget_exceeded")))
         self.app._run_finished(self.run.id)
 
     async def _fail(self, target: RunStatus, error: dict[str, Any]) -> None:

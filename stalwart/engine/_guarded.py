@@ -37,6 +37,7 @@ class RunGuard:
         self.guard = ex.app.guard()
         self._placeholders: Any = None
         self.pii_counts: dict[str, int] = {}
+        self._unreported_pii: list[str] = []
 
     @property
     def pii_on(self) -> bool:
@@ -62,6 +63,7 @@ class RunGuard:
             red = self.guard.redact(value, ph)
             for k, n in red.counts.items():
                 self.pii_counts[k] = self.pii_counts.get(k, 0) + n
+                self._unreported_pii.extend([k] * n)
             return red.text
         if isinstance(value, dict):
             return {k: await self.redact_value(v) for k, v in value.items()}
@@ -80,7 +82,8 @@ class RunGuard:
     def scan(self, text: str, source: str, where: str, meta: dict[str, Any]) -> None:
         """Scan untrusted text; raise on block, record a flag on the run."""
         verdict = self.guard.scan(text, source)  # type: ignore[arg-type]
-        self.ex.app._guard_verdict(source, verdict.action, verdict.score)
+        pii, self._unreported_pii = self._unreported_pii, []
+        self.ex.app._guard_verdict(source, verdict.action, verdict.score, pii)
         if verdict.action == "allow":
             return
         record = {"where": where, "source": source, "action": verdict.action, "score": round(verdict.score, 3),

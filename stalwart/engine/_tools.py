@@ -50,7 +50,13 @@ async def _breaker_check(ex: RunExecution, tool: ToolDef) -> BreakerState:
         )
     if new != state:
         await ex.store.set_flag(key, new.to_dict(), ex.now())
+        _report_breaker(ex, tool, new)
     return new
+
+
+def _report_breaker(ex: RunExecution, tool: ToolDef, state: BreakerState) -> None:
+    if ex.app.telemetry is not None:
+        ex.app.telemetry.set_breaker_state(f"tool:{tool.name}", state.state)
 
 
 async def _breaker_record(ex: RunExecution, tool: ToolDef, state: BreakerState, ok: bool) -> None:
@@ -58,6 +64,7 @@ async def _breaker_record(ex: RunExecution, tool: ToolDef, state: BreakerState, 
     new = breaker_success(state, ex.now()) if ok else breaker_failure(state, ex.now(), policy)
     if new != state:
         await ex.store.set_flag(f"breaker:tool:{tool.name}", new.to_dict(), ex.now())
+        _report_breaker(ex, tool, new)
 
 
 async def _in_process(tool: ToolDef, kwargs: dict[str, Any]) -> Any:

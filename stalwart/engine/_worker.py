@@ -174,6 +174,8 @@ class Worker:
 
     def _spawn(self, claim: Claim) -> None:
         self.claimed += 1
+        if self.app.telemetry is not None:
+            self.app.telemetry.run_started(claim.run)
         ex = RunExecution(self.app, claim, lease_s=self.lease_s, worker_id=self.worker_id)
         task = asyncio.create_task(ex.execute(), name=f"run-{claim.run.id}")
         self._inflight[claim.run.id] = (task, ex)

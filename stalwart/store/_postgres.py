@@ -504,6 +504,18 @@ class PostgresStore:
         )
 
     @_translate
+    async def kv_put_many(self, namespace: str, items: list[tuple[str, bytes]]) -> None:
+        if not items:
+            return
+        async with self._pool.connection() as conn, conn.transaction():
+            async with conn.cursor() as cur:
+                await cur.executemany(
+                    "INSERT INTO kv (namespace, key, value, expires_at) VALUES (%s,%s,%s,NULL)"
+                    " ON CONFLICT (namespace, key) DO UPDATE SET value=excluded.value, expires_at=NULL",
+                    [(namespace, k, v) for k, v in items],
+                )
+
+    @_translate
     async def kv_delete(self, namespace: str, key: str) -> bool:
         rows = await self._fetch("DELETE FROM kv WHERE namespace=%s AND key=%s RETURNING 1", (namespace, key))
         return bool(rows)

@@ -468,6 +468,16 @@ class SqliteStore:
                 (namespace, key, value, expires_at),
             )
 
+    async def kv_put_many(self, namespace: str, items: list[tuple[str, bytes]]) -> None:
+        if not items:
+            return
+        with self._tx() as cur:
+            cur.executemany(
+                "INSERT INTO kv (namespace, key, value, expires_at) VALUES (?,?,?,NULL) ON CONFLICT (namespace, key)"
+                " DO UPDATE SET value=excluded.value, expires_at=NULL",
+                [(namespace, k, v) for k, v in items],
+            )
+
     async def kv_delete(self, namespace: str, key: str) -> bool:
         with self._tx() as cur:
             cur.execute("DELETE FROM kv WHERE namespace=? AND key=?", (namespace, key))

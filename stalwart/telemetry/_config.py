@@ -11,37 +11,12 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from stalwart.errors import ConfigError
+from stalwart.settings import TelemetrySettings
 
 __all__ = ["TelemetrySettings", "resolve_telemetry_settings"]
-
-
-class TelemetrySettings(BaseModel):
-    """The ``[telemetry]`` section (``STALWART_TELEMETRY__*``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    otlp_endpoint: str | None = None
-    """OTLP/HTTP base URL (``http://collector:4318``) or full traces URL (``…/v1/traces``).
-    Unset: ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``, then ``OTEL_EXPORTER_OTLP_ENDPOINT``; none: no OTLP export."""
-    otlp_headers: dict[str, str] = Field(default_factory=dict)
-    """Extra HTTP headers for the OTLP exporter (an API key belongs in an environment variable)."""
-    otlp_timeout_s: float = Field(5.0, gt=0)
-    """Per-export timeout of the OTLP exporter."""
-    console: bool = False
-    """Also print finished spans as JSON to stderr (debugging only)."""
-    store_spans: bool = True
-    """Persist spans in the store so the CLI and the console show traces without a collector."""
-    capture_content: bool = False
-    """Put prompt and response text on model spans, redacted. Off unless opted in."""
-    service_name: str = "stalwart"
-    """``service.name`` resource attribute."""
-    max_label_values: int = Field(200, ge=1)
-    """Distinct values kept per metric label (org, workflow, model, tool…); the rest become ``other``."""
-    flush_interval_s: float = Field(1.0, gt=0)
-    """How often buffered spans are persisted / exported in the background."""
 
 
 def resolve_telemetry_settings(

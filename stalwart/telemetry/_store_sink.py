@@ -50,7 +50,7 @@ class StoreSpanSink:
                 if self._on_drop is not None:
                     self._on_drop(1)
                 continue
-            self._by_run.setdefault(s.run_id, []).append(s.to_dict())
+            self._by_run.setdefault(s.run_id, []).append(s)  # serialised at flush, off the hot path
             self._count += 1
 
     async def flush(self) -> int:
@@ -58,23 +58,28 @@ class StoreSpanSink:
         if not self._by_run or self.store is None:
             return 0
         batches, self._by_run, self._count = self._by_run, {}, 0
-        written = 0
-        for run_id, spans in batches.items():
+        items: list[tuple[str, bytes]] = []
+        count = 0
+        for run_id, records in batches.items():
+            spans = [s.to_dict() for s in records]
             ids = ",".join(s["span_id"] for s in spans)
             key = f"{run_id}:{hashlib.blake2b(ids.encode(), digest_size=8).hexdigest()}"
-            try:
-                await self.store.kv_put(
-                    SPANS_NAMESPACE, key, json.dumps(spans, separators=(",", ":")).encode()
-                )
-                written += len(spans)
-            except Exception as exc:  # noqa: BLE001 - telemetry never raises into its host
-                self.failures += 1
-                if self._on_failure is not None:
-                    self._on_failure("store")
-                _log.warning(
-                    "persisting %d spans of run %s failed: %s", len(spans), run_id, type(exc).__name__
-                )
-        return written
+            items.append((key, json.dumps(spans, separators=(",", ":")).encode()))
+            count += len(spans)
+        try:
+            put_many = getattr(self.store, "kv_put_many", None)
+            if put_many is not None:
+                await put_many(SPANS_NAMESPACE, items)  # one transaction for the whole flush
+            else:
+                for key, value in items:
+                    await self.store.kv_put(SPANS_NAMESPACE, key, value)
+        except Exception as exc:  # noqa: BLE001 - telemetry never raises into its host
+            self.failures += 1
+            if self._on_failure is not None:
+                self._on_failure("store")
+            _log.warning("persisting %d spans failed: %s", count, type(exc).__name__)
+            return 0
+        return count
 
 
 async def load_spans(store: Any, run_id: str) -> list[SpanRecord]:

@@ -15,7 +15,7 @@ def test_environment_and_otel_fallbacks() -> None:
         "STALWART_TELEMETRY__OTLP_HEADERS": "x-key=1, y=2",
         "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318/",
     }
-    cfg = resolve_telemetry_settings(Settings(), env)
+    cfg = resolve_telemetry_settings(None, env)  # no settings object: the environment alone
     assert cfg.console is True and cfg.otlp_headers == {"x-key": "1", "y": "2"}
     assert cfg.otlp_endpoint == "http://collector:4318/v1/traces"
     traces = {
