@@ -1,3 +1,14 @@
-"""stalwart.api — see ../shared/DESIGN.md."""
+"""stalwart.api — the HTTP face of Stalwart: FastAPI routes, authentication (API keys, OIDC/JWT),
+org-scoped authorization, rate limits, the OpenAI-compatible gateway endpoint and the web console.
 
-__all__: list[str] = []
+``create_app(app)`` returns the FastAPI application; ``stalwart server`` runs it under uvicorn.
+Domain errors become HTTP statuses here and nowhere else (:data:`STATUS`).
+"""
+
+from stalwart.api._app import bootstrap_admin_key, create_app
+from stalwart.api._config import DEFAULT_ORG, ROLES, ApiSettings
+from stalwart.api._errors import STATUS
+from stalwart.api._keys import ApiKey, KeyStore
+
+__all__ = ["ApiKey", "ApiSettings", "DEFAULT_ORG", "KeyStore", "ROLES", "STATUS", "bootstrap_admin_key",
+           "create_app"]

@@ -1,0 +1,209 @@
+"""The API's one seam to ``stalwart.governance``: audit, reviews, the kill switch, compliance.
+
+Governance works across the whole store; this adapter adds what HTTP needs on top: org scoping
+(an org only sees and changes its own reviews, audit entries and subjects) and plain-JSON
+results. A review's final decision signals its run as ``review:{id}`` with
+``Review.signal_payload()``, which is what a workflow waiting on it receives.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from typing import Any
+
+from stalwart.api._config import DEFAULT_ORG
+from stalwart.errors import InvalidInput, PolicyDenied
+
+__all__ = ["Governance", "ReviewError", "run_org", "review_json"]
+
+
+class ReviewError(Exception):
+    """A refused action; ``status`` is the HTTP status the API answers."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def run_org(org: str | None) -> str:
+    """Runs started with no org belong to :data:`DEFAULT_ORG` as far as the API is concerned."""
+    return org or DEFAULT_ORG
+
+
+def review_json(r: Any) -> dict[str, Any]:
+    d = r.to_json()
+    d["org"] = run_org(d.get("org"))
+    risk = d.get("risk") or {}
+    d["risk_score"] = risk.get("score") if isinstance(risk, dict) else None
+    d["risk_factors"] = [f for f in (risk.get("factors") or []) if isinstance(f, dict)] if isinstance(risk, dict) \
+        else []
+    return d
+
+
+class Governance:
+    """Audit, reviews, kill switch and compliance for one app, scoped by org."""
+
+    def __init__(self, app: Any, clock: Any = time.time) -> None:
+        from stalwart.governance import AuditLog
+
+        self.app = app
+        self.clock = clock
+        self.audit_log = AuditLog(app.store, clock=clock)
+
+    @property
+    def store(self) -> Any:
+        return self.app.store
+
+    def reviews_queue(self) -> Any:
+        from stalwart.governance import ReviewQueue
+
+        async def signal_run(review: Any) -> None:
+            await self.app.signal(review.run_id, f"review:{review.id}", review.signal_payload())
+
+        return ReviewQueue(self.store, self.clock, self.app.settings.webhook_url, audit=self.audit_log,
+                           on_decision=signal_run)
+
+    # -- audit -----------------------------------------------------------------------------
+    async def audit(
+        self,
+        event_type: str,
+        *,
+        actor: str,
+        org: str,
+        action: str = "",
+        resource: str = "",
+        decision: str | None = None,
+        run_id: str | None = None,
+        user_id: str = "",
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        await self.audit_log.record(event_type, actor=actor, org_id=org, action=action, resource=resource,
+                                    decision=decision, run_id=run_id, user_id=user_id, details=details or {})
+
+    async def audit_events(self, *, org: str, run_id: str | None = None, user_id: str | None = None,
+                           limit: int = 200) -> list[dict[str, Any]]:
+        events = await self.audit_log.events(run_ids=[run_id] if run_id else (), user_id=user_id)
+        run_orgs: dict[str, str | None] = {}
+        out = []
+        for e in events:
+            d = asdict(e)
+            if not d.get("org_id") and d.get("run_id"):
+                # Step and review entries carry the run, not always the org: the run's org decides.
+                rid = d["run_id"]
+                if rid not in run_orgs:
+                    try:
+                        run_orgs[rid] = run_org((await self.app.get_run(rid)).org)
+                    except Exception:
+                        run_orgs[rid] = None
+                if run_orgs[rid] != org:
+                    continue
+            elif run_org(d.get("org_id")) != org:
+                continue
+            out.append(d)
+        return out[-limit:]
+
+    async def verify(self, org: str) -> dict[str, Any]:
+        """Check the whole chain; the first bad entry is named only when it belongs to ``org``."""
+        from stalwart.governance import verify_chain
+
+        report = (await verify_chain(self.store)).to_json()
+        first_bad = None
+        if not report["ok"]:
+            first_bad = {"seq": report.get("first_bad_seq"), "reason": report.get("reason")}
+            eid = report.get("first_bad_event_id")
+            if eid:
+                mine = [e for e in await self.audit_log.events() if e.event_id == eid
+                        and run_org(e.org_id) == org]
+                first_bad["event_id"] = eid if mine else "(another org)"
+        return {"ok": report["ok"], "checked": report["checked"], "mode": "hash-chain+signed-checkpoints",
+                "first_bad": first_bad}
+
+    # -- reviews ---------------------------------------------------------------------------
+    async def get_review(self, review_id: str) -> dict[str, Any] | None:
+        try:
+            return review_json(await self.reviews_queue().get(review_id))
+        except InvalidInput:
+            return None
+
+    async def list_reviews(self, org: str, status: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+        q = self.reviews_queue()
+        found = await q.list(status, org=org, limit=limit)
+        if org == DEFAULT_ORG:
+            found += await q.list(status, org="", limit=limit)
+        out = [review_json(r) for r in found]
+        out.sort(key=lambda r: r["created_at"], reverse=True)
+        return out[:limit]
+
+    async def decide_review(self, review: dict[str, Any], *, decision: str, reviewer: str, note: str | None,
+                            args: dict[str, Any] | None) -> dict[str, Any]:
+        q = self.reviews_queue()
+        try:
+            r = await q.decide(review["id"], reviewer, decision, args, note=note or "")
+        except PolicyDenied as exc:
+            raise ReviewError(403, "self_approval" if "own" in exc.message else "policy_denied", exc.message) \
+                from None
+        except InvalidInput as exc:
+            status = 409 if "already" in exc.message or "concurrently" in exc.message else 422
+            raise ReviewError(status, "review_conflict" if status == 409 else "invalid_decision", exc.message) \
+                from None
+        await q.flush() if hasattr(q, "flush") else None
+        return review_json(r)
+
+    # -- kill switch -----------------------------------------------------------------------
+    async def _switch(self) -> Any:
+        from stalwart.governance import KillSwitch
+
+        broker = await self.app.credential_broker()
+        return KillSwitch(self.store, self.audit_log, broker, self.clock, webhook_url=self.app.settings.webhook_url)
+
+    async def kill_status(self) -> dict[str, Any]:
+        from stalwart.engine import KILL_SWITCH_FLAG
+
+        flag = await self.store.get_flag(KILL_SWITCH_FLAG)
+        pending = await self.store.get_flag("kill_switch_release") if flag is not None else None
+        return {"engaged": flag is not None, "detail": flag,
+                "release_approvals": [pending] if pending else []}
+
+    async def kill_engage(self, reason: str, operator: str) -> dict[str, Any]:
+        await (await self._switch()).engage(reason, operator)
+        return await self.kill_status()
+
+    async def kill_release(self, operator: str) -> dict[str, Any]:
+        """First admin's call records a pending release; a second, distinct admin's call releases."""
+        try:
+            outcome = await (await self._switch()).release(operator)
+        except PolicyDenied as exc:
+            raise ReviewError(403, "same_operator", exc.message) from None
+        if outcome == "not_engaged":
+            raise ReviewError(409, "not_engaged", "the kill switch is not engaged")
+        status = await self.kill_status()
+        return {**status, "released": outcome == "released", "needed": None if outcome == "released" else 2}
+
+    # -- compliance ------------------------------------------------------------------------
+    async def _compliance(self) -> Any:
+        from stalwart.governance import Compliance
+
+        return Compliance(self.store, self.audit_log, await self.app.vault(required=False), self.clock)
+
+    async def _subject_orgs(self, subject: str) -> set[str]:
+        runs = await self.app.list_runs(limit=100_000)
+        return {run_org(r.org) for r in runs if r.user == subject}
+
+    async def export_subject(self, subject: str, org: str, requester: str) -> dict[str, Any]:
+        data = await (await self._compliance()).export(subject, requester=requester)
+        runs = [r for r in data.get("runs", []) if run_org(r.get("org")) == org]
+        ids = {r["id"] for r in runs}
+        return {
+            "subject": subject, "org": org, "generated_at": data.get("generated_at"), "runs": runs,
+            "audit_entries": [e for e in data.get("audit_entries", [])
+                              if run_org(e.get("org_id")) == org or e.get("run_id") in ids],
+            "vault": {k: v for k, v in (data.get("vault") or {}).items() if k in ids},
+        }
+
+    async def erase_subject(self, subject: str, org: str, operator: str) -> dict[str, Any]:
+        orgs = await self._subject_orgs(subject)
+        if orgs - {org}:
+            raise ReviewError(409, "subject_spans_orgs",
+                              "this subject has data in other orgs; erasure must be run by the platform operator")
+        return await (await self._compliance()).erase(subject, requester=operator, orgs=[org])
