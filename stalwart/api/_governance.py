@@ -15,7 +15,16 @@ from typing import Any
 from stalwart.api._config import DEFAULT_ORG
 from stalwart.errors import InvalidInput, PolicyDenied
 
-__all__ = ["Governance", "ReviewError", "run_org", "review_json"]
+__all__ = ["Governance", "ReviewError", "run_org", "review_json", "LISTED_EVENT_TYPES"]
+
+LISTED_EVENT_TYPES = (
+    "gateway.chat_completion", "run.cancel", "dlq.retry", "key.create", "key.revoke", "budget.set",
+    "review.created", "review.decided", "review.escalated", "review.approval_recorded",
+    "kill_switch.engaged", "kill_switch.release_requested", "kill_switch.released",
+    "compliance.exported", "compliance.erased", "policy.changed", "policy.change_proposed",
+    "policy.change_rejected",
+)
+"""Event types an org-wide listing (no run or user filter) shows: people's and the API's actions."""
 
 
 class ReviewError(Exception):
@@ -83,7 +92,13 @@ class Governance:
 
     async def audit_events(self, *, org: str, run_id: str | None = None, user_id: str | None = None,
                            limit: int = 200) -> list[dict[str, Any]]:
-        events = await self.audit_log.events(run_ids=[run_id] if run_id else (), user_id=user_id)
+        if run_id or user_id:
+            events = await self.audit_log.events(run_ids=[run_id] if run_id else (), user_id=user_id)
+        else:
+            from stalwart.governance import AuditEvent
+
+            rows = await self.audit_log.db.events_by_type(LISTED_EVENT_TYPES, limit=max(limit * 20, 2000))
+            events = [AuditEvent.from_body(b) for _, b in rows]
         run_orgs: dict[str, str | None] = {}
         out = []
         for e in events:

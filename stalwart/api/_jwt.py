@@ -51,7 +51,7 @@ class JwtVerifier:
             try:
                 jwk = await asyncio.to_thread(self._jwks.get_signing_key_from_jwt, token)
                 candidates.append(jwk.key)
-            except jwt.PyJWTError:
+            except (jwt.PyJWTError, OSError):
                 pass
         candidates.extend(self._keys)
         options = {"require": ["exp", "sub"], "verify_aud": self.s.jwt_audience is not None}
@@ -66,7 +66,7 @@ class JwtVerifier:
                     leeway=self.s.jwt_leeway_s,
                     options=options,
                 )
-            except jwt.PyJWTError:
+            except (jwt.PyJWTError, TypeError, ValueError):  # wrong key type for the alg: try the next
                 continue
             return _principal_claims(claims, self.s)
         return None
