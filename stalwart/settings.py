@@ -26,6 +26,7 @@ __all__ = [
     "GuardSettings",
     "SandboxSettings",
     "TelemetrySettings",
+    "GovernanceSettings",
     "load_settings",
     "DEFAULT_DB",
 ]
@@ -137,6 +138,27 @@ class TelemetrySettings(_Section):
     """How often buffered spans are persisted / exported in the background."""
 
 
+class GovernanceSettings(_Section):
+    """The ``[governance]`` section: audit log, policies, risk and reviews."""
+
+    policies_dir: str | None = None
+    """Cedar policies and schema; unset: ``./policies`` if present, else Stalwart's defaults."""
+    checkpoint_dir: str | None = ".stalwart/audit-checkpoints"
+    """Write-once directory where signed audit checkpoints are anchored, outside the database."""
+    signing_key_file: str | None = None
+    """Ed25519 private key (base64, 32 bytes) that signs audit checkpoints; unset: kept in the store."""
+    checkpoint_every: int = Field(1000, ge=1)
+    """Sign a checkpoint after this many audit entries…"""
+    checkpoint_interval_s: float = Field(60.0, gt=0)
+    """…or after this many seconds, whichever comes first."""
+    review_above: float = Field(70, ge=0, le=100)
+    """Risk score above which a human review is mandatory."""
+    block_above: float = Field(90, ge=0, le=100)
+    """Risk score above which the action is blocked unless two people approve an override."""
+    review_sample_rate: float = Field(0.10, ge=0, le=1)
+    """Share of auto-approved low-risk actions sampled for post-hoc review."""
+
+
 def _toml_path() -> Path | None:
     explicit = os.environ.get("STALWART_CONFIG")
     if explicit:
@@ -183,6 +205,7 @@ class Settings(BaseSettings):
     guard: GuardSettings = Field(default_factory=GuardSettings)  # type: ignore[arg-type]
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)  # type: ignore[arg-type]
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)  # type: ignore[arg-type]
+    governance: GovernanceSettings = Field(default_factory=GovernanceSettings)  # type: ignore[arg-type]
     prompts_dir: str | None = None
     """Directory of prompt templates (``NAME@VERSION.toml``); the app's own directory by default."""
     redis_url: str | None = None

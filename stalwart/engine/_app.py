@@ -160,6 +160,7 @@ class App:
         self.unauthorized_tool_calls = 0
         self.schedules: dict[str, Any] = {}
         self.telemetry: Any = None
+        self._governance: Any = None
         """``stalwart.telemetry.Telemetry`` once connected: spans, metrics, alerts (never raises)."""
 
     # -- registration ------------------------------------------------------------------------
@@ -177,6 +178,7 @@ class App:
         max_attempts: int | None = None,
         egress: list[str] | tuple[str, ...] = (),
         risk: int = 0,
+        sensitivity: str | None = None,
         pii_fields: list[str] | tuple[str, ...] = (),
         max_staleness_s: float | None = None,
         fallback: Any = None,
@@ -201,6 +203,7 @@ class App:
                 retry=policy,
                 egress=tuple(egress),
                 risk=risk,
+                sensitivity=sensitivity or ("medium" if mutating else "low"),
                 pii_fields=tuple(pii_fields),
                 max_staleness_s=max_staleness_s,
                 fallback=_tool_of(fallback),
@@ -222,8 +225,10 @@ class App:
         tools: list[Any] | tuple[Any, ...] = (),
         budget: Budget | None = None,
         retry: RetryPolicy | None = None,
+        role: str = "agent",
     ) -> Any:
-        """Register an ``async def`` workflow at ``version``. Old and new versions may coexist."""
+        """Register an ``async def`` workflow at ``version``. Old and new versions may coexist.
+        ``role`` is what policies see as the agent's role."""
 
         def register(f: Callable[..., Any]) -> Callable[..., Any]:
             tdefs: dict[str, ToolDef] = {}
@@ -233,7 +238,7 @@ class App:
                     raise ConfigError(f"workflow {name or f.__name__!r}: {t!r} is not a registered tool")
                 tdefs[tdef.name] = tdef
             wdef = WorkflowDef(name=name or f.__name__, version=str(version), fn=f, tools=tdefs,
-                               budget=budget, retry=retry)
+                               budget=budget, retry=retry, role=role)
             versions = self._workflows.setdefault(wdef.name, {})
             if wdef.version in versions:
                 raise ConfigError(f"workflow {wdef.key} is registered twice")
@@ -320,11 +325,17 @@ class App:
                 self.telemetry = Telemetry(self.settings, clock=self.clock.time)
                 self.telemetry.attach_store(store)
                 self._store = store
+                from stalwart.engine._governed import Governance
+
+                self._governance = Governance(self)
         return self._store
 
     async def close(self) -> None:
         for w in list(self._workers):
             await w.stop()
+        if self._governance is not None:
+            await self._governance.close()
+            self._governance = None
         if self.telemetry is not None:
             await self.telemetry.close()
             self.telemetry = None
@@ -375,9 +386,18 @@ class App:
             raise InvalidInput("idempotency_key must be a non-empty string")
         store = await self.connect()
         now = self.clock.time()
+        new_run_id = new_id(now)
+        from stalwart.governance import AuditEvent
+
+        audit = self._governance.audit.prepare([AuditEvent(
+            event_type="run.started", action="start_run", actor=f"user:{user}" if user else "system",
+            resource=wdef.key, decision="accepted", org_id=org, user_id=user, run_id=new_run_id,
+            workflow_version=wdef.key, details={"idempotency_key": idempotency_key, "parent_id": parent_id},
+            event_id=f"{new_run_id}:start", timestamp=now,
+        )])
         run_id, _created = await store.create_run(
             NewRun(
-                id=new_id(now),
+                id=new_run_id,
                 workflow=wdef.name,
                 version=wdef.version,
                 input_json=input_json,
@@ -389,6 +409,7 @@ class App:
                 parent_id=parent_id,
             ),
             refuse_if_flag=KILL_SWITCH_FLAG,
+            audit_bodies=audit.bodies,
         )
         if run_id is None:
             raise KillSwitchEngaged("the kill switch is engaged: no new runs start until it is released")
@@ -574,6 +595,11 @@ class App:
             self._gateway = Gateway(self.settings, await self.connect(), clock=self.clock.time,
                                     prompts_dir=self.home / "prompts")
         return self._gateway
+
+    async def governance(self) -> Any:
+        """Audit log, policy engine, risk scorer, review queue and kill switch of this app."""
+        await self.connect()
+        return self._governance
 
     def guard(self) -> Any:
         """The guard (``stalwart.guard.Guard``) configured from ``settings.guard``."""

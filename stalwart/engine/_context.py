@@ -103,8 +103,39 @@ class Context:
 
         A tool with a keyword parameter ``idempotency_key`` receives ``"{run_id}:{step_seq}"``.
         """
+        from stalwart.engine._governed import authorize_tool_call, denial, request_review
+
+        ex = self._ex
+        policy_seq, review_seq, signal_seq, tool_seq = ex.reserve(4)  # before any await: replay-stable
         tdef = self._resolve_tool(tool)
-        return await call_tool(self._ex, tdef, kwargs)
+        if ex.wdef.tools.get(tdef.name) is tdef:  # an unlisted tool fails in call_tool, recorded and counted
+            args = tdef.validate_args(kwargs)
+            verdict = await authorize_tool_call(ex, tdef, args, seq=policy_seq)
+            if verdict["action"] == "deny":
+                raise denial(tdef, verdict)
+            if verdict["action"] == "review":
+                decision = await request_review(
+                    ex, f"{tdef.name} needs review", proposed={"tool": tdef.name, "args": ex.guard().redact_now(args)},
+                    risk=verdict["risk"], policy=verdict, severity=None, seqs=(review_seq, signal_seq),
+                )
+                if decision.get("args"):
+                    kwargs = dict(decision["args"])
+        return await call_tool(ex, tdef, kwargs, seq=tool_seq)
+
+    async def review(
+        self, reason: str, *, risk: float | None = None, action: dict[str, Any] | None = None,
+        severity: str | None = None,
+    ) -> dict[str, Any]:
+        """Wait durably for a human decision on ``reason``; return it (``approved``, ``reviewer``,
+        ``args``, ``note``). A rejection raises ``ReviewRejected`` and the run fails, compensated.
+        The run holds no worker while it waits; SLAs escalate it if nobody decides in time."""
+        from stalwart.engine._governed import request_review
+
+        seqs = self._ex.reserve(2)
+        assessment = None if risk is None else {"score": float(risk), "factors": [], "action": "review"}
+        return await request_review(self._ex, reason, proposed=action or {"reason": reason}, risk=assessment,
+                                    severity=severity or (None if risk is not None else "medium"),
+                                    seqs=(seqs[0], seqs[1]))
 
     def _resolve_tool(self, tool: Any) -> ToolDef:
         app = self._ex.app
@@ -148,8 +179,11 @@ class Context:
 
         With ``timeout`` (seconds) it returns ``None`` if no signal came in time.
         """
+        return await self._wait_signal(name, timeout, None)
+
+    async def _wait_signal(self, name: str, timeout: float | None, seq: int | None) -> Any:
         ex = self._ex
-        seq = ex.next_seq()
+        seq = ex.next_seq() if seq is None else seq
         step_name = f"signal:{name}"
         prior = ex.replayed(seq, "signal", step_name)
         now = ex.now()

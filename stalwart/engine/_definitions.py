@@ -43,6 +43,8 @@ class WorkflowDef:
     tools: dict[str, ToolDef]
     budget: Budget | None = None
     retry: RetryPolicy | None = None
+    role: str = "agent"
+    """The role policies see for this workflow's agent (e.g. ``support``)."""
     _params: list[inspect.Parameter] = field(default_factory=list, repr=False)
     _input_model: Any = field(default=None, repr=False)
     return_type: Any = None
@@ -117,6 +119,8 @@ class ToolDef:
     retry: RetryPolicy | None = None
     egress: tuple[str, ...] = ()
     risk: int = 0
+    sensitivity: str = "low"
+    """``low`` | ``medium`` | ``high``: how sensitive the data this tool touches is (policy and risk)."""
     max_staleness_s: float | None = None
     """Data older than this (by the result's ``as_of``) is a failure, not an input."""
     fallback: ToolDef | None = None

@@ -24,6 +24,8 @@ from stalwart.errors import (
     BudgetExceeded,
     LeaseLost,
     NonDeterminismError,
+    PolicyDenied,
+    ReviewRejected,
     StalwartError,
     StepError,
     ToolTimeout,
@@ -101,6 +103,11 @@ class RunExecution:
             self._guard = RunGuard(self)
         return self._guard
 
+    async def ctx_wait_signal(self, name: str, timeout: float | None = None, *, seq: int | None = None) -> Any:
+        from stalwart.engine._context import Context
+
+        return await Context(self)._wait_signal(name, timeout, seq)
+
     def flag(self, record: dict[str, Any]) -> None:
         """Mark the run for human review (a guard flag, an unauthorized tool call…)."""
         self.flags.append(record)
@@ -125,6 +132,10 @@ class RunExecution:
             payload={"seq": entry.seq, "kind": entry.kind, "name": entry.name, "attempts": entry.attempts},
             created_at=entry.finished_at or self.now(),
         )
+        from stalwart.engine._governed import step_audit_event
+
+        gov = self.app._governance
+        audit = gov.audit.prepare([step_audit_event(self, entry)])
         try:
             cancel, kill = await self.store.commit_step(
                 self.run.id,
@@ -134,9 +145,11 @@ class RunExecution:
                 self.lease_s,
                 consume_signal=consume_signal,
                 events=[event],
+                audit_bodies=audit.bodies,
             )
         except LeaseLost as exc:
             raise Fenced(str(exc)) from None
+        await gov.audit.after_commit(len(audit.bodies))
         self.journal[entry.seq] = entry
         self.cancel_requested = self.cancel_requested or cancel
         self.kill_engaged = kill
@@ -159,10 +172,27 @@ class RunExecution:
                 created_at=self.now(),
             )
         )
+        audit_bodies: tuple[str, ...] = ()
+        gov = self.app._governance
+        if status in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.DEAD_LETTER):
+            from stalwart.governance import AuditEvent
+
+            error = kw.get("error") or {}
+            audit_bodies = gov.audit.prepare([AuditEvent(
+                event_type=f"run.{status.value.lower()}", action="end_run", actor=f"agent:{self.wdef.key}",
+                resource=self.wdef.key, decision=status.value, org_id=self.run.org, user_id=self.run.user,
+                run_id=self.run.id, trace_id=self.run.trace_id, workflow_version=self.wdef.key,
+                details={"cost_usd": round(self.spent_usd, 10), "tokens": self.spent_tokens,
+                         "error": {k: error.get(k) for k in ("type", "code", "message")} if error else None},
+                event_id=f"{self.run.id}:end:{self.run.generation}", timestamp=self.now(),
+            )]).bodies
         try:
-            await self.store.set_run_state(self.run.id, self.epoch, status.value, self.now(), events=events, **kw)
+            await self.store.set_run_state(self.run.id, self.epoch, status.value, self.now(), events=events,
+                                           audit_bodies=audit_bodies, **kw)
         except LeaseLost as exc:
             raise Fenced(str(exc)) from None
+        if audit_bodies:
+            await gov.audit.after_commit(len(audit_bodies))
 
     async def suspend(self, wake_at: float | None, *, signal_name: str | None = None) -> None:
         await self.set_state(RunStatus.WAITING, wake_at=wake_at, release=True, signal_name=signal_name)
@@ -184,6 +214,14 @@ class RunExecution:
         self.seq += 1
         return seq
 
+    def reserve(self, n: int) -> list[int]:
+        """Take ``n`` sequence numbers at once, before any await, for an operation made of several
+        durable calls: parallel branches then keep the same numbers on replay whatever order their
+        inner calls finish in. Unused numbers stay gaps in the journal."""
+        first = self.seq
+        self.seq += n
+        return list(range(first, first + n))
+
     def replayed(self, seq: int, kind: str, name: str) -> JournalEntry | None:
         prior = self.journal.get(seq)
         if prior is None:
@@ -203,13 +241,14 @@ class RunExecution:
         *,
         retry: RetryPolicy | None = None,
         rtype: Any = None,
+        seq: int | None = None,
     ) -> Any:
         """Run ``body(seq, attempt)`` at most until it succeeds once, and journal the result.
 
         ``body`` returns ``(value, meta)``; ``meta`` is stored beside the result (tokens, cost,
         routing, tool arguments…).
         """
-        seq = self.next_seq()
+        seq = self.next_seq() if seq is None else seq
         prior = self.replayed(seq, kind, name)
         attempts = 0
         if prior is not None:
@@ -346,6 +385,10 @@ class RunExecution:
                 meta_patch={"partial": True, "budget_exceeded": True, "budget_error": str(exc),
                             "cost_usd": round(self.spent_usd, 10), "tokens": self.spent_tokens},
             )
+        except (PolicyDenied, ReviewRejected) as exc:  # a decision, not a fault: the run fails, compensated
+            seq = getattr(exc, "_stalwart_step", None)
+            await self._fail(RunStatus.FAILED, _error_record(exc, seq, self.journal[seq].name if seq in self.journal
+                                                             else None))
         except StalwartError as exc:
             seq = getattr(exc, "_stalwart_step", None)
             target = RunStatus.DEAD_LETTER if seq is not None else RunStatus.FAILED

@@ -71,6 +71,18 @@ class RunGuard:
             return [await self.redact_value(v) for v in value]
         return value
 
+    def redact_now(self, value: Any) -> Any:
+        """Redact a JSON-like value for the audit log, with the run's numbering when it is loaded."""
+        if not self.pii_on:
+            return value
+        if isinstance(value, str):
+            return self.guard.redact(value, self._placeholders).text if value else value
+        if isinstance(value, dict):
+            return {k: self.redact_now(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.redact_now(v) for v in value]
+        return value
+
     async def seal(self) -> None:
         """Put the run's placeholder values into the vault (fails closed without a master key)."""
         if self._placeholders is None or not len(self._placeholders):

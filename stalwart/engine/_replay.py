@@ -53,14 +53,17 @@ class _ReplayExecution(RunExecution):
         super().__init__(*a, **k)
         self.replayed_steps = 0
 
-    async def durable(self, kind: str, name: str, body: Any, *, retry: Any = None, rtype: Any = None) -> Any:
-        seq = self.seq
-        prior = self.replayed(seq, kind, name)
+    async def durable(
+        self, kind: str, name: str, body: Any, *, retry: Any = None, rtype: Any = None, seq: int | None = None
+    ) -> Any:
+        at = self.seq if seq is None else seq
+        prior = self.replayed(at, kind, name)
         if prior is None or prior.status in ("retrying", "waiting"):
-            self.seq += 1
-            raise _EndOfJournal(seq, f"{kind} {name!r}")
+            if seq is None:
+                self.seq += 1
+            raise _EndOfJournal(at, f"{kind} {name!r}")
         self.replayed_steps += 1
-        return await super().durable(kind, name, body, retry=retry, rtype=rtype)
+        return await super().durable(kind, name, body, retry=retry, rtype=rtype, seq=seq)
 
     async def commit(self, entry: JournalEntry, *, consume_signal: int | None = None) -> None:
         raise _EndOfJournal(entry.seq, f"{entry.kind} {entry.name!r}")

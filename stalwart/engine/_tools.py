@@ -128,7 +128,7 @@ def check_fresh(tool: ToolDef, value: Any, now: float, max_staleness_s: float) -
     return age
 
 
-async def call_tool(ex: RunExecution, tool: ToolDef, kwargs: dict[str, Any]) -> Any:
+async def call_tool(ex: RunExecution, tool: ToolDef, kwargs: dict[str, Any], *, seq: int | None = None) -> Any:
     """Invoke ``tool`` as a durable step of the run (see ``Context.tool``).
 
     A tool with ``max_staleness_s`` must return an ``as_of``; stale data raises ``StaleData``
@@ -173,7 +173,7 @@ async def call_tool(ex: RunExecution, tool: ToolDef, kwargs: dict[str, Any]) -> 
         ex.guard().scan_json(value, "tool", f"the output of tool {tool.name!r}", meta)
         return value, meta
 
-    return await ex.durable("tool", tool.name, body, retry=tool.retry, rtype=tool.return_type)
+    return await ex.durable("tool", tool.name, body, retry=tool.retry, rtype=tool.return_type, seq=seq)
 
 
 async def _fall_back(

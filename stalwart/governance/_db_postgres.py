@@ -21,9 +21,7 @@ from stalwart.governance._where import check_table, where_sql
 
 __all__ = ["CHAIN_INSERT", "PostgresGovDb"]
 
-CHAIN_INSERT = (
-    "INSERT INTO audit_log (body) SELECT b FROM unnest(%s::text[]) WITH ORDINALITY AS t(b, i) ORDER BY i"
-)
+from stalwart.store._audit_sql import AUDIT_INSERT_POSTGRES as CHAIN_INSERT  # noqa: E402
 _CP_COLS = "tree_size, head_hash, root_hash, signed_at, key_id, signature, frontier"
 
 _PAYLOAD_SCRUB = (

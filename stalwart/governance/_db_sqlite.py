@@ -19,12 +19,7 @@ from stalwart.governance._where import check_table, where_sql
 
 __all__ = ["CHAIN_INSERT", "SqliteGovDb", "register_functions"]
 
-CHAIN_INSERT = (
-    "INSERT INTO audit_log (seq, body, prev_hash, hash)"
-    " SELECT h.n, ?1, h.p, stalwart_chain_hash(h.p, h.n, ?1) FROM"
-    " (SELECT seq + 1 AS n, hash AS p FROM (SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1)"
-    " UNION ALL SELECT 0, zeroblob(32) ORDER BY n DESC LIMIT 1) AS h"
-)
+from stalwart.store._audit_sql import AUDIT_INSERT_SQLITE as CHAIN_INSERT  # noqa: E402
 _HEAD = "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
 _CP_COLS = "tree_size, head_hash, root_hash, signed_at, key_id, signature, frontier"
 

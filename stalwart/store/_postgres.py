@@ -13,13 +13,14 @@ import functools
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from stalwart.errors import LeaseLost, RunNotFound, StoreError, StoreUnavailable
+from stalwart.store._audit_sql import AUDIT_INSERT_POSTGRES
 from stalwart.store._migrations import load_migrations
 from stalwart.store._records import (
     Claim,
@@ -78,7 +79,7 @@ def _translate(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
 
 
 @functools.cache
-def _commit_sql(n_events: int, with_signal: bool) -> str:
+def _commit_sql(n_events: int, with_signal: bool, with_audit: bool = False) -> str:
     parts = [
         "WITH r AS (UPDATE runs SET updated_at=%s, lease_expires_at=%s WHERE id=%s AND epoch=%s"
         " AND status='RUNNING' RETURNING id, cancel_requested)",
@@ -93,6 +94,11 @@ def _commit_sql(n_events: int, with_signal: bool) -> str:
         parts.append(
             f"o{i} AS (INSERT INTO outbox (event_id, type, run_id, payload, created_at) SELECT {_O} FROM r"
             " ON CONFLICT (event_id) DO NOTHING RETURNING 1)"
+        )
+    if with_audit:  # gated on r: a step that lost its lease commits no audit row either
+        parts.append(
+            "a AS (INSERT INTO audit_log (body) SELECT b FROM unnest(%s::text[]) WITH ORDINALITY AS t(b, i)"
+            " WHERE EXISTS (SELECT 1 FROM r) ORDER BY i RETURNING 1)"
         )
     return ", ".join(parts) + (
         " SELECT count(*), bool_or(cancel_requested), EXISTS (SELECT 1 FROM flags WHERE name='kill_switch') FROM r"
@@ -169,8 +175,10 @@ class PostgresStore:
 
     # -- runs --------------------------------------------------------------------------------
     @_translate
-    async def create_run(self, run: NewRun, *, refuse_if_flag: str | None = None) -> tuple[str | None, bool]:
-        async with self._pool.connection() as conn:
+    async def create_run(
+        self, run: NewRun, *, refuse_if_flag: str | None = None, audit_bodies: Sequence[str] = ()
+    ) -> tuple[str | None, bool]:
+        async with self._pool.connection() as conn, conn.transaction():
             cur = await conn.execute(
                 "WITH ins AS (INSERT INTO runs (id, workflow, version, wf_key, status, input, org, user_id,"
                 " idempotency_key, created_at, updated_at, trace_id, parent_id, meta)"
@@ -203,6 +211,8 @@ class PostgresStore:
                 ),
             )
             row = await cur.fetchone()
+            if row is not None and row[1] and audit_bodies:
+                await conn.execute(AUDIT_INSERT_POSTGRES, (list(audit_bodies),))
         if row is None:
             if refuse_if_flag is not None and await self._fetch("SELECT 1 FROM flags WHERE name=%s", (refuse_if_flag,)):
                 return None, False
@@ -306,6 +316,7 @@ class PostgresStore:
         *,
         consume_signal: int | None = None,
         events: list[OutboxEvent] | None = None,
+        audit_bodies: Sequence[str] = (),
     ) -> tuple[bool, bool]:
         events = events or []
         params: list[Any] = [now, now + lease_s, run_id, epoch, *journal_params(entry)]
@@ -313,7 +324,9 @@ class PostgresStore:
             params += [entry.seq, consume_signal]
         for ev in events:
             params += outbox_params(ev)
-        rows = await self._fetch(_commit_sql(len(events), consume_signal is not None), params)
+        if audit_bodies:
+            params.append(list(audit_bodies))
+        rows = await self._fetch(_commit_sql(len(events), consume_signal is not None, bool(audit_bodies)), params)
         if not rows or rows[0][0] != 1:
             raise LeaseLost(f"run {run_id}: lease lost (epoch {epoch} is no longer current)")
         return bool(rows[0][1]), bool(rows[0][2])
@@ -335,6 +348,7 @@ class PostgresStore:
         events: list[OutboxEvent] | None = None,
         meta_patch: dict[str, Any] | None = None,
         signal_name: str | None = None,
+        audit_bodies: Sequence[str] = (),
     ) -> None:
         terminal = status in TERMINAL
         release = release or terminal
@@ -390,6 +404,8 @@ class PostgresStore:
                     " ON CONFLICT (event_id) DO NOTHING",
                     outbox_params(ev),
                 )
+            if audit_bodies:
+                await conn.execute(AUDIT_INSERT_POSTGRES, (list(audit_bodies),))
 
     @_translate
     async def request_cancel(self, run_id: str, now: float) -> RunRecord:

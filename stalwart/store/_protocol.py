@@ -12,6 +12,7 @@ Rules every implementation follows:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from stalwart.store._records import (
@@ -41,7 +42,9 @@ class Store(Protocol):
     async def close(self) -> None: ...
 
     # -- runs -------------------------------------------------------------------------------
-    async def create_run(self, run: NewRun, *, refuse_if_flag: str | None = None) -> tuple[str | None, bool]:
+    async def create_run(
+        self, run: NewRun, *, refuse_if_flag: str | None = None, audit_bodies: Sequence[str] = ()
+    ) -> tuple[str | None, bool]:
         """Insert a PENDING run, or return the existing run with the same (org, idempotency_key).
 
         Returns ``(run_id, created)``; ``(None, False)`` when the flag ``refuse_if_flag`` is set
@@ -91,6 +94,7 @@ class Store(Protocol):
         *,
         consume_signal: int | None = None,
         events: list[OutboxEvent] | None = None,
+        audit_bodies: Sequence[str] = (),
     ) -> tuple[bool, bool]:
         """Upsert one journal row, extend the lease and write outbox events, atomically.
 
@@ -115,6 +119,7 @@ class Store(Protocol):
         events: list[OutboxEvent] | None = None,
         meta_patch: dict[str, Any] | None = None,
         signal_name: str | None = None,
+        audit_bodies: Sequence[str] = (),
     ) -> None:
         """Move a claimed run to ``status`` (fenced). ``release`` gives up ownership.
 

@@ -12,12 +12,13 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from stalwart.errors import LeaseLost, RunNotFound, StoreError, StoreUnavailable
+from stalwart.store._audit_sql import AUDIT_INSERT_SQLITE
 from stalwart.store._migrations import load_migrations
 from stalwart.store._records import (
     Claim,
@@ -139,7 +140,9 @@ class SqliteStore:
         return [f"{m.version:04d}_{m.name}" for m in load_migrations("sqlite") if m.version not in done]
 
     # -- runs --------------------------------------------------------------------------------
-    async def create_run(self, run: NewRun, *, refuse_if_flag: str | None = None) -> tuple[str | None, bool]:
+    async def create_run(
+        self, run: NewRun, *, refuse_if_flag: str | None = None, audit_bodies: Sequence[str] = ()
+    ) -> tuple[str | None, bool]:
         with self._tx() as cur:
             if refuse_if_flag is not None and cur.execute(
                 "SELECT 1 FROM flags WHERE name=?", (refuse_if_flag,)
@@ -175,6 +178,8 @@ class SqliteStore:
                 (f"{run.id}:created", "run.created", run.id, dumps({"workflow": run.workflow,
                  "version": run.version, "org": run.org}), run.created_at),
             )
+            if audit_bodies:
+                cur.executemany(AUDIT_INSERT_SQLITE, [(b,) for b in audit_bodies])
         self._poke()
         return run.id, True
 
@@ -274,6 +279,7 @@ class SqliteStore:
         *,
         consume_signal: int | None = None,
         events: list[OutboxEvent] | None = None,
+        audit_bodies: Sequence[str] = (),
     ) -> tuple[bool, bool]:
         with self._tx() as cur:
             # BEGIN IMMEDIATE serialises writers, so reading the epoch here fences as well as an
@@ -292,6 +298,8 @@ class SqliteStore:
                 )
             if events:
                 cur.executemany(_OUTBOX_INSERT, [outbox_params(e) for e in events])
+            if audit_bodies:
+                cur.executemany(AUDIT_INSERT_SQLITE, [(b,) for b in audit_bodies])
         return bool(row[0]), kill
 
     async def set_run_state(
@@ -310,6 +318,7 @@ class SqliteStore:
         events: list[OutboxEvent] | None = None,
         meta_patch: dict[str, Any] | None = None,
         signal_name: str | None = None,
+        audit_bodies: Sequence[str] = (),
     ) -> None:
         terminal = status in TERMINAL
         release = release or terminal
@@ -360,6 +369,8 @@ class SqliteStore:
                 )
             if events:
                 cur.executemany(_OUTBOX_INSERT, [outbox_params(e) for e in events])
+            if audit_bodies:
+                cur.executemany(AUDIT_INSERT_SQLITE, [(b,) for b in audit_bodies])
         if status in ("PENDING", "WAITING"):
             self._poke()
 

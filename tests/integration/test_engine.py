@@ -65,12 +65,14 @@ async def test_run_completes_with_retries_and_injected_idempotency_key(db_url: s
     async with app.worker(concurrency=4):
         rid = await app.start("order", {"order_id": "A1", "cents": 5}, idempotency_key="t-1", org="acme")
         out = await app.result(rid, timeout=20)
-    assert out["cents"] == 11 and out["paid"]["key"] == f"{rid}:2"
+    assert out["cents"] == 11 and out["paid"]["key"] == f"{rid}:8"  # each tool call reserves 4 positions
     assert state["calls"]["flaky"] == 3
     journal = await app.journal(rid)
     assert [(e.kind, e.name, e.status) for e in journal] == [
-        ("step", "double", "completed"), ("tool", "flaky", "completed"), ("tool", "pay", "completed")]
-    assert journal[1].attempts == 3
+        ("step", "double", "completed"), ("policy", "flaky", "completed"), ("tool", "flaky", "completed"),
+        ("policy", "pay", "completed"), ("tool", "pay", "completed")]
+    assert journal[2].attempts == 3
+    assert all(e.kind != "policy" or '"action":"allow"' in (e.result_json or "") for e in journal)
     info = await app.get_run(rid)
     assert info.status == "COMPLETED" and info.org == "acme"
     await app.close()
@@ -106,7 +108,7 @@ async def test_failure_compensates_in_reverse_and_dead_letters(db_url: str) -> N
     assert exc.value.status == "DEAD_LETTER"
     assert exc.value.error["step"] == "fatal" and "traceback" in exc.value.error
     assert [c["status"] for c in exc.value.error["compensation"]] == ["completed"]
-    assert state["voids"] == [("FAIL", 3, f"{rid}:4")]
+    assert state["voids"] == [("FAIL", 3, f"{rid}:13")]
     [dl] = await app.dead_letters()
     assert dl.run_id == rid and "permanent" in dl.reason
     await app.close()
@@ -366,7 +368,7 @@ async def test_replay_reproduces_a_run_without_executing_anything(db_url: str) -
     ledger_before = dict(state["ledger"])
     report = await app.replay(rid)
     assert report.outcome == "identical", report.detail
-    assert report.steps_replayed == 3 and report.output_matches
+    assert report.steps_replayed == 5 and report.output_matches
     assert state["calls"] == calls_before and state["ledger"] == ledger_before  # nothing ran again
     # change the code under the recorded run: the replay reports the divergence
     wdef = app.workflow_def("order")
@@ -389,9 +391,9 @@ async def test_fork_reuses_the_journal_before_a_step(sqlite_url: str) -> None:
         rid = await app.start("order", {"order_id": "A1", "cents": 5})
         first = await app.result(rid, timeout=20)
         flaky_calls = state["calls"]["flaky"]
-        forked = await app.fork(rid, from_step=2)
+        forked = await app.fork(rid, from_step=5)
         second = await app.result(forked, timeout=20)
-    assert state["calls"]["flaky"] == flaky_calls  # steps 0-1 came from the journal
-    assert second["cents"] == first["cents"] and second["paid"]["key"] == f"{forked}:2"
+    assert state["calls"]["flaky"] == flaky_calls  # steps 0-2 came from the journal
+    assert second["cents"] == first["cents"] and second["paid"]["key"] == f"{forked}:8"
     assert (await app.get_run(forked)).meta["forked_from"] == rid
     await app.close()

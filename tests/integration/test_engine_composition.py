@@ -155,7 +155,7 @@ async def test_stale_data_falls_back_visibly_and_a_stale_fallback_is_never_used(
     async with app.worker(concurrency=1):
         rid = await app.start("w")
         assert (await app.result(rid, timeout=20))["cents"] == 900
-        [entry] = await app.journal(rid)
+        [_policy, entry] = await app.journal(rid)
         assert entry.meta["fallback"]["tool"] == "price_cache" and entry.meta["fallback"]["outcome"] == "used"
         assert "stale_data" in entry.meta["fallback"]["because"]
         cache_age["s"] = 7200  # now the fallback is stale as well

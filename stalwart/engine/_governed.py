@@ -1,0 +1,234 @@
+"""Governance in the run: audit entries in every step's transaction, a policy decision and a risk
+score before every tool call, and durable human reviews.
+
+Nothing here is optional per call: ``ctx.tool`` always goes through :func:`authorize_tool_call`,
+and every commit carries its audit entry, so no step is recorded without one.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from stalwart.engine._definitions import ToolDef
+from stalwart.errors import PolicyDenied, ReviewRejected
+from stalwart.store import JournalEntry
+
+if TYPE_CHECKING:
+    from stalwart.engine._app import App
+    from stalwart.engine._execution import RunExecution
+
+__all__ = ["Governance", "authorize_tool_call", "request_review", "step_audit_event"]
+
+_AMOUNT_KEYS = ("cents", "amount_cents", "amount")
+
+
+class Governance:
+    """The app's governance services, built once when the app connects."""
+
+    def __init__(self, app: App) -> None:
+        from stalwart.governance import AuditLog, KillSwitch, PolicyEngine, ReviewQueue, RiskScorer
+
+        s = app.settings.governance
+        store = app.store
+        self.app = app
+        self.audit = AuditLog(
+            store,
+            signing_key=_read_key(s.signing_key_file),
+            checkpoint_every=s.checkpoint_every,
+            checkpoint_interval_s=s.checkpoint_interval_s,
+            checkpoint_dir=s.checkpoint_dir,
+            clock=app.clock.time,
+        )
+        self.policy = PolicyEngine(policies_dir(app), store=store, audit=self.audit, clock=app.clock.time)
+        self.risk = RiskScorer(review_above=s.review_above, block_above=s.block_above)
+        self.reviews = ReviewQueue(
+            store,
+            app.clock.time,
+            app.settings.webhook_url,
+            audit=self.audit,
+            on_decision=self._on_decision,
+            validate_args=self._validate_args,
+            sample_rate=s.review_sample_rate,
+        )
+        self.kill_switch = KillSwitch(store, self.audit, broker=None, clock=app.clock.time,
+                                      webhook_url=app.settings.webhook_url)
+
+    async def _on_decision(self, review: Any) -> None:
+        await self.app.signal(review.run_id, f"review:{review.id}", review.signal_payload())
+
+    def _validate_args(self, review: Any, args: dict[str, Any]) -> dict[str, Any]:
+        tool = self.app.tool_def(str(review.proposed_action.get("tool", "")))
+        if tool is None:
+            return args
+        return tool.validate_args(args)
+
+    async def close(self) -> None:
+        await self.audit.close()
+
+
+def _read_key(path: str | None) -> bytes | None:
+    if not path:
+        return None
+    import base64
+
+    return base64.b64decode(Path(path).read_text().strip())
+
+
+def policies_dir(app: App) -> Path:
+    """``governance.policies_dir``, else ``./policies``, else the bundled default policies."""
+    configured = app.settings.governance.policies_dir
+    if configured:
+        return Path(configured)
+    local = Path.cwd() / "policies"
+    if (local / "schema.cedarschema").is_file():
+        return local
+    return Path(__file__).resolve().parent.parent / "governance" / "policies"
+
+
+def step_audit_event(ex: RunExecution, entry: JournalEntry) -> Any:
+    """The audit entry of one committed step (redacted data and references only)."""
+    from stalwart.governance import AuditEvent
+
+    meta = entry.meta or {}
+    details: dict[str, Any] = {"seq": entry.seq, "kind": entry.kind, "name": entry.name, "status": entry.status,
+                               "attempts": entry.attempts}
+    if entry.started_at is not None and entry.finished_at is not None:
+        details["latency_ms"] = round((entry.finished_at - entry.started_at) * 1000, 3)
+    decision = None
+    policy_version = None
+    risk = None
+    if entry.kind == "llm":
+        for k in ("model", "model_id", "tokens_in", "tokens_out", "cost_usd", "cached", "pii"):
+            if k in meta:
+                details[k] = meta[k]
+        routing = meta.get("routing") or {}
+        details["routing"] = {"chosen": routing.get("chosen"), "reason": routing.get("reason"),
+                              "skipped": [s.get("model") for s in routing.get("skipped", [])]}
+        if entry.result_json:  # the journaled answer is already redacted by the guard
+            details["response_sha256"] = _sha(entry.result_json)
+    elif entry.kind in ("tool", "compensation"):
+        for k in ("duration_ms", "credential_id", "sandbox", "mutating", "idempotency_key", "fallback"):
+            if k in meta:
+                details[k] = meta[k]
+        if "args" in meta:
+            details["args"] = ex.guard().redact_now(meta["args"])
+        if entry.result_json:
+            details["output_sha256"] = _sha(entry.result_json)
+    elif entry.kind == "policy" and entry.result_json:
+        result = json.loads(entry.result_json)
+        decision = result.get("action")
+        policy_version = result.get("policy_version")
+        risk = result.get("risk", {}).get("score")
+        details["reasons"] = result.get("reasons")
+        details["risk_factors"] = result.get("risk", {}).get("factors")
+    if meta.get("guard"):
+        details["guard"] = meta["guard"]
+    if entry.error:
+        details["error"] = {k: entry.error.get(k) for k in ("type", "code", "message", "retryable")}
+    run = ex.run
+    return AuditEvent(
+        event_type=f"{entry.kind}.{entry.status}",
+        action=entry.kind,
+        actor=f"agent:{run.workflow}@{run.version}",
+        resource=entry.name,
+        decision=decision,
+        org_id=run.org,
+        user_id=run.user,
+        run_id=run.id,
+        trace_id=run.trace_id,
+        workflow_version=f"{run.workflow}@{run.version}",
+        policy_version=policy_version,
+        risk_score=risk,
+        details=details,
+        event_id=f"{run.id}:{entry.seq}:{entry.status}:{entry.attempts}",
+        timestamp=entry.finished_at or ex.now(),
+    )
+
+
+def _sha(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _amount(args: dict[str, Any]) -> int:
+    for k in _AMOUNT_KEYS:
+        v = args.get(k)
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            return int(v)
+    return 0
+
+
+async def authorize_tool_call(
+    ex: RunExecution, tool: ToolDef, args: dict[str, Any], *, seq: int | None = None
+) -> dict[str, Any]:
+    """Evaluate policy and risk for a tool call, as a durable step (the same answer on replay)."""
+    gov: Governance = await ex.app.governance()
+
+    async def body(seq: int, attempt: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        now = ex.now()
+        amount = _amount(args)
+        assessment = gov.risk.score(
+            tool_risk=tool.risk, data_sensitivity=tool.sensitivity, amount=amount, cost=ex.spent_usd,
+            external_calls=len(tool.egress), guard_flags=[str(f.get("action", "flag")) for f in ex.flags],
+            pii=sum(ex.guard().pii_counts.values()),
+        )
+        target_org = str(args.get("org") or ex.run.org)
+        decision = gov.policy.authorize(
+            {"workflow": ex.run.workflow, "version": ex.run.version, "org": ex.run.org, "role": ex.wdef.role},
+            "call_tool",
+            {"tool": tool.name, "sensitivity": tool.sensitivity, "org": ex.run.org, "mutating": tool.mutating},
+            {"time": int(now), "hour": datetime.fromtimestamp(now, tz=UTC).hour, "target_org": target_org,
+             "amount": amount, "risk": int(assessment.score), "reviewed": False},
+        )
+        if decision.allowed and assessment.action == "auto":
+            action = "allow"
+        elif (decision.allowed or decision.review_required) and not decision.errors:
+            action = "review"
+        else:
+            action = "deny"
+        result = {"action": action, "allowed": decision.allowed, "reasons": list(decision.reasons),
+                  "policy_version": decision.policy_version, "review_required": decision.review_required,
+                  "errors": list(decision.errors), "risk": assessment.to_json(), "amount": amount}
+        if ex.app.telemetry is not None:
+            ex.app.telemetry.policy_decision(tool.name, action)
+        return result, {"tool": tool.name}
+
+    return await ex.durable("policy", tool.name, body, seq=seq)  # type: ignore[no-any-return]
+
+
+async def request_review(
+    ex: RunExecution, reason: str, *, proposed: dict[str, Any], risk: Any = None, policy: Any = None,
+    severity: str | None = None, seqs: tuple[int, int] | None = None,
+) -> dict[str, Any]:
+    """Open a review (durably, once) and wait for a human decision; raise if rejected."""
+    gov: Governance = await ex.app.governance()
+
+    async def body(seq: int, attempt: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        review = await gov.reviews.create(
+            ex.run.id, seq, ex.run.user or f"agent:{ex.run.workflow}", proposed, risk, policy, severity,
+            org=ex.run.org,
+        )
+        return {"review_id": review.id, "status": review.status, "reason": reason}, {"review_id": review.id}
+
+    review_seq, signal_seq = seqs if seqs is not None else (None, None)
+    opened = await ex.durable("review", reason[:80] or "review", body, seq=review_seq)
+    if opened["status"] == "auto_approved":
+        return {"approved": True, "status": "auto_approved", "args": None, "review_id": opened["review_id"]}
+    decision = await ex.ctx_wait_signal(f"review:{opened['review_id']}", seq=signal_seq)
+    if not decision or not decision.get("approved"):
+        who = (decision or {}).get("reviewer") or "a reviewer"
+        raise ReviewRejected(f"{who} rejected: {reason}", retryable=False,
+                             details={"review_id": opened["review_id"], "note": (decision or {}).get("note")})
+    return dict(decision)
+
+
+def denial(tool: ToolDef, result: dict[str, Any]) -> PolicyDenied:
+    why = ", ".join(result.get("reasons") or []) or "no policy permits it"
+    if result.get("errors"):
+        why += f" ({'; '.join(result['errors'])})"
+    return PolicyDenied(f"policy {result.get('policy_version')} denies calling {tool.name!r}: {why}",
+                        retryable=False, details={"tool": tool.name, "reasons": result.get("reasons")})
