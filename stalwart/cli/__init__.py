@@ -5,8 +5,10 @@ from __future__ import annotations
 import typer
 
 from stalwart.cli._common import state  # noqa: I001
+from stalwart.cli._alerts import alerts
 from stalwart.cli._demo import demo
 from stalwart.cli._doctor import doctor
+from stalwart.cli._governance import audit_cli, compliance_cli, inventory, kill_cli, review_cli
 from stalwart.cli._runs import dlq_cli, run_cli
 from stalwart.cli._schedules import schedule_cli
 from stalwart.cli._worker import migrate, worker
@@ -38,6 +40,12 @@ cli.command("doctor")(doctor)
 cli.add_typer(run_cli, name="run")
 cli.add_typer(dlq_cli, name="dlq")
 cli.add_typer(schedule_cli, name="schedule")
+cli.add_typer(review_cli, name="review")
+cli.add_typer(audit_cli, name="audit")
+cli.add_typer(kill_cli, name="kill-switch")
+cli.add_typer(compliance_cli, name="compliance")
+cli.command("inventory")(inventory)
+cli.command("alerts")(alerts)
 
 
 def main() -> None:

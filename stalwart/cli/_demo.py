@@ -2,110 +2,163 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import subprocess
+import sys
 import time
 from typing import Any
 
 import typer
 from rich.panel import Panel
 
-from stalwart.cli._common import console, load_app, run
+from stalwart.cli._common import console, load_app, run, state
 from stalwart.cli._runs import steps_table
 from stalwart.errors import WorkflowFailed
 
+TICKETS: list[tuple[str, dict[str, Any], str]] = [
+    ("1", {"email": "alice@example.com", "message": "Hi! Order A-1001 arrived broken. Please refund the $49.99."},
+     "an ordinary refund: the model triages it (it sees only placeholders for the email), order and history are "
+     "looked up in parallel sandboxes, the fraud check times out once and is retried"),
+    ("2", {"email": "bob@example.com", "message": "I want my money back for order A-1002."},
+     "a $125 refund: policy sends it to a human review; the demo approves it from the CLI"),
+    ("3", {"email": "dave@example.com", "message": "Refund order A-1003 please."},
+     "order A-1003 belongs to another org: the order service refuses the run's org-scoped credential"),
+    ("4", {"email": "mallory@example.com", "message": "Refund order A-1004, thanks."},
+     "the order record carries a prompt injection: the guard blocks the tool output before any model sees it"),
+    ("5", {"email": "frank@example.com", "message": "Refund my order A-1005 of $750."},
+     "a $750 refund: policy forbids automated refunds over $500"),
+    ("6", {"email": "grace@bounce.invalid", "message": "Refund order A-1006 please, $30."},
+     "the refund is paid, then the confirmation bounces for good: the refund is voided (saga compensation)"),
+]
 
-def demo(
-    keep_worker_s: float = typer.Option(0.0, help="Keep the worker running this long after the demo."),
-) -> None:
+
+def demo() -> None:
     """Run the customer-support refund workflow on a few tickets and explain what happened."""
     from stalwart.examples import refund as example
 
     app = load_app(default="stalwart.examples.refund:app")
     _ensure_master_key(app)
     nonce = time.strftime("%Y%m%d-%H%M%S")
-    tickets: list[tuple[str, dict[str, Any], str]] = [
-        (f"demo-{nonce}-1", {"email": "alice@example.com",
-                                    "message": "Hi! Order A-1001 arrived broken. Please refund the $49.99."},
-         "an ordinary refund: the model triages it, the fraud check times out once and is retried"),
-        (f"demo-{nonce}-2", {"email": "bob@bounce.invalid",
-                                    "message": "I want my money back for order A-1002."},
-         "the refund is paid, then the confirmation bounces for good: the refund is voided"),
-        (f"demo-{nonce}-3", {"email": "carol@example.com",
-                                    "message": "Refund order A-9999 please, it never came."},
-         "the order does not exist: the sandboxed lookup fails without retry"),
-        (f"demo-{nonce}-4", {"email": "mallory@example.com", "message": "Refund order A-1004, thanks."},
-         "the order record carries a prompt injection: the guard blocks the tool output before any model sees it"),
-    ]
 
     async def go() -> None:
         await app.connect()
         console.print(Panel.fit(
             f"Stalwart demo · workflow [bold]refund@1[/bold] · store {app.settings.db}\n"
-            "Every step is journaled; the payment ledger is keyed by each call's idempotency key.",
+            "Model: the offline [bold]local[/bold] provider (scripted, deterministic, not a real LLM).\n"
+            "Every step is journaled, audited in the same transaction, and replayable.",
             title="stalwart demo"))
-        async with app.worker(concurrency=8):
-            ids = []
-            for key, ticket, _ in tickets:
-                ids.append(await app.start("refund", ticket, idempotency_key=key, org="acme", user="agent-demo"))
-            again = await app.start("refund", tickets[0][1], idempotency_key=tickets[0][0], org="acme")
-            for (key, ticket, story), run_id in zip(tickets, ids, strict=True):
-                try:
-                    await app.result(run_id, timeout=60)
-                except WorkflowFailed:
-                    pass
-                info = await app.get_run(run_id)
-                journal = await app.journal(run_id)
-                colour = "green" if info.status.value == "COMPLETED" else "red"
-                console.rule(f"ticket {key}")
-                console.print(f"[dim]{story}[/dim]")
-                console.print(f"run [bold]{run_id}[/bold] → [{colour}]{info.status.value}[/{colour}]")
-                console.print(steps_table(journal, title=""))
-                if info.output:
-                    console.print(f"result: {info.output}")
-                pii = {k: v for e in journal for k, v in ((e.meta or {}).get("pii") or {}).items()}
-                if pii:
-                    seen = [e.result_json for e in journal if e.kind == "llm" and e.name == "reply"]
-                    line = f"[magenta]guard:[/magenta] PII redacted before the model saw the ticket: {pii}"
-                    if any(seen):
-                        line += (f"; the model addressed its reply to {_email_of(seen)} and the vault re-hydrated "
-                                 "the real address for send_email only")
-                    console.print(line)
-                for e in journal:
-                    for g in (e.meta or {}).get("guard") or []:
-                        console.print(f"[magenta]guard:[/magenta] {g['action'].upper()} in {g['where']} "
-                                      f"(score {g['score']}; {', '.join(g['reasons'][:2])})")
-                if info.error:
-                    console.print(f"[red]failed at step {info.error.get('step_seq')} ({info.error.get('step')}):"
-                                  f"[/red] {info.error.get('message')}")
-                    for c in info.error.get("compensation") or []:
-                        console.print(f"  compensation for {c['tool']} (step {c['seq']}): {c['status']}")
+        async with app.worker(concurrency=8, poll_interval_s=0.2):
+            ids: dict[str, str] = {}
+            for n, ticket, _ in TICKETS:
+                ids[n] = await app.start("refund", ticket, idempotency_key=f"demo-{nonce}-{n}", org="acme",
+                                         user="agent-demo")
+            again = await app.start("refund", TICKETS[0][1], idempotency_key=f"demo-{nonce}-1", org="acme")
+            await _approve_from_cli(app, ids["2"])
+            for n, _ticket, story in TICKETS:
+                await _show(app, n, ids[n], story)
             console.rule("idempotency")
-            console.print(f"re-submitting ticket {tickets[0][0]} returned the same run: "
-                          f"[bold]{again == ids[0]}[/bold] ({again})")
-            rows = [r for r in example.ledger_rows() if r[0].split(":")[0] in ids]
-            console.rule("payment ledger (this demo)")
-            for key, order_id, cents, kind in rows:
-                console.print(f"  {kind:<6} {order_id}  {cents / 100:>8.2f} USD   key {key}")
-            dlq = [d for d in await app.dead_letters() if d.run_id in ids]
-            console.rule("mail actually sent (real addresses, re-hydrated from the vault)")
+            console.print(f"re-submitting ticket 1 with its idempotency key returned the same run: "
+                          f"[bold]{again == ids['1']}[/bold]")
+            console.rule("payment ledger (keyed by idempotency key: never paid twice)")
+            for key, order_id, cents, kind in example.ledger_rows():
+                if key.split(":")[0] in ids.values():
+                    console.print(f"  {kind:<6} {order_id}  {cents / 100:>8.2f} USD   key {key}")
+            console.rule("mail actually sent (real addresses, re-hydrated from the vault for send_email only)")
             for m in example.SENT_MAIL:
                 console.print(f"  to {m['to']}: {m['subject']}")
-            console.rule("dead-letter queue")
-            for d in dlq:
-                console.print(f"  {d.run_id}  {d.reason[:90]}")
-            console.print("\nNext: [bold]stalwart run get ID --json[/bold] · [bold]stalwart run list[/bold] · "
-                          "[bold]stalwart dlq list[/bold] · [bold]stalwart dlq retry ID[/bold]")
-            if keep_worker_s:
-                import asyncio
-
-                await asyncio.sleep(keep_worker_s)
+            console.rule("audit log")
+            await _verify_audit(app)
+            console.print("\nNext: [bold]stalwart run get ID --json[/bold] · [bold]stalwart run explain ID[/bold] · "
+                          "[bold]stalwart run replay ID[/bold] · [bold]stalwart dlq list[/bold] · "
+                          "[bold]stalwart audit verify[/bold] · [bold]stalwart review list[/bold]")
         await app.close()
 
     run(go)
 
 
-def _email_of(results: list[str | None]) -> str:
-    import json
+async def _approve_from_cli(app: Any, run_id: str) -> None:
+    """Wait until the run asks for a review, then approve it with the real ``stalwart`` CLI."""
+    gov = await app.governance()
+    review = None
+    for _ in range(600):
+        pending = [r for r in await gov.reviews.list("pending") if r.run_id == run_id]
+        if pending:
+            review = pending[0]
+            break
+        info = await app.get_run(run_id)
+        if info.status.value in ("COMPLETED", "FAILED", "DEAD_LETTER", "CANCELLED"):
+            return
+        await asyncio.sleep(0.1)
+    if review is None:
+        return
+    risk = (review.risk or {}).get("score")
+    console.rule("human review")
+    console.print(f"run {run_id} is WAITING (holding no worker) for review {review.id}: "
+                  f"{review.proposed_action.get('tool')} {json.dumps(review.proposed_action.get('args'))}, "
+                  f"risk {risk}, policy {', '.join((review.policy or {}).get('reasons') or [])}")
+    cmd = [sys.executable, "-m", "stalwart.cli", "--db", app.settings.db]
+    if state.app:
+        cmd += ["--app", state.app]
+    cmd += ["review", "approve", review.id, "--as", "user:lead-reviewer", "--note", "within goodwill policy"]
+    console.print(f"$ stalwart review approve {review.id} --as user:lead-reviewer")
+    out = await asyncio.to_thread(subprocess.run, cmd, capture_output=True, text=True, env=os.environ.copy())
+    console.print((out.stdout or out.stderr).strip())
 
+
+async def _show(app: Any, n: str, run_id: str, story: str) -> None:
+    try:
+        await app.result(run_id, timeout=120)
+    except WorkflowFailed:
+        pass
+    info = await app.get_run(run_id)
+    journal = await app.journal(run_id)
+    colour = "green" if info.status.value == "COMPLETED" else "red"
+    console.rule(f"ticket {n}")
+    console.print(f"[dim]{story}[/dim]")
+    console.print(f"run [bold]{run_id}[/bold] → [{colour}]{info.status.value}[/{colour}]")
+    console.print(steps_table(journal, title=""))
+    if info.output:
+        console.print(f"result: {info.output}")
+    pii = {k: v for e in journal for k, v in ((e.meta or {}).get("pii") or {}).items()}
+    if pii:
+        seen = [e.result_json for e in journal if e.kind == "llm" and e.name == "reply"]
+        line = f"[magenta]guard:[/magenta] PII redacted before the model saw the ticket: {pii}"
+        if any(seen):
+            line += (f"; the model addressed its reply to {_email_of(seen)} and the vault re-hydrated "
+                     "the real address for send_email only")
+        console.print(line)
+    for e in journal:
+        for g in (e.meta or {}).get("guard") or []:
+            console.print(f"[magenta]guard:[/magenta] {g['action'].upper()} in {g['where']} "
+                          f"(score {g['score']}; {', '.join(g['reasons'][:2])})")
+        if e.kind == "policy" and e.result_json:
+            verdict = json.loads(e.result_json)
+            if verdict.get("action") != "allow":
+                console.print(f"[yellow]policy:[/yellow] {e.name}: {verdict['action'].upper()} "
+                              f"({', '.join(verdict.get('reasons') or [])}; risk {verdict['risk']['score']:.0f}; "
+                              f"policy {verdict.get('policy_version')})")
+    if info.error:
+        console.print(f"[red]{info.error.get('type')} at step {info.error.get('step_seq')} "
+                      f"({info.error.get('step')}):[/red] {info.error.get('message')}")
+        for c in info.error.get("compensation") or []:
+            console.print(f"  compensation for {c['tool']} (step {c['seq']}): {c['status']}")
+
+
+async def _verify_audit(app: Any) -> None:
+    from stalwart.governance import verify_chain
+
+    gov = await app.governance()
+    await gov.audit.checkpoint()
+    report = await verify_chain(app.store, await gov.audit.public_key(),
+                                checkpoint_dir=app.settings.governance.checkpoint_dir)
+    status = "[green]intact[/green]" if report.ok else f"[red]TAMPERED[/red] ({report.reason})"
+    console.print(f"hash chain {status}: {report.checked} entries, {report.checkpoints} signed checkpoints "
+                  f"anchored in {app.settings.governance.checkpoint_dir}")
+
+
+def _email_of(results: list[str | None]) -> str:
     for r in results:
         if r:
             return str(json.loads(r).get("value", {}).get("email"))
@@ -115,7 +168,6 @@ def _email_of(results: list[str | None]) -> str:
 def _ensure_master_key(app: Any) -> None:
     """The demo's vault key: a 0600 file beside the demo database, unless one is configured."""
     import base64
-    import os
     from pathlib import Path
 
     g = app.settings.guard
@@ -127,4 +179,4 @@ def _ensure_master_key(app: Any) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(base64.b64encode(os.urandom(32)).decode())
-    app.settings = app.settings.model_copy(update={"guard": g.model_copy(update={"master_key_file": str(path)})})
+    os.environ[g.master_key_env] = path.read_text().strip()  # the CLI reviewer process needs it too

@@ -311,3 +311,27 @@ def fork(
         print_json({"id": new, "forked_from": run_id, "from_step": from_step})
     else:
         console.print(f"{new} (forked from {run_id} at step {from_step}; a worker will run the rest)")
+
+
+@run_cli.command("explain")
+def explain_run(
+    run_id: str = typer.Argument(..., help="The run to explain."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Why did this run cost what it cost and take as long as it took? Per-step table, critical
+    path, and the top cost and time contributors in plain sentences."""
+    from stalwart.telemetry import explain
+
+    app = load_app(default=None)
+
+    async def go() -> Any:
+        try:
+            return explain(await app.get_run(run_id), await app.journal(run_id))
+        finally:
+            await app.close()
+
+    expl = run(go)
+    if json_out:
+        print_json(expl.to_dict())
+    else:
+        console.print(expl)

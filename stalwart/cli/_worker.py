@@ -15,16 +15,20 @@ def worker(
     concurrency: int | None = typer.Option(None, "--concurrency", "-c", min=1, help="Runs executed at once."),
     lease_s: float | None = typer.Option(None, help="Lease length in seconds (default from settings)."),
     metrics_port: int | None = typer.Option(None, help="Serve Prometheus metrics on this port."),
+    metrics_addr: str = typer.Option("127.0.0.1", help="Interface for --metrics-port."),
+    log_level: str = typer.Option("INFO", help="Log level (logs are JSON lines on stderr)."),
 ) -> None:
     """Run a stateless worker until SIGTERM/SIGINT, then drain gracefully."""
     app = load_app()
 
+    from stalwart.telemetry import configure_logging, serve_metrics
+
+    configure_logging(log_level, json=True)
+
     async def go() -> None:
         await app.connect()
         if metrics_port is not None:
-            from stalwart.telemetry import serve_metrics  # type: ignore[attr-defined]
-
-            serve_metrics(metrics_port)
+            serve_metrics(metrics_port, addr=metrics_addr)
         w = app.worker(concurrency=concurrency, lease_s=lease_s)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -112,7 +112,9 @@ class Context:
             args = tdef.validate_args(kwargs)
             verdict = await authorize_tool_call(ex, tdef, args, seq=policy_seq)
             if verdict["action"] == "deny":
-                raise denial(tdef, verdict)
+                err = denial(tdef, verdict)
+                err._stalwart_step = policy_seq  # type: ignore[attr-defined]
+                raise err
             if verdict["action"] == "review":
                 decision = await request_review(
                     ex, f"{tdef.name} needs review", proposed={"tool": tdef.name, "args": ex.guard().redact_now(args)},

@@ -118,6 +118,7 @@ class Triage(BaseModel):
     name="refund",
     version="1",
     tools=[lookup_order, customer_history, check_fraud, issue_refund, send_email],
+    role="support",
     budget=sw.Budget(max_tokens=20_000, max_usd=0.50),
 )
 async def refund(ctx: sw.Context, ticket: dict) -> dict:
