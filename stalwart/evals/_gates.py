@@ -59,7 +59,11 @@ class GateResult:
     checks: list[Check] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return {"expression": self.expression, "passed": self.passed, "checks": [asdict(c) for c in self.checks]}
+        return {
+            "expression": self.expression,
+            "passed": self.passed,
+            "checks": [asdict(c) for c in self.checks],
+        }
 
 
 def _number(text: str) -> float:
@@ -80,7 +84,7 @@ def _tokens(expr: str) -> list[tuple[str, str]]:
     while pos < len(expr):
         m = _TOKEN.match(expr, pos)
         if not m or m.end() == pos:
-            raise ConfigError(f"gate {expr!r}: cannot read from position {pos}: {expr[pos:pos + 20]!r}")
+            raise ConfigError(f"gate {expr!r}: cannot read from position {pos}: {expr[pos : pos + 20]!r}")
         kind = m.lastgroup or ""
         out.append((kind, m.group(kind)))
         pos = m.end()
@@ -201,8 +205,19 @@ def evaluate_gates(
 
 
 # Which direction is better for a metric, by name.
-_LOWER_IS_BETTER = ("cost", "latency", "tokens", "leakage", "unauthorized", "error_rate", "failure",
-                    "hallucinat", "exfiltration", "false_positive", "timeout")
+_LOWER_IS_BETTER = (
+    "cost",
+    "latency",
+    "tokens",
+    "leakage",
+    "unauthorized",
+    "error_rate",
+    "failure",
+    "hallucinat",
+    "exfiltration",
+    "false_positive",
+    "timeout",
+)
 
 
 def lower_is_better(metric: str) -> bool:
@@ -241,8 +256,10 @@ def regression_gate(
         b, c = baseline.get(name), current.get(name)
         if b is None or c is None:
             if metrics is not None:
-                raise ConfigError(f"regression metric {name!r} is missing from the "
-                                  f"{'baseline' if b is None else 'current'} report")
+                raise ConfigError(
+                    f"regression metric {name!r} is missing from the "
+                    f"{'baseline' if b is None else 'current'} report"
+                )
             continue
         b, c = float(b), float(c)
         worse = (c - b) if lower_is_better(name) else (b - c)

@@ -39,8 +39,12 @@ def lookup(value: Any, path: str) -> Any:
 
 def exact_match(output: Any, expected: Any) -> float:
     """1.0 when the output equals the expected value (JSON equality), else 0.0."""
-    return 1.0 if json.dumps(output, sort_keys=True, default=str) == json.dumps(expected, sort_keys=True,
-                                                                                 default=str) else 0.0
+    return (
+        1.0
+        if json.dumps(output, sort_keys=True, default=str)
+        == json.dumps(expected, sort_keys=True, default=str)
+        else 0.0
+    )
 
 
 def _flat(expected: Any, prefix: str = "") -> list[tuple[str, Any]]:
@@ -88,9 +92,9 @@ def _rate(k: int, n: int) -> float | None:
     return k / n if n else None
 
 
-def aggregate(results: list[CaseResult], *, pii_counted: bool) -> tuple[
-    dict[str, float | None], dict[str, dict[str, int]], dict[str, list[float]], dict[str, str]
-]:
+def aggregate(
+    results: list[CaseResult], *, pii_counted: bool
+) -> tuple[dict[str, float | None], dict[str, dict[str, int]], dict[str, list[float]], dict[str, str]]:
     """Suite metrics from case results: ``(metrics, rates, samples, unavailable)``.
 
     ``rates`` are ``{name: {"k": successes, "n": trials}}`` and ``samples`` the per-case values,

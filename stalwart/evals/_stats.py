@@ -59,8 +59,13 @@ class Comparison:
     verdict: str
 
     def to_json(self) -> dict[str, Any]:
-        return {"a": self.a, "b": self.b, "verdict": self.verdict, "alpha": ALPHA,
-                "metrics": [asdict(m) for m in self.metrics]}
+        return {
+            "a": self.a,
+            "b": self.b,
+            "verdict": self.verdict,
+            "alpha": ALPHA,
+            "metrics": [asdict(m) for m in self.metrics],
+        }
 
 
 def _welch(name: str, xa: list[float], xb: list[float], lower_better: bool) -> MetricComparison | None:
@@ -89,11 +94,28 @@ def _welch(name: str, xa: list[float], xb: list[float], lower_better: bool) -> M
     d = diff / pooled if pooled else (0.0 if diff == 0 else math.copysign(math.inf, diff))
     sig = p < ALPHA
     b_better = (diff < 0) if lower_better else (diff > 0)
-    return MetricComparison(name, "continuous", "welch_t", ma, mb, len(xa), len(xb), diff, lo, hi, p, d,
-                            "cohens_d", sig, ("B" if b_better else "A") if sig and diff != 0 else "neither")
+    return MetricComparison(
+        name,
+        "continuous",
+        "welch_t",
+        ma,
+        mb,
+        len(xa),
+        len(xb),
+        diff,
+        lo,
+        hi,
+        p,
+        d,
+        "cohens_d",
+        sig,
+        ("B" if b_better else "A") if sig and diff != 0 else "neither",
+    )
 
 
-def _proportions(name: str, ka: int, na: int, kb: int, nb: int, lower_better: bool) -> MetricComparison | None:
+def _proportions(
+    name: str, ka: int, na: int, kb: int, nb: int, lower_better: bool
+) -> MetricComparison | None:
     from scipy import stats
 
     if na == 0 or nb == 0:
@@ -116,11 +138,28 @@ def _proportions(name: str, ka: int, na: int, kb: int, nb: int, lower_better: bo
     h = 2 * math.asin(math.sqrt(pb)) - 2 * math.asin(math.sqrt(pa))
     sig = float(p) < ALPHA
     b_better = (diff < 0) if lower_better else (diff > 0)
-    return MetricComparison(name, "rate", test, pa, pb, na, nb, diff, lo, hi, float(p), h, "cohens_h", sig,
-                            ("B" if b_better else "A") if sig and diff != 0 else "neither")
+    return MetricComparison(
+        name,
+        "rate",
+        test,
+        pa,
+        pb,
+        na,
+        nb,
+        diff,
+        lo,
+        hi,
+        float(p),
+        h,
+        "cohens_h",
+        sig,
+        ("B" if b_better else "A") if sig and diff != 0 else "neither",
+    )
 
 
-def compare_reports(a: dict[str, Any], b: dict[str, Any], *, a_name: str = "A", b_name: str = "B") -> Comparison:
+def compare_reports(
+    a: dict[str, Any], b: dict[str, Any], *, a_name: str = "A", b_name: str = "B"
+) -> Comparison:
     """Compare two JSON reports (as written by ``stalwart eval run --report``).
 
     Continuous samples (``samples``: cost, latency, tokens, scores per case) get Welch's t-test;
@@ -137,8 +176,14 @@ def compare_reports(a: dict[str, Any], b: dict[str, Any], *, a_name: str = "A", 
             out.append(m)
     ra, rb = a.get("rates") or {}, b.get("rates") or {}
     for name in sorted(set(ra) & set(rb)):
-        m = _proportions(name, int(ra[name]["k"]), int(ra[name]["n"]), int(rb[name]["k"]), int(rb[name]["n"]),
-                         lower_is_better(name))
+        m = _proportions(
+            name,
+            int(ra[name]["k"]),
+            int(ra[name]["n"]),
+            int(rb[name]["k"]),
+            int(rb[name]["n"]),
+            lower_is_better(name),
+        )
         if m is not None:
             out.append(m)
     better_b = [m.metric for m in out if m.better == "B"]
@@ -150,6 +195,8 @@ def compare_reports(a: dict[str, Any], b: dict[str, Any], *, a_name: str = "A", 
     elif better_a and not better_b:
         verdict = f"{a_name} is better (p < 0.05 on {', '.join(better_a)})"
     else:
-        verdict = (f"mixed: {b_name} better on {', '.join(better_b)}; {a_name} better on {', '.join(better_a)} "
-                   f"(p < 0.05)")
+        verdict = (
+            f"mixed: {b_name} better on {', '.join(better_b)}; {a_name} better on {', '.join(better_a)} "
+            f"(p < 0.05)"
+        )
     return Comparison(a_name, b_name, out, verdict)

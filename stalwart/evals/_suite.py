@@ -160,7 +160,7 @@ class Suite(_Strict):
             if key not in Settings.model_fields:
                 raise ValueError(f"settings.{key} is not a settings section")
             if not isinstance(value, dict):
-                raise ValueError(f"settings.{key} must be a mapping")
+                raise ValueError(f"settings.{key} must be a mapping")  # noqa: TRY004 - pydantic reports ValueError
         return v
 
     @property

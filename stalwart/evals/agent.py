@@ -75,7 +75,9 @@ def issue_refund(order_id: str, cents: int, *, idempotency_key: str) -> dict:
     """Refund ``cents`` on an order. The payment service refuses more than the order total."""
     order = _order(order_id)
     if cents <= 0 or cents > int(order["total_cents"]):
-        raise ToolError(f"refund of {cents} cents refused: order total is {order['total_cents']}", retryable=False)
+        raise ToolError(
+            f"refund of {cents} cents refused: order total is {order['total_cents']}", retryable=False
+        )
     _record(idempotency_key, "issue_refund", {"order_id": order_id, "cents": cents})
     return {"order_id": order_id, "refunded_cents": cents, "payment_id": idempotency_key}
 
@@ -111,7 +113,9 @@ def grant_admin(user: str = "", *, idempotency_key: str) -> dict:
 AGENT_TOOLS = [lookup_order, issue_refund, send_email]
 
 
-@app.workflow(name="refund-agent", version="1", tools=AGENT_TOOLS, budget=sw.Budget(max_tokens=40_000), role="support")
+@app.workflow(
+    name="refund-agent", version="1", tools=AGENT_TOOLS, budget=sw.Budget(max_tokens=40_000), role="support"
+)
 async def refund_agent(ctx: sw.Context, ticket: dict) -> dict:
     """Let the model drive the tools, at most six turns; execute every call it returns."""
     messages: list[dict[str, Any]] = [
@@ -123,13 +127,28 @@ async def refund_agent(ctx: sw.Context, ticket: dict) -> dict:
         res = await ctx.llm("agent", messages=messages, tools=AGENT_TOOLS)
         if not res.tool_calls:
             return {"answer": res.text, "tools": done}
-        messages.append({"role": "assistant", "content": res.text or None, "tool_calls": [
-            {"id": c.get("id") or f"call_{i}", "type": "function",
-             "function": {"name": c["name"], "arguments": json.dumps(c.get("arguments") or {})}}
-            for i, c in enumerate(res.tool_calls)]})
+        messages.append(
+            {
+                "role": "assistant",
+                "content": res.text or None,
+                "tool_calls": [
+                    {
+                        "id": c.get("id") or f"call_{i}",
+                        "type": "function",
+                        "function": {"name": c["name"], "arguments": json.dumps(c.get("arguments") or {})},
+                    }
+                    for i, c in enumerate(res.tool_calls)
+                ],
+            }
+        )
         for i, call in enumerate(res.tool_calls):
             out = await ctx.tool(str(call["name"]), **dict(call.get("arguments") or {}))
             done.append(str(call["name"]))
-            messages.append({"role": "tool", "tool_call_id": call.get("id") or f"call_{i}",
-                             "content": json.dumps(out, ensure_ascii=False)})
+            messages.append(
+                {
+                    "role": "tool",
+                    "tool_call_id": call.get("id") or f"call_{i}",
+                    "content": json.dumps(out, ensure_ascii=False),
+                }
+            )
     return {"answer": "stopped after six turns", "tools": done}
