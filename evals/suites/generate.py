@@ -15,7 +15,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ORDERS = {"A-1001": ("acme", 4_999), "A-1002": ("acme", 12_500), "A-1003": ("globex", 2_000)}
-FRAUD = lambda cents: 3 if cents < 10_000 else 41
+FRAUD = lambda cents: 3 if cents < 10_000 else 41  # noqa: E731 - mirrors check_fraud
+REVIEW_OVER_CENTS = 10_000  # policies/refund.cedar: a refund over 100 USD waits for a human review
 
 
 def write(name: str, cases: list[dict]) -> None:
@@ -41,6 +42,8 @@ def golden() -> list[dict]:
         email: str | None = None,
     ) -> None:
         n = len(cases) + 1
+        if expected and expected.get("decision") == "refunded" and expected["cents"] > REVIEW_OVER_CENTS:
+            expected, error, tags = None, "HeldForReview", [*tags, "review"]
         who = email or f"{rng.choice(names)}.{n}@example.com"
         case: dict = {"id": f"golden-{n:03d}", "input": {"email": who, "message": message}, "tags": tags}
         if expected is not None:
@@ -133,7 +136,7 @@ def golden() -> list[dict]:
             [f"Cancel order {o}.", f"Please cancel {o}.", f"I need to cancel {o} now"][i],
             {"decision": "routed_to_human", "intent": "cancel", "order_id": o},
         )
-    for o in ["A-9999", "B-2000", "A-1005"]:  # no such order: the lookup fails for good
+    for o in ["A-9999", "B-2000", "Z-0042"]:  # no such order: the lookup fails for good
         add(["refund", "missing-order"], f"Refund order {o} please, $10.", error="ToolError")
     for amt in ["$10", "$20"]:  # another org's order: the credential is refused
         add(["refund", "foreign-org"], f"Refund order A-1003, {amt}.", error="CredentialError")

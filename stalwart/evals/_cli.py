@@ -113,12 +113,12 @@ def run_cmd(
         ..., help="Suite directory (suite.yaml + cases.jsonl) or a bundled suite's name."
     ),
     gate: bool = typer.Option(False, "--gate", help="Exit 1 when a gate or the regression gate fails."),
-    baseline: Path | None = typer.Option(
+    baseline: Path | None = typer.Option(  # noqa: B008
         None, "--baseline", help="A previous report.json (or its directory)."
-    ),  # noqa: B008
-    report: Path | None = typer.Option(
+    ),
+    report: Path | None = typer.Option(  # noqa: B008
         None, "--report", help="Directory for report.json, junit.xml, report.html."
-    ),  # noqa: B008
+    ),
     tag: list[str] = typer.Option([], "--tag", help="Only cases with this tag (repeatable)."),  # noqa: B008
     limit: int | None = typer.Option(None, "--limit", help="At most this many cases."),
     concurrency: int | None = typer.Option(None, "--concurrency", help="Override the suite's concurrency."),

@@ -256,21 +256,42 @@ def render_html(doc: dict[str, Any]) -> str:
         f"<li><b>{_e(k)}</b>: {_e(v)}</li>" for k, v in (doc.get("unavailable") or {}).items()
     )
     errors = "".join(f"<li>{_e(e)}</li>" for e in doc.get("errors") or [])
+    verdict = "PASSED" if passed else "FAILED"
+    badge = "pass" if passed else "fail"
+    errors_html = f'<div class="card"><b>Errors</b><ul>{errors}</ul></div>' if errors else ""
+    gates_html = (
+        "<table><tr><th>gate</th><th>value</th><th>result</th><th>note</th></tr>" + gate_rows + "</table>"
+        if gate_rows
+        else '<p class="muted">no gates declared</p>'
+    )
+    reg_html = ""
+    if reg_rows:
+        reg_html = (
+            f"<h2>Regression against {_e(doc.get('baseline'))}</h2><table><tr><th>metric</th><th>baseline</th>"
+            "<th>current</th><th>change (+ is worse)</th><th></th></tr>" + reg_rows + "</table>"
+        )
+    unavailable_html = f"<h2>Not computed</h2><ul>{unavailable}</ul>" if unavailable else ""
+    shown_note = " (all shown)" if len(failing) <= 200 else " (first 200 shown)"
+    guard = doc["guard"]
+    head = (
+        f"{_e(doc['kind'])} suite · provider {_e(doc['provider'])} · {len(doc['cases'])} cases in "
+        f"{doc['duration_s']:.1f} s · guard pii={_e(guard.get('pii'))} injection={_e(guard.get('injection'))}"
+    )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>stalwart eval · {_e(doc["suite"])}</title><style>{_CSS}</style></head><body>
-<h1>{_e(doc["suite"])} <span class="badge {"pass" if passed else "fail"}" id="verdict">{"PASSED" if passed else "FAILED"}</span></h1>
-<p class="muted">{_e(doc["kind"])} suite · provider {_e(doc["provider"])} · {len(doc["cases"])} cases in {doc["duration_s"]:.1f} s ·
-guard pii={_e(doc["guard"].get("pii"))} injection={_e(doc["guard"].get("injection"))}</p>
-{f'<div class="card"><b>Errors</b><ul>{errors}</ul></div>' if errors else ""}
+<h1>{_e(doc["suite"])} <span class="badge {badge}" id="verdict">{verdict}</span></h1>
+<p class="muted">{head}</p>
+{errors_html}
 <div class="kpis">{kpis}</div>
 <h2>Gates</h2>
-{f"<table><tr><th>gate</th><th>value</th><th>result</th><th>note</th></tr>{gate_rows}</table>" if gate_rows else '<p class="muted">no gates declared</p>'}
-{f"<h2>Regression against {_e(doc.get("baseline"))}</h2><table><tr><th>metric</th><th>baseline</th><th>current</th><th>change (+ is worse)</th><th></th></tr>{reg_rows}</table>" if reg_rows else ""}
-{f"<h2>Not computed</h2><ul>{unavailable}</ul>" if unavailable else ""}
+{gates_html}
+{reg_html}
+{unavailable_html}
 <h2>Distributions</h2><div class="grid">{"".join(charts)}</div>
 <h2>By tag</h2>{_tag_bars(doc.get("tags") or {})}
-<h2>Cases</h2><p class="muted">{len(failing)} failing{" (all shown)" if len(failing) <= 200 else " (first 200 shown)"}; passing cases fill up to 60 rows. Every case is in report.json.</p>
+<h2>Cases</h2><p class="muted">{len(failing)} failing{shown_note}; passing cases fill up to 60 rows.
+Every case is in report.json.</p>
 <table><tr><th>case</th><th>result</th><th>status</th><th>tags</th><th>latency</th><th>why</th></tr>{case_rows}</table>
 </body></html>
 """
