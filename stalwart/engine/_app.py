@@ -366,6 +366,7 @@ class App:
         version: str | None = None,
         parent_id: str | None = None,
         confirm_over_usd: float | None = None,
+        _meta: dict[str, Any] | None = None,
     ) -> str:
         """Start a run and return its id. A reused ``idempotency_key`` returns the existing run.
 
@@ -407,6 +408,7 @@ class App:
                 user=user,
                 idempotency_key=idempotency_key,
                 parent_id=parent_id,
+                meta=dict(_meta or {}),
             ),
             refuse_if_flag=KILL_SWITCH_FLAG,
             audit_bodies=audit.bodies,

@@ -201,8 +201,15 @@ class Context:
             wake_at=None if timeout is None else now + timeout, meta={"signal": name},
         )
         if sig is not None:
-            await ex.commit(_done(entry, now, sig.payload_json), consume_signal=sig.id)
-            return decode(sig.payload_json)
+            done = _done(entry, now, sig.payload_json)
+            payload = decode(sig.payload_json)
+            if name.startswith("child:") and isinstance(payload, dict):  # roll the child's cost up
+                done.meta = {**(done.meta or {}), "child_cost_usd": payload.get("cost_usd", 0.0),
+                             "child_tokens": payload.get("tokens", 0), "child_run_id": payload.get("run_id")}
+            await ex.commit(done, consume_signal=sig.id)
+            if done.meta and "child_cost_usd" in done.meta:
+                ex._add_spend(done.meta)
+            return payload
         if entry.wake_at is not None and entry.wake_at <= now:
             await ex.commit(_done(entry, now, None, timed_out=True))
             return None
@@ -219,23 +226,76 @@ class Context:
         mutating branches are compensated (in reverse order of completion) if the run fails.
         At most ``max_parallel`` bodies of one run execute at once.
         """
+        from stalwart.engine._control import Suspend
+
+        ex = self._ex
+        ex.parallel_depth += 1
         tasks = [asyncio.ensure_future(c) for c in calls]
-        if not tasks:
-            return []
         try:
-            done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            pending = set(tasks)
+            while pending:
+                _done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
+                broken = [t for t in tasks if t.done() and not t.cancelled()
+                          and t.exception() is not None and not isinstance(t.exception(), Suspend)]
+                if broken:  # a failure (or drain, cancel, fencing) cancels the other branches
+                    for t in pending:
+                        t.cancel()
+                    if pending:
+                        await asyncio.wait(pending)
+                    if ex.parallel_depth == 1:
+                        ex.pending_waits.clear()
+                    raise broken[0].exception()  # type: ignore[misc]
         except BaseException:
             for t in tasks:
                 t.cancel()
+            ex.parallel_depth -= 1
             raise
-        failed = [t for t in tasks if t.done() and not t.cancelled() and t.exception() is not None]
-        if failed:
-            for t in pending:
-                t.cancel()
-            if pending:
-                await asyncio.wait(pending)
-            raise failed[0].exception()  # type: ignore[misc]
+        ex.parallel_depth -= 1
+        if any(isinstance(t.exception(), Suspend) for t in tasks):  # some branches wait: so does the run
+            if ex.parallel_depth == 0:
+                await ex.suspend_pending()
+            raise Suspend()
         return [t.result() for t in tasks]
+
+    async def child(
+        self, workflow: str, input: Any = None, *, version: str | None = None, parent_close: str = "cancel"
+    ) -> Any:
+        """Run another workflow as a durable child and return its output.
+
+        The child has its own run id (its ``parent_id`` links it to this run and its trace), the
+        same org and user, and at most the budget this run has left; its cost is rolled up here.
+        ``parent_close`` says what happens to it if this run ends first: ``cancel`` or ``abandon``.
+        A child that does not complete raises ``WorkflowFailed``.
+        """
+        from stalwart.errors import WorkflowFailed
+
+        if parent_close not in ("cancel", "abandon"):
+            raise ValueError("parent_close must be 'cancel' or 'abandon'")
+        ex = self._ex
+        start_seq, wait_seq = ex.reserve(2)
+
+        async def body(seq: int, attempt: int) -> tuple[str, dict[str, Any]]:
+            cap: dict[str, Any] = {}
+            budget = ex.wdef.budget
+            if budget is not None and budget.max_tokens is not None:
+                cap["max_tokens"] = max(1, budget.max_tokens - ex.spent_tokens)
+            if budget is not None and budget.max_usd is not None:
+                cap["max_usd"] = max(1e-9, budget.max_usd - ex.spent_usd)
+            child_id = await ex.app.start(
+                workflow, input, idempotency_key=f"{ex.run.id}:{seq}:child", org=ex.run.org, user=ex.run.user,
+                version=version, parent_id=ex.run.id, _meta={"budget_cap": cap, "parent_close": parent_close},
+            )
+            return child_id, {"child_run_id": child_id, "workflow": workflow, "parent_close": parent_close}
+
+        child_id = await ex.durable("child", workflow, body, seq=start_seq)
+        outcome = await self._wait_signal(f"child:{child_id}", None, wait_seq)
+        if outcome.get("status") != "COMPLETED":
+            raise WorkflowFailed(
+                f"child run {child_id} ({workflow}) ended {outcome.get('status')}: "
+                f"{(outcome.get('error') or {}).get('message', '')}",
+                run_id=child_id, status=str(outcome.get("status")), error=outcome.get("error"),
+            )
+        return outcome.get("output")
 
     def partial(self, value: Any) -> None:
         """Report the best result so far; it becomes the output if a budget stops the run."""

@@ -87,12 +87,22 @@ class RunExecution:
         self.partial_value: Any = None
         self.spent_tokens = 0
         self.spent_usd = 0.0
+        cap = claim.run.meta.get("budget_cap")  # a child inherits what its parent had left
+        if cap:
+            from stalwart.gateway import Budget
+
+            own = self.wdef.budget
+            self.wdef = _with_budget(self.wdef, Budget(
+                max_tokens=_min(cap.get("max_tokens"), own.max_tokens if own else None),
+                max_usd=_min(cap.get("max_usd"), own.max_usd if own else None)))
         self.current_step: str | None = None
         self.flags: list[dict[str, Any]] = []
         self.slots = asyncio.Semaphore(app.max_parallel)
+        self.parallel_depth = 0
+        self.pending_waits: list[tuple[float | None, str | None]] = []
         self._guard: Any = None
         for e in claim.journal:
-            if e.seq >= self.seq and e.kind == "llm" and e.status == "completed" and e.meta:
+            if e.seq >= self.seq and e.kind in ("llm", "signal") and e.status == "completed" and e.meta:
                 self._add_spend(e.meta)
 
     def guard(self) -> Any:
@@ -121,7 +131,8 @@ class RunExecution:
 
     def _add_spend(self, meta: dict[str, Any]) -> None:
         self.spent_tokens += int(meta.get("tokens_in", 0)) + int(meta.get("tokens_out", 0))
-        self.spent_usd += float(meta.get("cost_usd", 0.0))
+        self.spent_tokens += int(meta.get("child_tokens", 0))
+        self.spent_usd += float(meta.get("cost_usd", 0.0)) + float(meta.get("child_cost_usd", 0.0))
 
     # -- writes ------------------------------------------------------------------------------
     async def commit(self, entry: JournalEntry, *, consume_signal: int | None = None) -> None:
@@ -195,8 +206,22 @@ class RunExecution:
             await gov.audit.after_commit(len(audit_bodies))
 
     async def suspend(self, wake_at: float | None, *, signal_name: str | None = None) -> None:
+        if self.parallel_depth > 0:  # inside ctx.parallel: the block suspends once, for all its branches
+            self.pending_waits.append((wake_at, signal_name))
+            raise Suspend()
         await self.set_state(RunStatus.WAITING, wake_at=wake_at, release=True, signal_name=signal_name)
         self.app._note_wake(wake_at)
+        raise Suspend()
+
+    async def suspend_pending(self) -> None:
+        """Suspend for every wait the branches of a parallel block recorded: wake at the earliest
+        timer, or on any of their signals."""
+        waits, self.pending_waits = self.pending_waits, []
+        timers = [w for w, _ in waits if w is not None]
+        signals = sorted({s for _, s in waits if s is not None})
+        wake = min(timers) if timers else None
+        await self.set_state(RunStatus.WAITING, wake_at=wake, release=True, signal_name=signals or None)
+        self.app._note_wake(wake)
         raise Suspend()
 
     def boundary(self) -> None:
@@ -425,9 +450,15 @@ class RunExecution:
                 created_at=self.now(),
                 retries=0,
             )
+        await self._close_children()
+        notify = None
+        if self.run.parent_id:
+            notify = (self.run.parent_id, f"child:{self.run.id}", encode({
+                "run_id": self.run.id, "status": status.value, "output": decode(output_json), "error": error,
+                "cost_usd": round(self.spent_usd, 10), "tokens": self.spent_tokens}))
         try:
             await self.set_state(
-                status, output_json=output_json, error=error, dead_letter=dl, meta_patch=meta_patch
+                status, output_json=output_json, error=error, dead_letter=dl, meta_patch=meta_patch, notify=notify
             )
         except Fenced as exc:
             _log.warning("run %s: could not record %s: %s", self.run.id, status, exc)
@@ -440,6 +471,20 @@ class RunExecution:
                 budget_usd=getattr(budget, "max_usd", None), error=error,
                 budget_exceeded=bool(meta_patch and meta_patch.get("budget_exceeded")))
         self.app._run_finished(self.run.id)
+
+    async def _close_children(self) -> None:
+        """Apply each unfinished child's parent-close policy as this run ends."""
+        waited = {e.name for e in self.journal.values() if e.kind == "signal" and e.status == "completed"}
+        for e in self.journal.values():
+            if e.kind != "child" or e.status != "completed" or not e.result_json:
+                continue
+            child_id = decode(e.result_json)
+            if f"signal:child:{child_id}" in waited or (e.meta or {}).get("parent_close") == "abandon":
+                continue
+            try:
+                await self.store.request_cancel(child_id, self.now())
+            except StalwartError as exc:
+                _log.warning("run %s: could not cancel child %s: %s", self.run.id, child_id, exc)
 
     async def _fail(self, target: RunStatus, error: dict[str, Any]) -> None:
         from stalwart.engine._saga import compensable_steps
@@ -468,3 +513,19 @@ class RunExecution:
         reason = f"{error.get('code', 'error')}: {error.get('message', '')}"
         await self.finish(target, error=error, dead_letter_reason=reason, meta_patch={"compensated": True})
 
+
+
+def _min(a: Any, b: Any) -> Any:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return min(a, b)
+
+
+def _with_budget(wdef: Any, budget: Any) -> Any:
+    import copy
+
+    clone = copy.copy(wdef)
+    clone.budget = budget
+    return clone

@@ -82,8 +82,10 @@ class AuditEvent:
 
     def body(self) -> str:
         """The canonical JSON that is stored and hashed."""
-        data = asdict(self)
-        data["details"] = scrub_secrets(dict(self.details))
+        # Field by field (not dataclasses.asdict, which deep-copies every nested value): this runs
+        # once per step on the hot path.
+        data = {name: getattr(self, name) for name in _FIELDS}
+        data["details"] = scrub_secrets(self.details)
         return canonical_json(data)
 
     @classmethod
@@ -92,3 +94,6 @@ class AuditEvent:
         data = json.loads(body)
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+_FIELDS = tuple(AuditEvent.__dataclass_fields__)

@@ -347,8 +347,9 @@ class PostgresStore:
         dead_letter: DeadLetter | None = None,
         events: list[OutboxEvent] | None = None,
         meta_patch: dict[str, Any] | None = None,
-        signal_name: str | None = None,
+        signal_name: str | Sequence[str] | None = None,
         audit_bodies: Sequence[str] = (),
+        notify: tuple[str, str, str | None] | None = None,
     ) -> None:
         terminal = status in TERMINAL
         release = release or terminal
@@ -356,7 +357,7 @@ class PostgresStore:
             cur = await conn.execute(
                 "UPDATE runs SET status=%s, updated_at=%s, output=COALESCE(%s, output), error=%s,"
                 " wake_at=CASE WHEN %s::text='WAITING' AND (cancel_requested OR EXISTS (SELECT 1 FROM signals"
-                " WHERE signals.run_id=runs.id AND signals.name=%s::text AND consumed_seq IS NULL))"
+                " WHERE signals.run_id=runs.id AND signals.name = ANY(%s::text[]) AND consumed_seq IS NULL))"
                 " THEN %s::double precision ELSE %s::double precision END,"
                 " phase=COALESCE(%s, phase), finished_at=%s::double precision,"
                 " owner=CASE WHEN %s THEN NULL ELSE owner END,"
@@ -369,7 +370,7 @@ class PostgresStore:
                     output_json,
                     dumps(error),
                     status,
-                    signal_name,
+                    [] if signal_name is None else ([signal_name] if isinstance(signal_name, str) else list(signal_name)),
                     now,
                     wake_at,
                     phase,
@@ -406,6 +407,11 @@ class PostgresStore:
                 )
             if audit_bodies:
                 await conn.execute(AUDIT_INSERT_POSTGRES, (list(audit_bodies),))
+            if notify is not None:  # e.g. a child run telling its parent, atomically with its end
+                target, name, payload = notify
+                await conn.execute("INSERT INTO signals (run_id, name, payload, created_at) VALUES (%s,%s,%s,%s)",
+                                   (target, name, payload, now))
+                await conn.execute("UPDATE runs SET wake_at=%s WHERE id=%s AND status='WAITING'", (now, target))
 
     @_translate
     async def request_cancel(self, run_id: str, now: float) -> RunRecord:

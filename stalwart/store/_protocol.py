@@ -118,13 +118,16 @@ class Store(Protocol):
         dead_letter: DeadLetter | None = None,
         events: list[OutboxEvent] | None = None,
         meta_patch: dict[str, Any] | None = None,
-        signal_name: str | None = None,
+        signal_name: str | Sequence[str] | None = None,
         audit_bodies: Sequence[str] = (),
+        notify: tuple[str, str, str | None] | None = None,
     ) -> None:
         """Move a claimed run to ``status`` (fenced). ``release`` gives up ownership.
 
         Entering WAITING, the run wakes at once (``wake_at = now``) if cancellation was requested
         or an unconsumed signal named ``signal_name`` already exists, so no wake-up is lost.
+        ``notify=(run_id, name, payload_json)`` sends a signal to another run in the same
+        transaction (a child telling its parent it ended).
         """
         ...
 

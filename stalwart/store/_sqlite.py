@@ -285,11 +285,13 @@ class SqliteStore:
             # BEGIN IMMEDIATE serialises writers, so reading the epoch here fences as well as an
             # UPDATE would, without rewriting the run row on every step (the heartbeat renews leases).
             row = cur.execute(
-                "SELECT cancel_requested FROM runs WHERE id=? AND epoch=? AND status='RUNNING'", (run_id, epoch)
+                "SELECT cancel_requested, EXISTS (SELECT 1 FROM flags WHERE name='kill_switch') FROM runs"
+                " WHERE id=? AND epoch=? AND status='RUNNING'",
+                (run_id, epoch),
             ).fetchone()
             if row is None:
                 raise LeaseLost(f"run {run_id}: lease lost (epoch {epoch} is no longer current)")
-            kill = cur.execute("SELECT 1 FROM flags WHERE name='kill_switch'").fetchone() is not None
+            kill = bool(row[1])
             cur.execute(_JOURNAL_UPSERT, journal_params(entry))
             if consume_signal is not None:
                 cur.execute(
@@ -317,8 +319,9 @@ class SqliteStore:
         dead_letter: DeadLetter | None = None,
         events: list[OutboxEvent] | None = None,
         meta_patch: dict[str, Any] | None = None,
-        signal_name: str | None = None,
+        signal_name: str | Sequence[str] | None = None,
         audit_bodies: Sequence[str] = (),
+        notify: tuple[str, str, str | None] | None = None,
     ) -> None:
         terminal = status in TERMINAL
         release = release or terminal
@@ -326,7 +329,8 @@ class SqliteStore:
             cur.execute(
                 "UPDATE runs SET status=?, updated_at=?, output=COALESCE(?, output), error=?,"
                 " wake_at=CASE WHEN ?='WAITING' AND (cancel_requested=1 OR EXISTS (SELECT 1 FROM signals"
-                " WHERE signals.run_id=runs.id AND signals.name=? AND consumed_seq IS NULL)) THEN ? ELSE ? END,"
+                " WHERE signals.run_id=runs.id AND consumed_seq IS NULL"
+                " AND signals.name IN (SELECT value FROM json_each(?)))) THEN ? ELSE ? END,"
                 " phase=COALESCE(?, phase), finished_at=?,"
                 " owner=CASE WHEN ? THEN NULL ELSE owner END,"
                 " lease_expires_at=CASE WHEN ? THEN NULL ELSE lease_expires_at END,"
@@ -338,7 +342,7 @@ class SqliteStore:
                     output_json,
                     dumps(error),
                     status,
-                    signal_name,
+                    dumps(_names(signal_name)),
                     now,
                     wake_at,
                     phase,
@@ -371,7 +375,12 @@ class SqliteStore:
                 cur.executemany(_OUTBOX_INSERT, [outbox_params(e) for e in events])
             if audit_bodies:
                 cur.executemany(AUDIT_INSERT_SQLITE, [(b,) for b in audit_bodies])
-        if status in ("PENDING", "WAITING"):
+            if notify is not None:  # e.g. a child run telling its parent, atomically with its end
+                target, name, payload = notify
+                cur.execute("INSERT INTO signals (run_id, name, payload, created_at) VALUES (?,?,?,?)",
+                            (target, name, payload, now))
+                cur.execute("UPDATE runs SET wake_at=? WHERE id=? AND status='WAITING'", (now, target))
+        if status in ("PENDING", "WAITING") or notify is not None:
             self._poke()
 
     async def request_cancel(self, run_id: str, now: float) -> RunRecord:
@@ -534,6 +543,12 @@ class SqliteStore:
         except TimeoutError:
             pass
         self._wake.clear()
+
+
+def _names(signal_name: str | Sequence[str] | None) -> list[str]:
+    if signal_name is None:
+        return []
+    return [signal_name] if isinstance(signal_name, str) else list(signal_name)
 
 
 def _split_sql(script: str) -> list[str]:

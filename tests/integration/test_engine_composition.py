@@ -164,3 +164,53 @@ async def test_stale_data_falls_back_visibly_and_a_stale_fallback_is_never_used(
             await app.result(rid2, timeout=20)
     assert exc.value.error["type"] == "StaleData" and "fallback 'price_cache' failed too" in exc.value.error["message"]
     await app.close()
+
+
+async def test_child_workflows_run_durably_roll_up_cost_and_are_cancelled_with_their_parent(sqlite_url: str) -> None:
+    app = sw.App("kids", db=sqlite_url)
+
+    async def double(x: int) -> int:
+        return 2 * x
+
+    @app.workflow(name="kid", version="1")
+    async def kid(ctx: sw.Context, x: int) -> int:
+        return await ctx.step("double", double, x)
+
+    @app.workflow(name="slow-kid", version="1")
+    async def slow_kid(ctx: sw.Context) -> str:
+        await ctx.wait_signal("never")
+        return "unreachable"
+
+    @app.workflow(name="parent", version="1", budget=sw.Budget(max_tokens=1000))
+    async def parent(ctx: sw.Context, n: int) -> list:
+        results = await ctx.parallel(ctx.child("kid", n), ctx.child("kid", n + 1))
+        return results
+
+    @app.workflow(name="impatient", version="1")
+    async def impatient(ctx: sw.Context) -> None:
+        await ctx.parallel(ctx.child("slow-kid"), ctx.step("boom", _explode))
+
+    async with app.worker(concurrency=8, poll_interval_s=0.05):
+        rid = await app.start("parent", 5, org="acme")
+        assert await app.result(rid, timeout=20) == [10, 12]
+        children = [r for r in await app.list_runs(workflow="kid")]
+        assert len(children) == 2 and all(c.org == "acme" for c in children)
+        for c in children:
+            rec = await app.store.get_run(c.id)
+            assert rec is not None and rec.parent_id == rid
+        assert all(c.meta["budget_cap"]["max_tokens"] == 1000 for c in children)
+        bad = await app.start("impatient")
+        with pytest.raises(sw.WorkflowFailed):
+            await app.result(bad, timeout=20)
+        [orphan] = await app.list_runs(workflow="slow-kid")
+        for _ in range(100):
+            if (await app.get_run(orphan.id)).status == "CANCELLED":
+                break
+            await asyncio.sleep(0.05)
+        assert (await app.get_run(orphan.id)).status == "CANCELLED"  # parent-close policy: cancel
+    await app.close()
+
+
+async def _explode() -> None:
+    await asyncio.sleep(0.3)
+    raise ToolError("boom", retryable=False)
