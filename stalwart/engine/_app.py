@@ -216,6 +216,63 @@ class App:
 
         return register(fn) if fn is not None else register
 
+    def http_tool(
+        self,
+        name: str,
+        *,
+        url: str,
+        input: Any = None,
+        method: str = "POST",
+        scopes: list[str] | tuple[str, ...] = (),
+        timeout_s: float = 10.0,
+        mutating: bool = False,
+        retry: RetryPolicy | None = None,
+        risk: int = 0,
+        sensitivity: str | None = None,
+        idempotent: bool = True,
+    ) -> ToolDef:
+        """Register a tool that is an HTTP service (returns its ``ToolDef``, usable in ``tools=[...]``).
+
+        Arguments, validated against the pydantic model ``input`` (any JSON object if omitted),
+        go as the JSON body; a credential scoped to ``scopes`` and the run's org as a bearer token;
+        the call's idempotency key as an ``Idempotency-Key`` header. 429 and 5xx are retried,
+        waiting durably for ``Retry-After`` without holding a worker; other 4xx fail at once.
+        """
+        from pydantic import BaseModel, ConfigDict
+
+        from stalwart.engine._http_tools import HttpEndpoint
+
+        model = input
+        if model is None:
+            model = type(f"{name}_args", (BaseModel,), {"model_config": ConfigDict(extra="allow")})
+
+        async def _http_call(**kwargs: Any) -> Any:  # the engine calls the endpoint, never this body
+            raise RuntimeError("HTTP tools are invoked by the engine")
+
+        if idempotent:
+            async def _http_idem(*, idempotency_key: str, **kwargs: Any) -> Any:  # noqa: ARG001
+                raise RuntimeError("HTTP tools are invoked by the engine")
+
+            fn = _http_idem
+        else:
+            fn = _http_call
+        fn.__name__ = name
+        tdef = ToolDef(name=name, fn=fn, scopes=tuple(scopes), timeout_s=timeout_s, mutating=mutating,
+                       sandbox="none", retry=retry, risk=risk, sensitivity=sensitivity or ("medium" if mutating else
+                                                                                           "low"),
+                       http=HttpEndpoint(url, method.upper()), input_model=model)
+        if name in self._tools:
+            raise ConfigError(f"tool {name!r} is registered twice")
+        self._tools[name] = tdef
+        return tdef
+
+    def _http_client(self) -> Any:
+        if getattr(self, "_httpx", None) is None:
+            import httpx
+
+            self._httpx = httpx.AsyncClient()
+        return self._httpx
+
     def workflow(
         self,
         fn: Callable[..., Any] | None = None,
@@ -342,6 +399,9 @@ class App:
         if self._gateway is not None:
             await self._gateway.aclose()
             self._gateway = None
+        if getattr(self, "_httpx", None) is not None:
+            await self._httpx.aclose()
+            self._httpx = None
         if self._store is not None:
             await self._store.close()
             self._store = None

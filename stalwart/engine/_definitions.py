@@ -125,6 +125,10 @@ class ToolDef:
     """Data older than this (by the result's ``as_of``) is a failure, not an input."""
     fallback: ToolDef | None = None
     """A tool to use instead when this one fails or returns stale data (recorded on the step)."""
+    http: Any = None
+    """For tools that are HTTP services: the :class:`HttpEndpoint` to call instead of ``fn``."""
+    input_model: Any = None
+    """Argument model used instead of ``fn``'s signature (HTTP tools)."""
     pii_fields: tuple[str, ...] = ()
     """Arguments re-hydrated from the vault just before the call (the tool needs the real value)."""
     description: str = ""
@@ -141,6 +145,10 @@ class ToolDef:
         hints = _hints(self.fn)
         self.return_type = hints.get("return")
         self.description = self.description or (inspect.getdoc(self.fn) or "").split("\n\n")[0]
+        self.takes_idempotency_key = "idempotency_key" in sig.parameters
+        if self.input_model is not None:
+            self._model = self.input_model
+            return
         fields: dict[str, Any] = {}
         for p in sig.parameters.values():
             if p.name in ("idempotency_key", "credential"):

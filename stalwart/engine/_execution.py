@@ -334,7 +334,8 @@ class RunExecution:
                     raise err from None
                 _log.info("step %s of run %s failed (attempt %d), retrying in %.3fs: %s",
                           name, self.run.id, attempts, delay, err)
-                if delay <= self.app.inline_retry_max_s:
+                if delay <= self.app.inline_retry_max_s and err.retry_after is None:
+                    # short backoffs wait in place; a server's Retry-After waits durably, holding no slot
                     await asyncio.sleep(delay)
                     self.boundary()
                     continue

@@ -79,7 +79,11 @@ async def _invoke(ex: RunExecution, tool: ToolDef, call_args: dict[str, Any], me
     state = await _breaker_check(ex, tool)
     started = ex.app.clock.monotonic()
     try:
-        if tool.sandbox == "none":
+        if tool.http is not None:
+            from stalwart.engine._http_tools import call_http_tool
+
+            value = await call_http_tool(ex, tool, dict(call_args), meta)
+        elif tool.sandbox == "none":
             value = await _in_process(tool, call_args)
         else:
             value = await ex.app._run_sandboxed(ex, tool, call_args, meta)

@@ -214,3 +214,60 @@ async def test_child_workflows_run_durably_roll_up_cost_and_are_cancelled_with_t
 async def _explode() -> None:
     await asyncio.sleep(0.3)
     raise ToolError("boom", retryable=False)
+
+
+async def test_http_tool_backs_off_on_429_without_holding_a_worker(sqlite_url: str) -> None:
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen: list[dict] = []
+
+    class Service(BaseHTTPRequestHandler):
+        def log_message(self, *a: object) -> None:
+            pass
+
+        def do_POST(self) -> None:  # noqa: N802
+            body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+            seen.append({"auth": self.headers.get("authorization"), "key": self.headers.get("idempotency-key"),
+                         "body": body})
+            if len(seen) <= 2:  # overloaded: back off
+                self.send_response(429)
+                self.send_header("Retry-After", "1")
+                self.end_headers()
+                return
+            out = json.dumps({"quote_cents": body["cents"] + 1}).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Service)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    app = sw.App("http", db=sqlite_url)
+    quote = app.http_tool("quote", url=f"http://127.0.0.1:{httpd.server_port}/quote", scopes=["read:quotes"])
+
+    @app.workflow(name="w", version="1", tools=[quote])
+    async def w(ctx: sw.Context) -> dict:
+        return await ctx.tool(quote, cents=100)
+
+    statuses: set[str] = set()
+    async with app.worker(concurrency=1, poll_interval_s=0.05):
+        rid = await app.start("w", org="acme")
+        for _ in range(200):
+            info = await app.get_run(rid)
+            statuses.add(info.status.value)
+            if info.status.value == "COMPLETED":
+                break
+            await asyncio.sleep(0.02)
+        assert await app.result(rid, timeout=20) == {"quote_cents": 101}
+    httpd.shutdown()
+    assert "WAITING" in statuses  # the Retry-After wait released the worker
+    assert len(seen) == 3 and len({s["key"] for s in seen}) == 1  # one idempotency key across retries
+    token = seen[-1]["auth"].removeprefix("Bearer ")
+    broker = await app.credential_broker()
+    await broker.refresh()
+    claims = await broker.verify(token, "read:quotes", org="acme")
+    assert claims.tool == "quote"
+    await app.close()
