@@ -200,7 +200,6 @@ class OutboxPublisher:
             if not events:
                 break
             fresh = [e for e in events if e.event_id not in self._recent_set and (e.id or 0) > 0]
-            fresh = [e for e in fresh if (e.id or 0) > start or self.lookback]
             window = 64
             for i in range(0, len(fresh), window):
                 chunk = fresh[i : i + window]
