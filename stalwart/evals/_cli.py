@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from stalwart.errors import ConfigError, InvalidInput, RunNotFound, StalwartError, UnknownWorkflow
@@ -38,10 +39,10 @@ def _run(fn: Callable[[], Awaitable[T]]) -> T:
     try:
         return asyncio.run(fn())  # type: ignore[arg-type]
     except (ConfigError, InvalidInput, RunNotFound, UnknownWorkflow) as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
     except StalwartError as exc:
-        err.print(f"[red]error:[/red] {type(exc).__name__}: {exc}")
+        err.print(f"[red]error:[/red] {type(exc).__name__}: {escape(str(exc))}")
         raise typer.Exit(2) from None
 
 
@@ -86,19 +87,19 @@ def _print_report(report: Any, paths: dict[str, Path] | None) -> None:
             table.add_row(k, _fmt(k, v))
     out.print(table)
     for k, why in report.unavailable.items():
-        out.print(f"[yellow]not computed[/yellow] {k}: {why}")
+        out.print(f"[yellow]not computed[/yellow] {k}: {escape(why)}")
     if report.gates is not None:
         for c in report.gates.checks:
             mark = "[green]PASS[/green]" if c.passed else "[red]FAIL[/red]"
             value = "missing" if c.value is None else _fmt(c.metric, c.value)
-            out.print(f"{mark} {c.text}  (value {value}){'  ' + c.error if c.error else ''}")
+            out.print(f"{mark} {escape(c.text)}  (value {value}){'  ' + escape(c.error) if c.error else ''}")
     for r in report.regression or []:
         if r.regressed:
             mark = "[yellow]ALLOWED[/yellow]" if r.allowed else "[red]REGRESSED[/red]"
             out.print(f"{mark} {r.metric}: {r.baseline:.6g} -> {r.current:.6g} ({r.change:+.1%})")
     failing = [c for c in report.cases if not c.passed]
     for c in failing[:15]:
-        out.print(f"[red]case {c.id}[/red]: {'; '.join(c.failures)[:200]}")
+        out.print(f"[red]case {escape(c.id)}[/red]: {escape('; '.join(c.failures)[:200])}")
     if len(failing) > 15:
         out.print(f"... and {len(failing) - 15} more failing cases (see the report)")
     for kind, p in (paths or {}).items():
@@ -121,6 +122,9 @@ def run_cmd(
     ),
     tag: list[str] = typer.Option([], "--tag", help="Only cases with this tag (repeatable)."),  # noqa: B008
     limit: int | None = typer.Option(None, "--limit", help="At most this many cases."),
+    sample: int | None = typer.Option(
+        None, "--sample", help="About this many cases, spread evenly over the (tag-filtered) suite."
+    ),
     concurrency: int | None = typer.Option(None, "--concurrency", help="Override the suite's concurrency."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
@@ -130,7 +134,7 @@ def run_cmd(
     from stalwart.evals._suite import load_suite
 
     async def go() -> Any:
-        s = load_suite(suite).select(tag or None, limit)
+        s = load_suite(suite).select(tag or None, limit, sample=sample)
         if not s.cases:
             raise InvalidInput(f"no case of suite {s.name!r} has the tags {', '.join(tag)}")
         if concurrency:

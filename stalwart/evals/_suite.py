@@ -182,9 +182,15 @@ class Suite(_Strict):
                 f"targets (known: {', '.join(sorted(self.targets)) or 'none'})"
             ) from None
 
-    def select(self, tags: list[str] | None = None, limit: int | None = None) -> Suite:
-        """A copy holding only the cases carrying any of ``tags`` (all when empty), at most ``limit``."""
+    def select(
+        self, tags: list[str] | None = None, limit: int | None = None, *, sample: int | None = None
+    ) -> Suite:
+        """A copy holding only the cases carrying any of ``tags`` (all when empty); ``sample`` keeps
+        about that many, spread evenly (every k-th case); ``limit`` keeps at most that many."""
         cases = [c for c in self.cases if not tags or set(tags) & set(c.tags)]
+        if sample and 0 < sample < len(cases):
+            step = len(cases) / sample
+            cases = [cases[int(i * step)] for i in range(sample)]
         return self.model_copy(update={"cases": cases[:limit] if limit else cases})
 
 
