@@ -10,5 +10,13 @@ from stalwart.api._config import DEFAULT_ORG, ROLES, ApiSettings
 from stalwart.api._errors import STATUS
 from stalwart.api._keys import ApiKey, KeyStore
 
-__all__ = ["ApiKey", "ApiSettings", "DEFAULT_ORG", "KeyStore", "ROLES", "STATUS", "bootstrap_admin_key",
-           "create_app"]
+__all__ = [
+    "DEFAULT_ORG",
+    "ROLES",
+    "STATUS",
+    "ApiKey",
+    "ApiSettings",
+    "KeyStore",
+    "bootstrap_admin_key",
+    "create_app",
+]

@@ -22,7 +22,7 @@ from stalwart.api._ops import ApiContext
 from stalwart.api._ratelimit import RateLimiter
 from stalwart.api._sessions import SessionStore
 
-__all__ = ["create_app", "bootstrap_admin_key"]
+__all__ = ["bootstrap_admin_key", "create_app"]
 
 log = logging.getLogger("stalwart.api")
 
@@ -39,16 +39,26 @@ async def bootstrap_admin_key(app: Any, keys: KeyStore, settings: ApiSettings) -
 
             raise ConfigError(f"{env_name} must hold at least 16 characters to be used as an admin key")
         if await keys.verify(given) is None:
-            await keys.create(org=DEFAULT_ORG, roles=["admin"], name="bootstrap (env)", subject="admin",
-                              created_by="bootstrap", token=given)
+            await keys.create(
+                org=DEFAULT_ORG,
+                roles=["admin"],
+                name="bootstrap (env)",
+                subject="admin",
+                created_by="bootstrap",
+                token=given,
+            )
         return None
     if await keys.any():
         return None
-    token, _rec = await keys.create(org=DEFAULT_ORG, roles=["admin"], name="bootstrap", subject="admin",
-                                    created_by="bootstrap")
+    token, _rec = await keys.create(
+        org=DEFAULT_ORG, roles=["admin"], name="bootstrap", subject="admin", created_by="bootstrap"
+    )
     if settings.print_bootstrap_key:
-        print(f"\nstalwart: created the first admin API key (shown once, store it now):\n  {token}\n",
-              file=sys.stderr, flush=True)
+        print(
+            f"\nstalwart: created the first admin API key (shown once, store it now):\n  {token}\n",
+            file=sys.stderr,
+            flush=True,
+        )
     return token
 
 
@@ -72,8 +82,12 @@ def create_app(
         store = await app.connect()
         keys = KeyStore(store)
         api.state.stalwart = ApiContext(
-            app=app, settings=s, keys=keys, jwt=JwtVerifier(s),
-            sessions=SessionStore(store, s.session_ttl_s), limiter=RateLimiter(store, redis_url),
+            app=app,
+            settings=s,
+            keys=keys,
+            jwt=JwtVerifier(s),
+            sessions=SessionStore(store, s.session_ttl_s),
+            limiter=RateLimiter(store, redis_url),
             gov=Governance(app),
         )
         api.state.bootstrap_key = await bootstrap_admin_key(app, keys, s)
@@ -95,10 +109,19 @@ def create_app(
 
     registry = CollectorRegistry(auto_describe=True)
     req_metrics = (
-        Counter("stalwart_http_requests_total", "HTTP requests by route and status",
-                ["method", "route", "status"], registry=registry),
-        Histogram("stalwart_http_request_seconds", "HTTP request latency by route", ["method", "route"],
-                  registry=registry, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)),
+        Counter(
+            "stalwart_http_requests_total",
+            "HTTP requests by route and status",
+            ["method", "route", "status"],
+            registry=registry,
+        ),
+        Histogram(
+            "stalwart_http_request_seconds",
+            "HTTP request latency by route",
+            ["method", "route"],
+            registry=registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        ),
     )
     api = FastAPI(
         title="Stalwart",
@@ -120,8 +143,14 @@ def create_app(
     api.include_router(console_router)
     api.mount("/console/static", static_app(), name="console-static")
     if s.cors_origins:
-        api.add_middleware(CORSMiddleware, allow_origins=s.cors_origins, allow_credentials=False,
-                           allow_methods=["GET", "POST", "PUT", "DELETE"],
-                           allow_headers=["Authorization", "Content-Type", "X-API-Key"])
-    api.add_middleware(EdgeMiddleware, max_body_bytes=s.max_body_bytes, metrics=req_metrics, hsts=s.cookie_secure)
+        api.add_middleware(
+            CORSMiddleware,
+            allow_origins=s.cors_origins,
+            allow_credentials=False,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "X-API-Key"],
+        )
+    api.add_middleware(
+        EdgeMiddleware, max_body_bytes=s.max_body_bytes, metrics=req_metrics, hsts=s.cookie_secure
+    )
     return api

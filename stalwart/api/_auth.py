@@ -19,7 +19,7 @@ from stalwart.api._errors import ApiError
 from stalwart.api._jwt import looks_like_jwt
 from stalwart.api._ratelimit import retry_after_header
 
-__all__ = ["Principal", "authenticate", "requires", "READ", "SESSION_COOKIE"]
+__all__ = ["READ", "SESSION_COOKIE", "Principal", "authenticate", "requires"]
 
 SESSION_COOKIE = "stalwart_session"
 
@@ -68,7 +68,9 @@ async def _from_token(ctx: Any, token: str) -> Principal | None:
     return Principal(subject=rec.subject, org=rec.org, roles=frozenset(rec.roles), via="key", key_id=rec.kid)
 
 
-async def principal_from_request(request: Request, bearer: str | None, api_key: str | None) -> Principal | None:
+async def principal_from_request(
+    request: Request, bearer: str | None, api_key: str | None
+) -> Principal | None:
     ctx = _ctx(request)
     token = bearer or api_key
     if token:
@@ -87,17 +89,27 @@ async def authenticate(
     """The caller, authenticated and admitted by the rate limits (401 / 429 otherwise)."""
     p = await principal_from_request(request, bearer.credentials if bearer else None, api_key)
     if p is None:
-        raise ApiError(401, "unauthenticated", "a valid API key or bearer token is required",
-                       headers={"WWW-Authenticate": 'Bearer realm="stalwart"'})
+        raise ApiError(
+            401,
+            "unauthenticated",
+            "a valid API key or bearer token is required",
+            headers={"WWW-Authenticate": 'Bearer realm="stalwart"'},
+        )
     ctx = _ctx(request)
     s = ctx.settings
-    decision = await ctx.limiter.check([
-        (f"key:{p.key_id or p.subject}", s.key_rate_per_min),
-        (f"org:{p.org}", s.org_rate_per_min),
-    ])
+    decision = await ctx.limiter.check(
+        [
+            (f"key:{p.key_id or p.subject}", s.key_rate_per_min),
+            (f"org:{p.org}", s.org_rate_per_min),
+        ]
+    )
     if not decision.allowed:
-        raise ApiError(429, "rate_limited", f"rate limit reached ({decision.scope.split(':')[0]}); retry later",
-                       headers={"Retry-After": retry_after_header(decision.retry_after_s)})
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"rate limit reached ({decision.scope.split(':')[0]}); retry later",
+            headers={"Retry-After": retry_after_header(decision.retry_after_s)},
+        )
     request.state.principal = p
     return p
 

@@ -27,7 +27,9 @@ from stalwart.api._schemas import ErrorOut
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["openai"], responses={c: {"model": ErrorOut} for c in (400, 401, 402, 403, 404, 422, 429)})
+router = APIRouter(
+    tags=["openai"], responses={c: {"model": ErrorOut} for c in (400, 401, 402, 403, 404, 422, 429)}
+)
 
 _PLACEHOLDER = re.compile(r"\{\{[A-Z_]+_\d+\}\}")
 
@@ -50,8 +52,9 @@ class ChatRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    model: str = Field(min_length=1, max_length=200,
-                       description="A model registry entry, a route name, or 'default'.")
+    model: str = Field(
+        min_length=1, max_length=200, description="A model registry entry, a route name, or 'default'."
+    )
     messages: list[ChatMessage] = Field(min_length=1, max_length=500)
     max_tokens: int | None = Field(None, ge=1, le=200_000)
     max_completion_tokens: int | None = Field(None, ge=1, le=200_000)
@@ -106,7 +109,9 @@ def _resolve(gw: Any, model: str) -> tuple[str, str | None]:
     raise ApiError(404, "model_not_found", f"unknown model {model!r}; use one of: {', '.join(known)}")
 
 
-async def _guarded_messages(guard: Any, req: ChatRequest) -> tuple[list[dict[str, Any]], dict[str, str], dict]:
+async def _guarded_messages(
+    guard: Any, req: ChatRequest
+) -> tuple[list[dict[str, Any]], dict[str, str], dict]:
     from stalwart.guard import PlaceholderMap
 
     placeholders = PlaceholderMap()
@@ -119,14 +124,19 @@ async def _guarded_messages(guard: Any, req: ChatRequest) -> tuple[list[dict[str
         if m.role in ("user", "tool") and text:
             verdict = await asyncio.to_thread(guard.scan, text, "tool" if m.role == "tool" else "user")
             if verdict.action == "block":
-                raise ApiError(400, "injection_blocked",
-                               f"message {i} was blocked by the prompt-injection guard",
-                               details={"reasons": list(verdict.reasons)[:5]})
+                raise ApiError(
+                    400,
+                    "injection_blocked",
+                    f"message {i} was blocked by the prompt-injection guard",
+                    details={"reasons": list(verdict.reasons)[:5]},
+                )
             if verdict.action == "flag":
                 flags.append({"message": i, "score": round(verdict.score, 3)})
         red = await asyncio.to_thread(guard.redact, text, placeholders) if text else None
-        msg: dict[str, Any] = {"role": "system" if m.role == "developer" else m.role,
-                               "content": red.text if red is not None else (m.content or "")}
+        msg: dict[str, Any] = {
+            "role": "system" if m.role == "developer" else m.role,
+            "content": red.text if red is not None else (m.content or ""),
+        }
         if red is not None:
             mapping.update(red.mapping)
             redacted += len(red.entities)
@@ -146,10 +156,14 @@ def _rehydrate(text: str, mapping: dict[str, str]) -> str:
     return _PLACEHOLDER.sub(lambda m: mapping.get(m.group(0), m.group(0)), text) if mapping else text
 
 
-@router.post("/v1/chat/completions", response_model=ChatCompletion,
-             responses={200: {"content": {"text/event-stream": {}}}})
-async def chat_completions(body: ChatRequest, request: Request,
-                           p: Principal = Depends(requires("operator", "admin"))) -> Any:
+@router.post(
+    "/v1/chat/completions",
+    response_model=ChatCompletion,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def chat_completions(
+    body: ChatRequest, request: Request, p: Principal = Depends(requires("operator", "admin"))
+) -> Any:
     """OpenAI-compatible chat completion through the guard, the gateway and the caller's org budget."""
     from stalwart.gateway import CallContext, LLMRequest
 
@@ -160,59 +174,122 @@ async def chat_completions(body: ChatRequest, request: Request,
     guard = app.guard()
     messages, mapping, guard_info = await _guarded_messages(guard, body)
     call_id = f"chatcmpl-{secrets.token_hex(12)}"
-    req = LLMRequest(task=task, messages=messages, model=override,
-                     max_tokens=body.max_completion_tokens or body.max_tokens, temperature=body.temperature,
-                     tools=body.tools)
+    req = LLMRequest(
+        task=task,
+        messages=messages,
+        model=override,
+        max_tokens=body.max_completion_tokens or body.max_tokens,
+        temperature=body.temperature,
+        tools=body.tools,
+    )
     call = CallContext(run_id=call_id, org=p.org, user=p.subject, workflow="api.chat")
     started = time.time()
     try:
         result = await gw.complete(req, call)
     except Exception as exc:
-        await ctx.gov.audit("gateway.chat_completion", actor=p.actor, org=p.org, action="complete",
-                            resource=f"model:{body.model}", decision="error", user_id=p.subject,
-                            details={"call_id": call_id, "error": getattr(exc, "code", type(exc).__name__)})
+        await ctx.gov.audit(
+            "gateway.chat_completion",
+            actor=p.actor,
+            org=p.org,
+            action="complete",
+            resource=f"model:{body.model}",
+            decision="error",
+            user_id=p.subject,
+            details={"call_id": call_id, "error": getattr(exc, "code", type(exc).__name__)},
+        )
         raise
     scan = await asyncio.to_thread(guard.scan, result.text, "model") if result.text else None
     if scan is not None and scan.action == "block":
-        await ctx.gov.audit("gateway.chat_completion", actor=p.actor, org=p.org, action="complete",
-                            resource=f"model:{result.model}", decision="output_blocked", user_id=p.subject,
-                            details={"call_id": call_id})
+        await ctx.gov.audit(
+            "gateway.chat_completion",
+            actor=p.actor,
+            org=p.org,
+            action="complete",
+            resource=f"model:{result.model}",
+            decision="output_blocked",
+            user_id=p.subject,
+            details={"call_id": call_id},
+        )
         raise ApiError(502, "output_blocked", "the model's answer was blocked by the output guard")
     text = _rehydrate(result.text, mapping)
     await ctx.gov.audit(
-        "gateway.chat_completion", actor=p.actor, org=p.org, action="complete", resource=f"model:{result.model}",
-        decision="allow", user_id=p.subject,
-        details={"call_id": call_id, "model_id": result.model_id, "tokens_in": result.tokens_in,
-                 "tokens_out": result.tokens_out, "cost_usd": result.cost_usd, "cached": result.cached,
-                 "pii_redacted": guard_info["redacted"], "injection_flags": guard_info["flags"],
-                 "output_verdict": scan.action if scan else "allow"})
+        "gateway.chat_completion",
+        actor=p.actor,
+        org=p.org,
+        action="complete",
+        resource=f"model:{result.model}",
+        decision="allow",
+        user_id=p.subject,
+        details={
+            "call_id": call_id,
+            "model_id": result.model_id,
+            "tokens_in": result.tokens_in,
+            "tokens_out": result.tokens_out,
+            "cost_usd": result.cost_usd,
+            "cached": result.cached,
+            "pii_redacted": guard_info["redacted"],
+            "injection_flags": guard_info["flags"],
+            "output_verdict": scan.action if scan else "allow",
+        },
+    )
     message: dict[str, Any] = {"role": "assistant", "content": text}
     if result.tool_calls:
         message["tool_calls"] = [_tool_call(i, c) for i, c in enumerate(result.tool_calls)]
-    usage = {"prompt_tokens": result.tokens_in, "completion_tokens": result.tokens_out,
-             "total_tokens": result.tokens_in + result.tokens_out}
+    usage = {
+        "prompt_tokens": result.tokens_in,
+        "completion_tokens": result.tokens_out,
+        "total_tokens": result.tokens_in + result.tokens_out,
+    }
     created = int(started)
     finish = result.finish_reason or "stop"
     if not body.stream:
-        return {"id": call_id, "object": "chat.completion", "created": created, "model": result.model_id,
-                "choices": [{"index": 0, "message": message, "finish_reason": finish}], "usage": usage,
-                "system_fingerprint": None}
+        return {
+            "id": call_id,
+            "object": "chat.completion",
+            "created": created,
+            "model": result.model_id,
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+            "usage": usage,
+            "system_fingerprint": None,
+        }
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    return StreamingResponse(_sse(call_id, created, result.model_id, message, finish, usage, include_usage),
-                             media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+    return StreamingResponse(
+        _sse(call_id, created, result.model_id, message, finish, usage, include_usage),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store"},
+    )
 
 
 def _tool_call(i: int, c: dict[str, Any]) -> dict[str, Any]:
     args = c.get("arguments", c.get("args", {}))
-    return {"id": c.get("id") or f"call_{i}", "type": "function",
-            "function": {"name": c.get("name", ""), "arguments": args if isinstance(args, str) else json.dumps(args)}}
+    return {
+        "id": c.get("id") or f"call_{i}",
+        "type": "function",
+        "function": {
+            "name": c.get("name", ""),
+            "arguments": args if isinstance(args, str) else json.dumps(args),
+        },
+    }
 
 
-async def _sse(call_id: str, created: int, model: str, message: dict[str, Any], finish: str,
-               usage: dict[str, int], include_usage: bool) -> AsyncIterator[bytes]:
+async def _sse(
+    call_id: str,
+    created: int,
+    model: str,
+    message: dict[str, Any],
+    finish: str,
+    usage: dict[str, int],
+    include_usage: bool,
+) -> AsyncIterator[bytes]:
     def chunk(delta: dict[str, Any], finish_reason: str | None = None, **extra: Any) -> bytes:
-        doc = {"id": call_id, "object": "chat.completion.chunk", "created": created, "model": model,
-               "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}], **extra}
+        doc = {
+            "id": call_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+            **extra,
+        }
         return f"data: {json.dumps(doc)}\n\n".encode()
 
     yield chunk({"role": "assistant", "content": ""})
@@ -223,7 +300,13 @@ async def _sse(call_id: str, created: int, model: str, message: dict[str, Any], 
         yield chunk({"tool_calls": [{"index": i, **tc} for i, tc in enumerate(message["tool_calls"])]})
     yield chunk({}, finish)
     if include_usage:
-        doc = {"id": call_id, "object": "chat.completion.chunk", "created": created, "model": model,
-               "choices": [], "usage": usage}
+        doc = {
+            "id": call_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [],
+            "usage": usage,
+        }
         yield f"data: {json.dumps(doc)}\n\n".encode()
     yield b"data: [DONE]\n\n"

@@ -15,12 +15,16 @@ __all__ = ["server"]
 
 
 def server(
-    host: str | None = typer.Option(None, "--host", help="Interface to bind (default: server.host, 127.0.0.1)."),
-    port: int | None = typer.Option(None, "--port", "-p", min=1, max=65535,
-                                    help="TCP port (default: server.port, 8080)."),
+    host: str | None = typer.Option(
+        None, "--host", help="Interface to bind (default: server.host, 127.0.0.1)."
+    ),
+    port: int | None = typer.Option(
+        None, "--port", "-p", min=1, max=65535, help="TCP port (default: server.port, 8080)."
+    ),
     no_worker: bool = typer.Option(False, "--no-worker", help="Serve the API only; run no embedded worker."),
-    concurrency: int | None = typer.Option(None, "--concurrency", "-c", min=1,
-                                           help="Runs the embedded worker executes at once."),
+    concurrency: int | None = typer.Option(
+        None, "--concurrency", "-c", min=1, help="Runs the embedded worker executes at once."
+    ),
     log_level: str = typer.Option("info", help="uvicorn log level."),
     graceful_s: float = typer.Option(30.0, help="Seconds to let in-flight requests finish on shutdown."),
 ) -> None:
@@ -71,7 +75,7 @@ def main() -> None:
         if flag in argv:
             i = argv.index(flag)
             os.environ[env] = argv[i + 1]
-            del argv[i:i + 2]
+            del argv[i : i + 2]
     sys.argv = [sys.argv[0], *argv]
     typer.run(server)
 

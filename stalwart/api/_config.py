@@ -9,7 +9,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["ApiSettings", "ROLES", "DEFAULT_ORG"]
+__all__ = ["DEFAULT_ORG", "ROLES", "ApiSettings"]
 
 ROLES = ("viewer", "operator", "reviewer", "admin", "auditor")
 """Every role a principal can hold."""
@@ -34,7 +34,7 @@ class ApiSettings(BaseSettings):
     """PEM public keys accepted instead of (or besides) a JWKS URL."""
     jwt_algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256"])
     """Accepted signature algorithms; ``none`` and HMAC are never accepted."""
-    jwt_leeway_s: float = Field(30.0, ge=0, le=600)
+    jwt_leeway_s: float = Field(default=30.0, ge=0, le=600)
     """Clock skew tolerated on ``exp``/``nbf``/``iat``."""
     jwt_org_claim: str = "org"
     """Claim holding the caller's org."""
@@ -46,17 +46,17 @@ class ApiSettings(BaseSettings):
     """Print a generated admin key once at first start (to stderr)."""
 
     # -- sessions (console) ----------------------------------------------------------------
-    session_ttl_s: float = Field(8 * 3600.0, gt=0)
+    session_ttl_s: float = Field(default=8 * 3600.0, gt=0)
     """Console session lifetime."""
     cookie_secure: bool = False
     """Mark the session cookie ``Secure`` (set behind TLS)."""
 
     # -- protection at the edge ------------------------------------------------------------
-    max_body_bytes: int = Field(1_000_000, ge=1024)
+    max_body_bytes: int = Field(default=1_000_000, ge=1024)
     """Largest request body accepted (413 above it)."""
-    key_rate_per_min: int = Field(60_000, ge=1)
+    key_rate_per_min: int = Field(default=60_000, ge=1)
     """Requests per minute per API key / token subject."""
-    org_rate_per_min: int = Field(120_000, ge=1)
+    org_rate_per_min: int = Field(default=120_000, ge=1)
     """Requests per minute per org, all keys together."""
     cors_origins: list[str] = Field(default_factory=list)
     """Origins allowed by CORS; empty (the default) turns CORS off."""

@@ -19,7 +19,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.staticfiles import StaticFiles
 
-from stalwart.api._auth import READ, SESSION_COOKIE, Principal
+from stalwart.api._auth import SESSION_COOKIE, Principal
 from stalwart.api._errors import ApiError, status_for
 from stalwart.api._ops import ApiContext, Ops, public_run, scrub
 from stalwart.errors import RunNotFound, StalwartError
@@ -28,8 +28,12 @@ __all__ = ["router", "static_app"]
 
 _HERE = Path(__file__).parent / "console"
 router = APIRouter(prefix="/console", include_in_schema=False)
-_env = Environment(loader=FileSystemLoader(_HERE / "templates"), autoescape=select_autoescape(["html"]),
-                   trim_blocks=True, lstrip_blocks=True)
+_env = Environment(
+    loader=FileSystemLoader(_HERE / "templates"),
+    autoescape=select_autoescape(["html"]),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
 
 
 def _fmt_time(ts: float | None) -> str:
@@ -53,8 +57,12 @@ def _until(ts: float | None) -> str:
     return f"{_fmt_dur(left)} left" if left >= 0 else f"overdue by {_fmt_dur(-left)}"
 
 
-_env.filters.update(time=_fmt_time, dur=_fmt_dur, until=_until,
-                    pretty=lambda v: json.dumps(v, indent=2, sort_keys=True, default=str))
+_env.filters.update(
+    time=_fmt_time,
+    dur=_fmt_dur,
+    until=_until,
+    pretty=lambda v: json.dumps(v, indent=2, sort_keys=True, default=str),
+)
 
 
 def static_app() -> StaticFiles:
@@ -71,8 +79,14 @@ async def _principal(request: Request) -> Principal | None:
 
 
 def _render(request: Request, name: str, p: Principal | None, code: int = 200, **kw: Any) -> HTMLResponse:
-    html = _env.get_template(name).render(request=request, p=p, flash=request.query_params.get("flash"),
-                                          error=request.query_params.get("error"), nav=name.split(".")[0], **kw)
+    html = _env.get_template(name).render(
+        request=request,
+        p=p,
+        flash=request.query_params.get("flash"),
+        error=request.query_params.get("error"),
+        nav=name.split(".")[0],
+        **kw,
+    )
     return HTMLResponse(html, status_code=code)
 
 
@@ -89,19 +103,19 @@ def _csrf_ok(p: Principal, token: str) -> bool:
     return bool(p.csrf) and hmac.compare_digest(p.csrf or "", token or "")
 
 
-def _message(exc: Exception) -> str:
+def _message(exc: ApiError | StalwartError) -> str:
     if isinstance(exc, ApiError):
         return exc.message
-    if isinstance(exc, StalwartError):
-        return exc.message if status_for(exc) < 500 or status_for(exc) == 503 else exc.code
-    return "the action failed"
+    return exc.message if status_for(exc) < 500 or status_for(exc) == 503 else exc.code
 
 
 # -- sign in / out ---------------------------------------------------------------------------
 @router.get("", response_class=HTMLResponse)
 @router.get("/", response_class=HTMLResponse)
 async def home(request: Request) -> Response:
-    return RedirectResponse("/console/runs" if await _principal(request) else "/console/login", status_code=303)
+    return RedirectResponse(
+        "/console/runs" if await _principal(request) else "/console/login", status_code=303
+    )
 
 
 @router.get("/login", response_class=HTMLResponse)
@@ -121,10 +135,19 @@ async def login(request: Request, api_key: str = Form("", max_length=512)) -> Re
         return _render(request, "login.html", None, code=401, login_error="That key is not valid.")
     p = Principal(subject=rec.subject, org=rec.org, roles=frozenset(rec.roles), via="key", key_id=rec.kid)
     token = await ctx.sessions.create(p)
-    resp = RedirectResponse("/console/reviews" if p.has("reviewer") and not p.has("operator") else "/console/runs",
-                            status_code=303)
-    resp.set_cookie(SESSION_COOKIE, token, max_age=int(ctx.settings.session_ttl_s), httponly=True,
-                    samesite="strict", secure=ctx.settings.cookie_secure, path="/console")
+    resp = RedirectResponse(
+        "/console/reviews" if p.has("reviewer") and not p.has("operator") else "/console/runs",
+        status_code=303,
+    )
+    resp.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=int(ctx.settings.session_ttl_s),
+        httponly=True,
+        samesite="strict",
+        secure=ctx.settings.cookie_secure,
+        path="/console",
+    )
     return resp
 
 
@@ -151,8 +174,16 @@ async def runs_page(request: Request, status: str = "", workflow: str = "") -> R
     st = status if status in _STATUSES else None
     runs = await Ops(_ctx(request), p).runs(st, workflow[:200] or None, 200)
     workflows = sorted({w.name for w in _ctx(request).app.workflows()})
-    return _render(request, "runs.html", p, runs=[public_run(r) for r in runs], status=st or "",
-                   workflow=workflow, statuses=_STATUSES, workflows=workflows)
+    return _render(
+        request,
+        "runs.html",
+        p,
+        runs=[public_run(r) for r in runs],
+        status=st or "",
+        workflow=workflow,
+        statuses=_STATUSES,
+        workflows=workflows,
+    )
 
 
 def _waterfall(spans: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], float]:
@@ -164,15 +195,21 @@ def _waterfall(spans: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], float
     rows = []
     for s in spans:
         attrs = s.get("attributes") or {}
-        rows.append({
-            "name": s["name"], "depth": 0 if s.get("parent_span_id") is None else 1,
-            "left": round((s["start"] - t0) / total * 100, 3),
-            "width": max(round((max(s["end"], s["start"]) - s["start"]) / total * 100, 3), 0.4),
-            "dur": max(s["end"] - s["start"], 0.0), "ok": s.get("ok", True), "error": s.get("error"),
-            "kind": attrs.get("step.kind") or ("run" if s.get("parent_span_id") is None else s.get("kind")),
-            "tokens": (attrs.get("tokens.input") or 0) + (attrs.get("tokens.output") or 0),
-            "cost": attrs.get("cost.usd") or 0.0,
-        })
+        rows.append(
+            {
+                "name": s["name"],
+                "depth": 0 if s.get("parent_span_id") is None else 1,
+                "left": round((s["start"] - t0) / total * 100, 3),
+                "width": max(round((max(s["end"], s["start"]) - s["start"]) / total * 100, 3), 0.4),
+                "dur": max(s["end"] - s["start"], 0.0),
+                "ok": s.get("ok", True),
+                "error": s.get("error"),
+                "kind": attrs.get("step.kind")
+                or ("run" if s.get("parent_span_id") is None else s.get("kind")),
+                "tokens": (attrs.get("tokens.input") or 0) + (attrs.get("tokens.output") or 0),
+                "cost": attrs.get("cost.usd") or 0.0,
+            }
+        )
     return rows, total
 
 
@@ -188,16 +225,38 @@ async def run_page(request: Request, run_id: str) -> Response:
         return _render(request, "notfound.html", p, code=404, what=f"run {run_id[:100]}")
     trace = await ops.trace(info.id)
     rows, total = _waterfall(trace["spans"])
-    journal = [scrub({"seq": e.seq, "kind": e.kind, "name": e.name, "status": e.status, "attempts": e.attempts,
-                      "started_at": e.started_at, "finished_at": e.finished_at, "error": e.error,
-                      "result": e.result_json[:400] if e.result_json else None})
-               for e in await _ctx(request).app.journal(info.id)]
+    journal = [
+        scrub(
+            {
+                "seq": e.seq,
+                "kind": e.kind,
+                "name": e.name,
+                "status": e.status,
+                "attempts": e.attempts,
+                "started_at": e.started_at,
+                "finished_at": e.finished_at,
+                "error": e.error,
+                "result": e.result_json[:400] if e.result_json else None,
+            }
+        )
+        for e in await _ctx(request).app.journal(info.id)
+    ]
     audit = None
     if p.has("auditor", "admin"):
         audit = await _ctx(request).gov.audit_events(org=p.org, run_id=info.id, limit=200)
     reviews = [r for r in await ops.reviews() if r["run_id"] == info.id]
-    return _render(request, "run.html", p, run=public_run(info), waterfall=rows, total=total,
-                   explain=trace.get("explain"), journal=journal, audit=audit, reviews=reviews)
+    return _render(
+        request,
+        "run.html",
+        p,
+        run=public_run(info),
+        waterfall=rows,
+        total=total,
+        explain=trace.get("explain"),
+        journal=journal,
+        audit=audit,
+        reviews=reviews,
+    )
 
 
 @router.post("/runs/{run_id}/cancel")
@@ -210,7 +269,7 @@ async def cancel(request: Request, run_id: str, csrf: str = Form("")) -> Respons
         return _back(path, error="You may not cancel runs.")
     try:
         await Ops(_ctx(request), p).cancel(run_id[:100])
-    except Exception as exc:
+    except (ApiError, StalwartError) as exc:
         return _back(path, error=_message(exc))
     return _back(path, flash="Cancellation requested; it takes effect at the next step.")
 
@@ -233,8 +292,14 @@ async def reviews_page(request: Request, show: str = "open") -> Response:
 
 
 @router.post("/reviews/{review_id}/decision")
-async def decide(request: Request, review_id: str, csrf: str = Form(""), decision: str = Form(""),
-                 note: str = Form("", max_length=2000), args: str = Form("", max_length=20_000)) -> Response:
+async def decide(
+    request: Request,
+    review_id: str,
+    csrf: str = Form(""),
+    decision: str = Form(""),
+    note: str = Form("", max_length=2000),
+    args: str = Form("", max_length=20_000),
+) -> Response:
     p = await _principal(request)
     if p is None:
         return _to_login()
@@ -252,7 +317,7 @@ async def decide(request: Request, review_id: str, csrf: str = Form(""), decisio
         return _back("/console/reviews", error="Unknown decision.")
     try:
         r = await Ops(_ctx(request), p).decide(review_id[:200], decision, note or None, parsed)
-    except Exception as exc:
+    except (ApiError, StalwartError) as exc:
         return _back("/console/reviews", error=_message(exc))
     return _back("/console/reviews", flash=f"Review {r['id'][:8]} is now {r['status']}.")
 
@@ -263,9 +328,20 @@ async def dlq_page(request: Request) -> Response:
     p = await _principal(request)
     if p is None:
         return _to_login()
-    items = [scrub({"run_id": d.run_id, "workflow": d.workflow, "version": d.version, "reason": d.reason,
-                    "error": d.error, "created_at": d.created_at, "retries": d.retries})
-             for d in await Ops(_ctx(request), p).dead_letters()]
+    items = [
+        scrub(
+            {
+                "run_id": d.run_id,
+                "workflow": d.workflow,
+                "version": d.version,
+                "reason": d.reason,
+                "error": d.error,
+                "created_at": d.created_at,
+                "retries": d.retries,
+            }
+        )
+        for d in await Ops(_ctx(request), p).dead_letters()
+    ]
     return _render(request, "dlq.html", p, items=items)
 
 
@@ -278,7 +354,7 @@ async def dlq_retry(request: Request, run_id: str, csrf: str = Form("")) -> Resp
         return _back("/console/dlq", error="You may not retry runs.")
     try:
         await Ops(_ctx(request), p).retry_dead_letter(run_id[:100])
-    except Exception as exc:
+    except (ApiError, StalwartError) as exc:
         return _back("/console/dlq", error=_message(exc))
     return _back("/console/dlq", flash=f"Run {run_id[:12]} is queued again.")
 
@@ -290,18 +366,30 @@ async def budget_page(request: Request) -> Response:
         return _to_login()
     b = await Ops(_ctx(request), p).budget()
     bars = []
-    for label, spent, cap, unit in (("Spend (USD)", b["spent_usd"], b["max_usd"], "$"),
-                                    ("Tokens", b["spent_tokens"], b["max_tokens"], "")):
+    for label, spent, cap, unit in (
+        ("Spend (USD)", b["spent_usd"], b["max_usd"], "$"),
+        ("Tokens", b["spent_tokens"], b["max_tokens"], ""),
+    ):
         pct = (spent / cap * 100) if cap else None
         level = "ok" if pct is None or pct < 50 else "notice" if pct < 80 else "warn" if pct < 95 else "crit"
-        bars.append({"label": label, "spent": spent, "cap": cap, "pct": pct, "width": min(pct or 0, 100),
-                     "level": level, "unit": unit})
+        bars.append(
+            {
+                "label": label,
+                "spent": spent,
+                "cap": cap,
+                "pct": pct,
+                "width": min(pct or 0, 100),
+                "level": level,
+                "unit": unit,
+            }
+        )
     return _render(request, "budget.html", p, budget=b, bars=bars)
 
 
 @router.post("/budget")
-async def set_budget(request: Request, csrf: str = Form(""), max_usd: str = Form(""),
-                     max_tokens: str = Form("")) -> Response:
+async def set_budget(
+    request: Request, csrf: str = Form(""), max_usd: str = Form(""), max_tokens: str = Form("")
+) -> Response:
     p = await _principal(request)
     if p is None:
         return _to_login()
@@ -341,7 +429,9 @@ async def kill_page(request: Request) -> Response:
 
 
 @router.post("/kill-switch/engage")
-async def kill_engage(request: Request, csrf: str = Form(""), reason: str = Form("", max_length=500)) -> Response:
+async def kill_engage(
+    request: Request, csrf: str = Form(""), reason: str = Form("", max_length=500)
+) -> Response:
     p = await _principal(request)
     if p is None:
         return _to_login()
@@ -351,7 +441,7 @@ async def kill_engage(request: Request, csrf: str = Form(""), reason: str = Form
         return _back("/console/kill-switch", error="Give a reason.")
     try:
         await Ops(_ctx(request), p).kill_engage(reason.strip())
-    except Exception as exc:
+    except (ApiError, StalwartError) as exc:
         return _back("/console/kill-switch", error=_message(exc))
     return _back("/console/kill-switch", flash="Kill switch ENGAGED. New runs and steps are stopped.")
 
@@ -365,11 +455,8 @@ async def kill_release(request: Request, csrf: str = Form("")) -> Response:
         return _back("/console/kill-switch", error="Only admins operate the kill switch.")
     try:
         out = await Ops(_ctx(request), p).kill_release()
-    except Exception as exc:
+    except (ApiError, StalwartError) as exc:
         return _back("/console/kill-switch", error=_message(exc))
     if out.get("released"):
         return _back("/console/kill-switch", flash="Kill switch released by two admins.")
     return _back("/console/kill-switch", flash="Release recorded. A second, different admin must confirm.")
-
-
-_ = READ

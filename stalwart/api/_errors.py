@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from stalwart import errors as e
 
-__all__ = ["ApiError", "STATUS", "install_error_handlers", "status_for", "error_body"]
+__all__ = ["STATUS", "ApiError", "error_body", "install_error_handlers", "status_for"]
 
 log = logging.getLogger("stalwart.api")
 
@@ -98,7 +98,11 @@ def install_error_handlers(api: FastAPI) -> None:
             headers["Retry-After"] = "5"
         if status >= 500 and status != 503:
             log.warning("request %s %s failed: %s", request.method, request.url.path, exc.code)
-        message = exc.message if status < 500 or status == 503 else f"{exc.code}: the request could not be completed"
+        message = (
+            exc.message
+            if status < 500 or status == 503
+            else f"{exc.code}: the request could not be completed"
+        )
         if isinstance(exc, e.ConfigError):
             message = "the server is misconfigured; see its logs"
         return JSONResponse(error_body(exc.code, message, _safe_details(exc)), status, headers=headers)
@@ -114,8 +118,12 @@ def install_error_handlers(api: FastAPI) -> None:
 
     @api.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(exc.status_code, "http_error")
-        return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=getattr(exc, "headers", None))
+        code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(
+            exc.status_code, "http_error"
+        )
+        return JSONResponse(
+            error_body(code, str(exc.detail)), exc.status_code, headers=getattr(exc, "headers", None)
+        )
 
     @api.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -13,15 +13,28 @@ from dataclasses import asdict
 from typing import Any
 
 from stalwart.api._config import DEFAULT_ORG
-from stalwart.errors import InvalidInput, PolicyDenied
+from stalwart.errors import InvalidInput, PolicyDenied, RunNotFound
 
-__all__ = ["Governance", "ReviewError", "run_org", "review_json", "LISTED_EVENT_TYPES"]
+__all__ = ["LISTED_EVENT_TYPES", "Governance", "ReviewError", "review_json", "run_org"]
 
 LISTED_EVENT_TYPES = (
-    "gateway.chat_completion", "run.cancel", "dlq.retry", "key.create", "key.revoke", "budget.set",
-    "review.created", "review.decided", "review.escalated", "review.approval_recorded",
-    "kill_switch.engaged", "kill_switch.release_requested", "kill_switch.released",
-    "compliance.exported", "compliance.erased", "policy.changed", "policy.change_proposed",
+    "gateway.chat_completion",
+    "run.cancel",
+    "dlq.retry",
+    "key.create",
+    "key.revoke",
+    "budget.set",
+    "review.created",
+    "review.decided",
+    "review.escalated",
+    "review.approval_recorded",
+    "kill_switch.engaged",
+    "kill_switch.release_requested",
+    "kill_switch.released",
+    "compliance.exported",
+    "compliance.erased",
+    "policy.changed",
+    "policy.change_proposed",
     "policy.change_rejected",
 )
 """Event types an org-wide listing (no run or user filter) shows: people's and the API's actions."""
@@ -45,8 +58,9 @@ def review_json(r: Any) -> dict[str, Any]:
     d["org"] = run_org(d.get("org"))
     risk = d.get("risk") or {}
     d["risk_score"] = risk.get("score") if isinstance(risk, dict) else None
-    d["risk_factors"] = [f for f in (risk.get("factors") or []) if isinstance(f, dict)] if isinstance(risk, dict) \
-        else []
+    d["risk_factors"] = (
+        [f for f in (risk.get("factors") or []) if isinstance(f, dict)] if isinstance(risk, dict) else []
+    )
     return d
 
 
@@ -70,8 +84,13 @@ class Governance:
         async def signal_run(review: Any) -> None:
             await self.app.signal(review.run_id, f"review:{review.id}", review.signal_payload())
 
-        return ReviewQueue(self.store, self.clock, self.app.settings.webhook_url, audit=self.audit_log,
-                           on_decision=signal_run)
+        return ReviewQueue(
+            self.store,
+            self.clock,
+            self.app.settings.webhook_url,
+            audit=self.audit_log,
+            on_decision=signal_run,
+        )
 
     # -- audit -----------------------------------------------------------------------------
     async def audit(
@@ -87,11 +106,21 @@ class Governance:
         user_id: str = "",
         details: dict[str, Any] | None = None,
     ) -> None:
-        await self.audit_log.record(event_type, actor=actor, org_id=org, action=action, resource=resource,
-                                    decision=decision, run_id=run_id, user_id=user_id, details=details or {})
+        await self.audit_log.record(
+            event_type,
+            actor=actor,
+            org_id=org,
+            action=action,
+            resource=resource,
+            decision=decision,
+            run_id=run_id,
+            user_id=user_id,
+            details=details or {},
+        )
 
-    async def audit_events(self, *, org: str, run_id: str | None = None, user_id: str | None = None,
-                           limit: int = 200) -> list[dict[str, Any]]:
+    async def audit_events(
+        self, *, org: str, run_id: str | None = None, user_id: str | None = None, limit: int = 200
+    ) -> list[dict[str, Any]]:
         if run_id or user_id:
             events = await self.audit_log.events(run_ids=[run_id] if run_id else (), user_id=user_id)
         else:
@@ -109,7 +138,7 @@ class Governance:
                 if rid not in run_orgs:
                     try:
                         run_orgs[rid] = run_org((await self.app.get_run(rid)).org)
-                    except Exception:
+                    except RunNotFound:
                         run_orgs[rid] = None
                 if run_orgs[rid] != org:
                     continue
@@ -128,11 +157,16 @@ class Governance:
             first_bad = {"seq": report.get("first_bad_seq"), "reason": report.get("reason")}
             eid = report.get("first_bad_event_id")
             if eid:
-                mine = [e for e in await self.audit_log.events() if e.event_id == eid
-                        and run_org(e.org_id) == org]
+                mine = [
+                    e for e in await self.audit_log.events() if e.event_id == eid and run_org(e.org_id) == org
+                ]
                 first_bad["event_id"] = eid if mine else "(another org)"
-        return {"ok": report["ok"], "checked": report["checked"], "mode": "hash-chain+signed-checkpoints",
-                "first_bad": first_bad}
+        return {
+            "ok": report["ok"],
+            "checked": report["checked"],
+            "mode": "hash-chain+signed-checkpoints",
+            "first_bad": first_bad,
+        }
 
     # -- reviews ---------------------------------------------------------------------------
     async def get_review(self, review_id: str) -> dict[str, Any] | None:
@@ -141,7 +175,9 @@ class Governance:
         except InvalidInput:
             return None
 
-    async def list_reviews(self, org: str, status: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+    async def list_reviews(
+        self, org: str, status: str | None = None, limit: int = 200
+    ) -> list[dict[str, Any]]:
         q = self.reviews_queue()
         found = await q.list(status, org=org, limit=limit)
         if org == DEFAULT_ORG:
@@ -150,18 +186,27 @@ class Governance:
         out.sort(key=lambda r: r["created_at"], reverse=True)
         return out[:limit]
 
-    async def decide_review(self, review: dict[str, Any], *, decision: str, reviewer: str, note: str | None,
-                            args: dict[str, Any] | None) -> dict[str, Any]:
+    async def decide_review(
+        self,
+        review: dict[str, Any],
+        *,
+        decision: str,
+        reviewer: str,
+        note: str | None,
+        args: dict[str, Any] | None,
+    ) -> dict[str, Any]:
         q = self.reviews_queue()
         try:
             r = await q.decide(review["id"], reviewer, decision, args, note=note or "")
         except PolicyDenied as exc:
-            raise ReviewError(403, "self_approval" if "own" in exc.message else "policy_denied", exc.message) \
-                from None
+            raise ReviewError(
+                403, "self_approval" if "own" in exc.message else "policy_denied", exc.message
+            ) from None
         except InvalidInput as exc:
             status = 409 if "already" in exc.message or "concurrently" in exc.message else 422
-            raise ReviewError(status, "review_conflict" if status == 409 else "invalid_decision", exc.message) \
-                from None
+            raise ReviewError(
+                status, "review_conflict" if status == 409 else "invalid_decision", exc.message
+            ) from None
         await q.flush() if hasattr(q, "flush") else None
         return review_json(r)
 
@@ -170,15 +215,20 @@ class Governance:
         from stalwart.governance import KillSwitch
 
         broker = await self.app.credential_broker()
-        return KillSwitch(self.store, self.audit_log, broker, self.clock, webhook_url=self.app.settings.webhook_url)
+        return KillSwitch(
+            self.store, self.audit_log, broker, self.clock, webhook_url=self.app.settings.webhook_url
+        )
 
     async def kill_status(self) -> dict[str, Any]:
         from stalwart.engine import KILL_SWITCH_FLAG
 
         flag = await self.store.get_flag(KILL_SWITCH_FLAG)
         pending = await self.store.get_flag("kill_switch_release") if flag is not None else None
-        return {"engaged": flag is not None, "detail": flag,
-                "release_approvals": [pending] if pending else []}
+        return {
+            "engaged": flag is not None,
+            "detail": flag,
+            "release_approvals": [pending] if pending else [],
+        }
 
     async def kill_engage(self, reason: str, operator: str) -> dict[str, Any]:
         await (await self._switch()).engage(reason, operator)
@@ -210,15 +260,24 @@ class Governance:
         runs = [r for r in data.get("runs", []) if run_org(r.get("org")) == org]
         ids = {r["id"] for r in runs}
         return {
-            "subject": subject, "org": org, "generated_at": data.get("generated_at"), "runs": runs,
-            "audit_entries": [e for e in data.get("audit_entries", [])
-                              if run_org(e.get("org_id")) == org or e.get("run_id") in ids],
+            "subject": subject,
+            "org": org,
+            "generated_at": data.get("generated_at"),
+            "runs": runs,
+            "audit_entries": [
+                e
+                for e in data.get("audit_entries", [])
+                if run_org(e.get("org_id")) == org or e.get("run_id") in ids
+            ],
             "vault": {k: v for k, v in (data.get("vault") or {}).items() if k in ids},
         }
 
     async def erase_subject(self, subject: str, org: str, operator: str) -> dict[str, Any]:
         orgs = await self._subject_orgs(subject)
         if orgs - {org}:
-            raise ReviewError(409, "subject_spans_orgs",
-                              "this subject has data in other orgs; erasure must be run by the platform operator")
+            raise ReviewError(
+                409,
+                "subject_spans_orgs",
+                "this subject has data in other orgs; erasure must be run by the platform operator",
+            )
         return await (await self._compliance()).erase(subject, requester=operator, orgs=[org])

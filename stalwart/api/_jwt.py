@@ -30,7 +30,9 @@ class JwtVerifier:
         self.s = settings
         self.algorithms = [a for a in settings.jwt_algorithms if a in _ASYMMETRIC]
         self._keys = [_load_pem(p) for p in settings.jwt_public_keys]
-        self._jwks = PyJWKClient(settings.jwks_url, cache_keys=True, lifespan=300) if settings.jwks_url else None
+        self._jwks = (
+            PyJWKClient(settings.jwks_url, cache_keys=True, lifespan=300) if settings.jwks_url else None
+        )
 
     @property
     def enabled(self) -> bool:
@@ -54,7 +56,7 @@ class JwtVerifier:
             except (jwt.PyJWTError, OSError):
                 pass
         candidates.extend(self._keys)
-        options = {"require": ["exp", "sub"], "verify_aud": self.s.jwt_audience is not None}
+        options: Any = {"require": ["exp", "sub"], "verify_aud": self.s.jwt_audience is not None}
         for key in candidates:
             try:
                 claims = jwt.decode(

@@ -18,7 +18,7 @@ from typing import Any
 
 from stalwart.api._config import ROLES
 
-__all__ = ["ApiKey", "KeyStore", "KEYS_NS", "key_id_of"]
+__all__ = ["KEYS_NS", "ApiKey", "KeyStore", "key_id_of"]
 
 KEYS_NS = "api.keys"
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from starlette.exceptions import HTTPException
 
-__all__ = ["EdgeMiddleware", "SECURITY_HEADERS"]
+__all__ = ["SECURITY_HEADERS", "EdgeMiddleware"]
 
 SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
     (b"x-content-type-options", b"nosniff"),
@@ -16,18 +16,30 @@ SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
     (b"referrer-policy", b"no-referrer"),
     (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
     (b"cross-origin-opener-policy", b"same-origin"),
-    (b"content-security-policy",
-     b"default-src 'self'; img-src 'self' data:; style-src 'self'; style-src-attr 'unsafe-inline'; script-src 'self'; "
-     b"frame-ancestors 'none'; base-uri 'none'; form-action 'self'"),
+    (
+        b"content-security-policy",
+        (
+            b"default-src 'self'; img-src 'self' data:; style-src 'self'; style-src-attr 'unsafe-inline'; script-src 'self'; "
+            b"frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+        ),
+    ),
 ]
 
 
 def _too_large(limit: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    body = json.dumps({"error": {"code": "body_too_large",
-                                 "message": f"request body exceeds the limit of {limit} bytes"}}).encode()
-    start = {"type": "http.response.start", "status": 413,
-             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                         (b"connection", b"close"), *SECURITY_HEADERS]}
+    body = json.dumps(
+        {"error": {"code": "body_too_large", "message": f"request body exceeds the limit of {limit} bytes"}}
+    ).encode()
+    start = {
+        "type": "http.response.start",
+        "status": 413,
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+            *SECURITY_HEADERS,
+        ],
+    }
     return start, {"type": "http.response.body", "body": body}
 
 

@@ -72,12 +72,20 @@ class Ops:
         return info
 
     async def start(self, body: Any) -> Any:
-        run_id = await self.app.start(body.workflow, body.input, idempotency_key=body.idempotency_key,
-                                      org=self.p.org, user=self.p.subject, version=body.version,
-                                      confirm_over_usd=body.confirm_over_usd)
+        run_id = await self.app.start(
+            body.workflow,
+            body.input,
+            idempotency_key=body.idempotency_key,
+            org=self.p.org,
+            user=self.p.subject,
+            version=body.version,
+            confirm_over_usd=body.confirm_over_usd,
+        )
         return await self.app.get_run(run_id)
 
-    async def runs(self, status: str | None = None, workflow: str | None = None, limit: int = 100) -> list[Any]:
+    async def runs(
+        self, status: str | None = None, workflow: str | None = None, limit: int = 100
+    ) -> list[Any]:
         runs = await self.app.list_runs(status=status, workflow=workflow, org=self.p.org, limit=limit)
         if self.p.org == DEFAULT_ORG:
             runs += await self.app.list_runs(status=status, workflow=workflow, org="", limit=limit)
@@ -87,8 +95,15 @@ class Ops:
     async def cancel(self, run_id: str) -> Any:
         await self.run(run_id)
         info = await self.app.cancel(run_id)
-        await self.ctx.gov.audit("run.cancel", actor=self.p.actor, org=self.p.org, action="cancel",
-                                 resource=f"run:{run_id}", run_id=run_id, user_id=self.p.subject)
+        await self.ctx.gov.audit(
+            "run.cancel",
+            actor=self.p.actor,
+            org=self.p.org,
+            action="cancel",
+            resource=f"run:{run_id}",
+            run_id=run_id,
+            user_id=self.p.subject,
+        )
         return info
 
     async def trace(self, run_id: str) -> dict[str, Any]:
@@ -103,10 +118,17 @@ class Ops:
             source = "journal"
         try:
             why = explain(info, journal).to_dict()
-        except Exception:  # explain is advisory; a trace without it is still a trace
+        except Exception:  # noqa: BLE001 - explain is advisory; a trace without it is still a trace
             why = None
-        return scrub({"run_id": run_id, "trace_id": info.trace_id, "source": source,
-                      "spans": [s.to_dict() for s in spans], "explain": why})
+        return scrub(
+            {
+                "run_id": run_id,
+                "trace_id": info.trace_id,
+                "source": source,
+                "spans": [s.to_dict() for s in spans],
+                "explain": why,
+            }
+        )
 
     async def dead_letters(self) -> list[Any]:
         out = []
@@ -121,8 +143,15 @@ class Ops:
     async def retry_dead_letter(self, run_id: str) -> Any:
         await self.run(run_id)
         info = await self.app.retry_dead_letter(run_id)
-        await self.ctx.gov.audit("dlq.retry", actor=self.p.actor, org=self.p.org, action="retry",
-                                 resource=f"run:{run_id}", run_id=run_id, user_id=self.p.subject)
+        await self.ctx.gov.audit(
+            "dlq.retry",
+            actor=self.p.actor,
+            org=self.p.org,
+            action="retry",
+            resource=f"run:{run_id}",
+            run_id=run_id,
+            user_id=self.p.subject,
+        )
         return info
 
     # -- reviews ---------------------------------------------------------------------------
@@ -135,11 +164,14 @@ class Ops:
     async def reviews(self, status: str | None = None) -> list[dict[str, Any]]:
         return await self.ctx.gov.list_reviews(self.p.org, status)
 
-    async def decide(self, review_id: str, decision: str, note: str | None, args: dict[str, Any] | None) -> dict:
+    async def decide(
+        self, review_id: str, decision: str, note: str | None, args: dict[str, Any] | None
+    ) -> dict:
         r = await self.review(review_id)
         try:
-            out = await self.ctx.gov.decide_review(r, decision=decision, reviewer=self.p.subject, note=note,
-                                                   args=args)
+            out = await self.ctx.gov.decide_review(
+                r, decision=decision, reviewer=self.p.subject, note=note, args=args
+            )
         except ReviewError as err:
             raise _review_error(err) from None
         return out
@@ -171,19 +203,33 @@ class Ops:
         tokens, usd = await gw.org_spend(self.p.org, now)
         cap_usd, cap_tokens = raw.get("max_usd"), raw.get("max_tokens")
         pct = [spent / cap * 100 for spent, cap in ((usd, cap_usd), (tokens, cap_tokens)) if cap]
-        return {"org": self.p.org, "month": time.strftime("%Y-%m", time.gmtime(now)), "max_usd": cap_usd,
-                "max_tokens": cap_tokens, "spent_usd": usd, "spent_tokens": tokens,
-                "used_pct": round(max(pct), 2) if pct else None}
+        return {
+            "org": self.p.org,
+            "month": time.strftime("%Y-%m", time.gmtime(now)),
+            "max_usd": cap_usd,
+            "max_tokens": cap_tokens,
+            "spent_usd": usd,
+            "spent_tokens": tokens,
+            "used_pct": round(max(pct), 2) if pct else None,
+        }
 
     async def set_budget(self, max_usd: float | None, max_tokens: int | None) -> dict[str, Any]:
         from stalwart.gateway import Budget
 
         gw = await self.app.gateway()
-        cap = None if max_usd is None and max_tokens is None else Budget(max_tokens=max_tokens, max_usd=max_usd)
+        cap = (
+            None if max_usd is None and max_tokens is None else Budget(max_tokens=max_tokens, max_usd=max_usd)
+        )
         await gw.set_cap("org", self.p.org, cap)
-        await self.ctx.gov.audit("budget.set", actor=self.p.actor, org=self.p.org, action="set_cap",
-                                 resource=f"budget:{self.p.org}", user_id=self.p.subject,
-                                 details={"max_usd": max_usd, "max_tokens": max_tokens})
+        await self.ctx.gov.audit(
+            "budget.set",
+            actor=self.p.actor,
+            org=self.p.org,
+            action="set_cap",
+            resource=f"budget:{self.p.org}",
+            user_id=self.p.subject,
+            details={"max_usd": max_usd, "max_tokens": max_tokens},
+        )
         return await self.budget()
 
     async def alerts(self) -> list[dict[str, Any]]:
@@ -191,20 +237,43 @@ class Ops:
         out: list[dict[str, Any]] = []
         ks = await self.kill_status()
         if ks["engaged"]:
-            out.append({"name": "KillSwitchEngaged", "severity": "critical",
-                        "summary": f"kill switch engaged: {(ks['detail'] or {}).get('reason', '')}"})
+            out.append(
+                {
+                    "name": "KillSwitchEngaged",
+                    "severity": "critical",
+                    "summary": f"kill switch engaged: {(ks['detail'] or {}).get('reason', '')}",
+                }
+            )
         dl = await self.dead_letters()
         if dl:
-            out.append({"name": "DeadLetters", "severity": "warning", "value": float(len(dl)),
-                        "summary": f"{len(dl)} run(s) in the dead-letter queue"})
+            out.append(
+                {
+                    "name": "DeadLetters",
+                    "severity": "warning",
+                    "value": float(len(dl)),
+                    "summary": f"{len(dl)} run(s) in the dead-letter queue",
+                }
+            )
         now = time.time()
         late = [r for r in await self.reviews("pending") if r.get("due_at") and r["due_at"] < now]
         if late:
-            out.append({"name": "ReviewSLABreached", "severity": "warning", "value": float(len(late)),
-                        "summary": f"{len(late)} review(s) past their SLA"})
+            out.append(
+                {
+                    "name": "ReviewSLABreached",
+                    "severity": "warning",
+                    "value": float(len(late)),
+                    "summary": f"{len(late)} review(s) past their SLA",
+                }
+            )
         b = await self.budget()
         if b["used_pct"] is not None and b["used_pct"] >= 80:
             sev = "critical" if b["used_pct"] >= 95 else "warning"
-            out.append({"name": "OrgBudget", "severity": sev, "value": b["used_pct"],
-                        "summary": f"org {self.p.org} has used {b['used_pct']:.0f}% of its monthly budget"})
+            out.append(
+                {
+                    "name": "OrgBudget",
+                    "severity": sev,
+                    "value": b["used_pct"],
+                    "summary": f"org {self.p.org} has used {b['used_pct']:.0f}% of its monthly budget",
+                }
+            )
         return out

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["RateLimiter", "Decision"]
+__all__ = ["Decision", "RateLimiter"]
 
 _NS = "api.rate"
 _WINDOW_S = 60.0
@@ -53,7 +53,9 @@ class Decision:
 class RateLimiter:
     """``check(scopes)`` admits one request against each ``(name, limit_per_min)`` scope."""
 
-    def __init__(self, store: Any, redis_url: str | None = None, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, store: Any, redis_url: str | None = None, clock: Callable[[], float] = time.time
+    ) -> None:
         self.store = store
         self.clock = clock
         self._redis: Any = None
@@ -72,8 +74,9 @@ class RateLimiter:
         return Decision(True)
 
     async def _bucket(self, name: str, limit: int) -> Decision:
-        allowed, wait = await self._script(keys=[f"stalwart:{_NS}:{name}"],
-                                           args=[limit, limit / _WINDOW_S, self.clock()])
+        allowed, wait = await self._script(
+            keys=[f"stalwart:{_NS}:{name}"], args=[limit, limit / _WINDOW_S, self.clock()]
+        )
         return Decision(bool(int(allowed)), float(wait), name)
 
     async def _window(self, name: str, limit: int) -> Decision:

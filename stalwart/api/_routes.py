@@ -36,8 +36,9 @@ from stalwart.api._schemas import (
 
 __all__ = ["router"]
 
-_E = {code: {"model": ErrorOut} for code in (401, 403, 404, 409, 422, 429)}
+_E: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (401, 403, 404, 409, 422, 429)}
 router = APIRouter(responses=_E)
+
 
 def _run_id() -> Any:
     return Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")
@@ -56,9 +57,16 @@ def ops(request: Request, p: Principal) -> Ops:
 
 
 # -- runs ------------------------------------------------------------------------------------
-@router.post("/v1/runs", status_code=201, response_model=RunOut, tags=["runs"],
-             responses={402: {"model": ErrorOut}, 503: {"model": ErrorOut}})
-async def start_run(body: StartRun, request: Request, p: Principal = Depends(requires("operator", "admin"))) -> Any:
+@router.post(
+    "/v1/runs",
+    status_code=201,
+    response_model=RunOut,
+    tags=["runs"],
+    responses={402: {"model": ErrorOut}, 503: {"model": ErrorOut}},
+)
+async def start_run(
+    body: StartRun, request: Request, p: Principal = Depends(requires("operator", "admin"))
+) -> Any:
     """Start a run of ``workflow`` in the caller's org."""
     return public_run(await ops(request, p).start(body))
 
@@ -66,7 +74,9 @@ async def start_run(body: StartRun, request: Request, p: Principal = Depends(req
 @router.get("/v1/runs", response_model=RunList, tags=["runs"])
 async def list_runs(
     request: Request,
-    status: str | None = Query(None, pattern="^(PENDING|RUNNING|WAITING|COMPLETED|FAILED|CANCELLED|DEAD_LETTER)$"),
+    status: str | None = Query(
+        None, pattern="^(PENDING|RUNNING|WAITING|COMPLETED|FAILED|CANCELLED|DEAD_LETTER)$"
+    ),
     workflow: str | None = Query(None, min_length=1, max_length=200),
     limit: int = Query(100, ge=1, le=1000),
     p: Principal = Depends(requires(*READ)),
@@ -81,14 +91,17 @@ async def get_run(request: Request, run_id: str = _run_id(), p: Principal = Depe
 
 
 @router.get("/v1/runs/{run_id}/trace", response_model=TraceOut, tags=["runs"])
-async def get_trace(request: Request, run_id: str = _run_id(), p: Principal = Depends(requires(*READ))) -> Any:
+async def get_trace(
+    request: Request, run_id: str = _run_id(), p: Principal = Depends(requires(*READ))
+) -> Any:
     """The run's spans (as persisted, else rebuilt from its journal) and its ``explain`` summary."""
     return await ops(request, p).trace(run_id)
 
 
 @router.post("/v1/runs/{run_id}/cancel", response_model=RunOut, tags=["runs"])
-async def cancel_run(request: Request, run_id: str = _run_id(),
-                     p: Principal = Depends(requires("operator", "admin"))) -> Any:
+async def cancel_run(
+    request: Request, run_id: str = _run_id(), p: Principal = Depends(requires("operator", "admin"))
+) -> Any:
     """Request cancellation; it takes effect at the run's next step boundary."""
     return public_run(await ops(request, p).cancel(run_id))
 
@@ -99,8 +112,9 @@ async def list_dead_letters(request: Request, p: Principal = Depends(requires(*R
 
 
 @router.post("/v1/dlq/{run_id}/retry", response_model=RunOut, tags=["runs"])
-async def retry_dead_letter(request: Request, run_id: str = _run_id(),
-                            p: Principal = Depends(requires("operator", "admin"))) -> Any:
+async def retry_dead_letter(
+    request: Request, run_id: str = _run_id(), p: Principal = Depends(requires("operator", "admin"))
+) -> Any:
     return public_run(await ops(request, p).retry_dead_letter(run_id))
 
 
@@ -112,20 +126,28 @@ def _slots(obj: Any) -> dict[str, Any]:
 
 # -- reviews ---------------------------------------------------------------------------------
 @router.get("/v1/reviews", response_model=ReviewList, tags=["reviews"])
-async def list_reviews(request: Request,
-                       status: str | None = Query(None, pattern="^(pending|approved|modified|rejected|auto_approved)$"),
-                       p: Principal = Depends(requires(*READ))) -> Any:
+async def list_reviews(
+    request: Request,
+    status: str | None = Query(None, pattern="^(pending|approved|modified|rejected|auto_approved)$"),
+    p: Principal = Depends(requires(*READ)),
+) -> Any:
     return {"reviews": await ops(request, p).reviews(status)}
 
 
 @router.get("/v1/reviews/{review_id}", response_model=ReviewOut, tags=["reviews"])
-async def get_review(request: Request, review_id: str = _item_id(), p: Principal = Depends(requires(*READ))) -> Any:
+async def get_review(
+    request: Request, review_id: str = _item_id(), p: Principal = Depends(requires(*READ))
+) -> Any:
     return await ops(request, p).review(review_id)
 
 
 @router.post("/v1/reviews/{review_id}/decision", response_model=ReviewOut, tags=["reviews"])
-async def decide_review(body: Decision, request: Request, review_id: str = _item_id(),
-                        p: Principal = Depends(requires("reviewer", "admin"))) -> Any:
+async def decide_review(
+    body: Decision,
+    request: Request,
+    review_id: str = _item_id(),
+    p: Principal = Depends(requires("reviewer", "admin")),
+) -> Any:
     """Approve, reject, modify (with ``args``) or escalate. Nobody may approve their own run."""
     return await ops(request, p).decide(review_id, body.decision, body.note, body.args)
 
@@ -137,13 +159,19 @@ async def kill_switch_status(request: Request, p: Principal = Depends(requires(*
 
 
 @router.post("/admin/kill-switch", response_model=KillSwitchOut, tags=["admin"])
-async def engage_kill_switch(body: KillSwitchIn, request: Request, p: Principal = Depends(requires("admin"))) -> Any:
+async def engage_kill_switch(
+    body: KillSwitchIn, request: Request, p: Principal = Depends(requires("admin"))
+) -> Any:
     """Stop new runs and new steps everywhere (in-flight steps finish)."""
     return await ops(request, p).kill_engage(body.reason)
 
 
-@router.delete("/admin/kill-switch", response_model=KillSwitchOut, tags=["admin"],
-               responses={202: {"model": KillSwitchOut}})
+@router.delete(
+    "/admin/kill-switch",
+    response_model=KillSwitchOut,
+    tags=["admin"],
+    responses={202: {"model": KillSwitchOut}},
+)
 async def release_kill_switch(request: Request, p: Principal = Depends(requires("admin"))) -> Any:
     """Two-person release: the first admin's call is recorded (202); a second, distinct admin releases (200)."""
     out = await ops(request, p).kill_release()
@@ -157,23 +185,29 @@ async def verify_audit(request: Request, p: Principal = Depends(requires("audito
 
 
 @router.get("/v1/audit/events", tags=["audit"], response_model=list[dict[str, Any]])
-async def audit_events(request: Request, run_id: str | None = Query(None, min_length=1, max_length=100),
-                       limit: int = Query(200, ge=1, le=1000),
-                       p: Principal = Depends(requires("auditor", "admin"))) -> Any:
+async def audit_events(
+    request: Request,
+    run_id: str | None = Query(None, min_length=1, max_length=100),
+    limit: int = Query(200, ge=1, le=1000),
+    p: Principal = Depends(requires("auditor", "admin")),
+) -> Any:
     """The caller's org's audit entries (optionally of one run)."""
     return await _ctx(request).gov.audit_events(org=p.org, run_id=run_id, limit=limit)
 
 
 @router.get("/v1/compliance/subjects/{subject_id}/export", tags=["compliance"], response_model=dict[str, Any])
-async def export_subject(request: Request, subject_id: str = _item_id(),
-                         p: Principal = Depends(requires("auditor", "admin"))) -> Any:
+async def export_subject(
+    request: Request, subject_id: str = _item_id(), p: Principal = Depends(requires("auditor", "admin"))
+) -> Any:
     """Everything held about a data subject in the caller's org (GDPR access)."""
     ctx = _ctx(request)
     return scrub(await ctx.gov.export_subject(subject_id, p.org, p.subject))
 
 
 @router.delete("/v1/compliance/subjects/{subject_id}", tags=["compliance"], response_model=dict[str, Any])
-async def erase_subject(request: Request, subject_id: str = _item_id(), p: Principal = Depends(requires("admin"))) -> Any:
+async def erase_subject(
+    request: Request, subject_id: str = _item_id(), p: Principal = Depends(requires("admin"))
+) -> Any:
     """Erase a data subject's personal data in the caller's org (GDPR erasure)."""
     ctx = _ctx(request)
     try:
@@ -188,10 +222,23 @@ async def create_key(body: NewKey, request: Request, p: Principal = Depends(requ
     """Create an API key in the caller's org. The response is the only time the key is shown."""
     ctx = _ctx(request)
     expires = time.time() + body.expires_in_s if body.expires_in_s else None
-    token, rec = await ctx.keys.create(org=p.org, roles=list(body.roles), name=body.name, subject=body.subject,
-                                       expires_at=expires, created_by=p.subject)
-    await ctx.gov.audit("key.create", actor=p.actor, org=p.org, action="create", resource=f"key:{rec.kid}",
-                        user_id=p.subject, details={"roles": rec.roles})
+    token, rec = await ctx.keys.create(
+        org=p.org,
+        roles=list(body.roles),
+        name=body.name,
+        subject=body.subject,
+        expires_at=expires,
+        created_by=p.subject,
+    )
+    await ctx.gov.audit(
+        "key.create",
+        actor=p.actor,
+        org=p.org,
+        action="create",
+        resource=f"key:{rec.kid}",
+        user_id=p.subject,
+        details={"roles": rec.roles},
+    )
     return {**rec.public(), "key": token}
 
 
@@ -201,15 +248,19 @@ async def list_keys(request: Request, p: Principal = Depends(requires("admin")))
 
 
 @router.delete("/admin/keys/{kid}", response_model=KeyOut, tags=["admin"])
-async def revoke_key(request: Request, kid: str = Path(min_length=1, max_length=40, pattern="^[A-Za-z0-9]+$"),
-                     p: Principal = Depends(requires("admin"))) -> Any:
+async def revoke_key(
+    request: Request,
+    kid: str = Path(min_length=1, max_length=40, pattern="^[A-Za-z0-9]+$"),
+    p: Principal = Depends(requires("admin")),
+) -> Any:
     ctx = _ctx(request)
     rec = await ctx.keys.get(kid)
     if rec is None or rec.org != p.org:
         raise ApiError(404, "key_not_found", f"no key {kid!r}")
     rec = await ctx.keys.revoke(kid)
-    await ctx.gov.audit("key.revoke", actor=p.actor, org=p.org, action="revoke", resource=f"key:{kid}",
-                        user_id=p.subject)
+    await ctx.gov.audit(
+        "key.revoke", actor=p.actor, org=p.org, action="revoke", resource=f"key:{kid}", user_id=p.subject
+    )
     return rec.public()
 
 
@@ -236,7 +287,9 @@ async def healthz() -> Any:
     return {"status": "ok"}
 
 
-@router.get("/readyz", tags=["health"], response_model=dict[str, Any], responses={503: {"model": dict[str, Any]}})
+@router.get(
+    "/readyz", tags=["health"], response_model=dict[str, Any], responses={503: {"model": dict[str, Any]}}
+)
 async def readyz(request: Request) -> Any:
     """Readiness: the database answers, its migrations are current, and the sandbox is available."""
     ctx = _ctx(request)
@@ -245,16 +298,18 @@ async def readyz(request: Request) -> Any:
     try:
         await asyncio.wait_for(asyncio.to_thread(store.ping_sync), 5)
         checks["database"] = {"ok": True}
-    except Exception as exc:  # readiness reports, it never raises
+    except Exception as exc:  # noqa: BLE001 - readiness reports, it never raises
         checks["database"] = {"ok": False, "detail": type(exc).__name__}
     try:
         pending = await store.pending_migrations()
         checks["migrations"] = {"ok": not pending, "pending": pending}
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001
         checks["migrations"] = {"ok": False, "detail": type(exc).__name__}
     checks["sandbox"] = await asyncio.to_thread(_sandbox_check, ctx.app)
     ok = all(c["ok"] for c in checks.values())
-    return JSONResponse({"status": "ready" if ok else "not ready", "checks": checks}, status_code=200 if ok else 503)
+    return JSONResponse(
+        {"status": "ready" if ok else "not ready", "checks": checks}, status_code=200 if ok else 503
+    )
 
 
 def _sandbox_check(app: Any) -> dict[str, Any]:
@@ -262,15 +317,19 @@ def _sandbox_check(app: Any) -> dict[str, Any]:
 
     try:
         checks = doctor(app.settings.sandbox)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001
         return {"ok": False, "detail": type(exc).__name__}
     required = [c for c in checks if not c.name.startswith("cgroup") and "optional" not in c.name]
     failed = [f"{c.name}: {c.fix or c.detail}" for c in required if not c.ok]
     return {"ok": not failed, "failed": failed}
 
 
-@router.get("/metrics", tags=["health"], response_class=Response,
-            responses={200: {"content": {"text/plain": {}}, "description": "Prometheus exposition"}})
+@router.get(
+    "/metrics",
+    tags=["health"],
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus exposition"}},
+)
 async def metrics(request: Request) -> Response:
     from prometheus_client import generate_latest
 

@@ -7,9 +7,24 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
-    "StartRun", "RunOut", "RunList", "TraceOut", "Decision", "ReviewOut", "ReviewList", "KillSwitchIn",
-    "KillSwitchOut", "AuditVerifyOut", "NewKey", "KeyOut", "NewKeyOut", "BudgetIn", "BudgetOut", "ErrorOut",
-    "DeadLetterOut", "AlertOut",
+    "AlertOut",
+    "AuditVerifyOut",
+    "BudgetIn",
+    "BudgetOut",
+    "DeadLetterOut",
+    "Decision",
+    "ErrorOut",
+    "KeyOut",
+    "KillSwitchIn",
+    "KillSwitchOut",
+    "NewKey",
+    "NewKeyOut",
+    "ReviewList",
+    "ReviewOut",
+    "RunList",
+    "RunOut",
+    "StartRun",
+    "TraceOut",
 ]
 
 
@@ -32,11 +47,18 @@ class ErrorOut(BaseModel):
 class StartRun(_In):
     workflow: str = Field(min_length=1, max_length=200, description="Workflow name registered in the app.")
     input: Any = Field(None, description="The workflow's input (validated against its signature).")
-    idempotency_key: str | None = Field(None, min_length=1, max_length=200,
-                                        description="A reused key returns the existing run and starts nothing.")
-    version: str | None = Field(None, min_length=1, max_length=50, description="Pin a version (default: latest).")
-    confirm_over_usd: float | None = Field(None, ge=0, le=1e6,
-                                           description="Refuse (409) if the p95 cost estimate exceeds this.")
+    idempotency_key: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description="A reused key returns the existing run and starts nothing.",
+    )
+    version: str | None = Field(
+        None, min_length=1, max_length=50, description="Pin a version (default: latest)."
+    )
+    confirm_over_usd: float | None = Field(
+        None, ge=0, le=1e6, description="Refuse (409) if the p95 cost estimate exceeds this."
+    )
 
 
 class RunOut(BaseModel):
@@ -131,7 +153,9 @@ class AuditVerifyOut(BaseModel):
 
 class NewKey(_In):
     name: str = Field("", max_length=100)
-    roles: list[Literal["viewer", "operator", "reviewer", "admin", "auditor"]] = Field(min_length=1, max_length=5)
+    roles: list[Literal["viewer", "operator", "reviewer", "admin", "auditor"]] = Field(
+        min_length=1, max_length=5
+    )
     subject: str | None = Field(None, min_length=1, max_length=200)
     expires_in_s: float | None = Field(None, gt=0, le=10 * 365 * 86400)
 

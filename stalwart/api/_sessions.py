@@ -28,9 +28,17 @@ class SessionStore:
 
     async def create(self, p: Principal) -> str:
         token = secrets.token_urlsafe(32)
-        data = {"subject": p.subject, "org": p.org, "roles": sorted(p.roles), "key_id": p.key_id,
-                "csrf": secrets.token_urlsafe(24), "created_at": self.clock()}
-        await self.store.kv_put(_NS, _h(token), json.dumps(data).encode(), expires_at=self.clock() + self.ttl_s)
+        data = {
+            "subject": p.subject,
+            "org": p.org,
+            "roles": sorted(p.roles),
+            "key_id": p.key_id,
+            "csrf": secrets.token_urlsafe(24),
+            "created_at": self.clock(),
+        }
+        await self.store.kv_put(
+            _NS, _h(token), json.dumps(data).encode(), expires_at=self.clock() + self.ttl_s
+        )
         return token
 
     async def principal(self, token: str) -> Principal | None:
@@ -45,8 +53,14 @@ class SessionStore:
             rec = await self._key(d["key_id"])
             if rec is None or not rec.active(self.clock()):
                 return None
-        return Principal(subject=d["subject"], org=d["org"], roles=frozenset(d["roles"]), via="session",
-                         key_id=d.get("key_id"), csrf=d.get("csrf"))
+        return Principal(
+            subject=d["subject"],
+            org=d["org"],
+            roles=frozenset(d["roles"]),
+            via="session",
+            key_id=d.get("key_id"),
+            csrf=d.get("csrf"),
+        )
 
     async def _key(self, kid: str) -> Any:
         from stalwart.api._keys import KeyStore

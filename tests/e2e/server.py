@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-from typing import Any
+from typing import Any, Self
 
 import uvicorn
 
 from stalwart.api import ApiSettings, create_app
 
-__all__ = ["ServerThread", "ADMIN_KEY"]
+__all__ = ["ADMIN_KEY", "ServerThread"]
 
 ADMIN_KEY = "sw_testadmin0001_" + "A" * 40
 
@@ -45,7 +45,7 @@ class ServerThread:
         assert self.loop is not None
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
-    def __enter__(self) -> ServerThread:
+    def __enter__(self) -> Self:
         self._thread.start()
         for _ in range(600):
             if self.server.started:
@@ -55,7 +55,7 @@ class ServerThread:
             threading.Event().wait(0.02)
         raise RuntimeError("the API server did not start within 12 s")
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self._thread.join(30)
         self._sock.close()

@@ -21,8 +21,16 @@ from tests.e2e.server import ServerThread
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 pytestmark = pytest.mark.skipif(not shutil.which(CHROMIUM), reason="apt-get install -y chromium")
 
@@ -35,9 +43,15 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     with ServerThread(build_app(f"sqlite:///{db}")) as server:
         ctx = server.api.state.stalwart
         keys = {}
-        for name, roles in (("operator", ["operator"]), ("reviewer", ["reviewer"]), ("admin", ["admin"]),
-                            ("admin2", ["admin"])):
-            keys[name], _ = server.call(ctx.keys.create(org="default", roles=roles, subject=f"{name}@example.com"))
+        for name, roles in (
+            ("operator", ["operator"]),
+            ("reviewer", ["reviewer"]),
+            ("admin", ["admin"]),
+            ("admin2", ["admin"]),
+        ):
+            keys[name], _ = server.call(
+                ctx.keys.create(org="default", roles=roles, subject=f"{name}@example.com")
+            )
         with sync_api.sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
             try:
@@ -75,9 +89,16 @@ def _wait(fn: Any, what: str, timeout: float = 15) -> Any:
 
 def test_reviewer_approves_a_pending_refund_and_the_run_completes(env: dict[str, Any]) -> None:
     with _api(env, "operator") as api:
-        run_id = api.post("/v1/runs", json={"workflow": "refund", "input": {
-            "order_id": "A-1042", "cents": 25_000, "new_customer": True}}).json()["id"]
-        _wait(lambda: api.get(f"/v1/runs/{run_id}").json()["status"] == "WAITING", "the run to wait for review")
+        run_id = api.post(
+            "/v1/runs",
+            json={
+                "workflow": "refund",
+                "input": {"order_id": "A-1042", "cents": 25_000, "new_customer": True},
+            },
+        ).json()["id"]
+        _wait(
+            lambda: api.get(f"/v1/runs/{run_id}").json()["status"] == "WAITING", "the run to wait for review"
+        )
         api.post("/v1/runs", json={"workflow": "echo", "input": {"hello": "world"}})
     page = _page(env)
     _sign_in(page, env["keys"]["reviewer"])
@@ -95,8 +116,10 @@ def test_reviewer_approves_a_pending_refund_and_the_run_completes(env: dict[str,
     page.wait_for_load_state()
     assert "is now approved" in page.locator(".flash.ok").inner_text()
     with _api(env, "admin") as api:
-        run = _wait(lambda: (r := api.get(f"/v1/runs/{run_id}").json())["status"] == "COMPLETED" and r,
-                    "the approved run to complete")
+        run = _wait(
+            lambda: (r := api.get(f"/v1/runs/{run_id}").json())["status"] == "COMPLETED" and r,
+            "the approved run to complete",
+        )
     assert run["output"]["decision"] == "refunded" and run["output"]["approved_by"] == "reviewer@example.com"
     page.goto(f"/console/runs/{run_id}")
     assert "COMPLETED" in page.locator("h1").inner_text()
@@ -108,7 +131,9 @@ def test_reviewer_approves_a_pending_refund_and_the_run_completes(env: dict[str,
     page.select_option("select[name=status]", "COMPLETED")
     page.click(".filters button")
     page.wait_for_load_state()
-    assert all("COMPLETED" in t for t in page.locator("table.grid tbody tr td:nth-child(3)").all_inner_texts())
+    assert all(
+        "COMPLETED" in t for t in page.locator("table.grid tbody tr td:nth-child(3)").all_inner_texts()
+    )
     page.screenshot(path=str(ARTIFACTS / "03-runs.png"), full_page=True)
     page.context.close()
 
@@ -149,8 +174,11 @@ def test_admin_engages_the_kill_switch_and_a_second_admin_releases_it(env: dict[
     # The other console pages render for a person too.
     with _api(env, "admin") as api:
         api.put("/admin/budget", json={"max_usd": 10.0, "max_tokens": 100_000})
-    for path, shot in (("/console/budget", "07-budget.png"), ("/console/alerts", "08-alerts.png"),
-                       ("/console/dlq", "09-dlq.png")):
+    for path, shot in (
+        ("/console/budget", "07-budget.png"),
+        ("/console/alerts", "08-alerts.png"),
+        ("/console/dlq", "09-dlq.png"),
+    ):
         second.goto(path)
         assert second.locator("h1").count() == 1
         second.screenshot(path=str(ARTIFACTS / shot), full_page=True)

@@ -30,13 +30,17 @@ class World:
             for role in ROLES:
                 token, _ = server.call(ctx.keys.create(org=org, roles=[role], subject=f"{org}-{role}"))
                 self.keys[(org, role)] = token
-        self.second_admin, _ = server.call(ctx.keys.create(org=OWN, roles=["admin"], subject="default-admin-2"))
+        self.second_admin, _ = server.call(
+            ctx.keys.create(org=OWN, roles=["admin"], subject="default-admin-2")
+        )
         self.c = httpx.Client(base_url=server.url, timeout=30)
         op = self.h(OWN, "operator")
-        self.run_id = self.c.post("/v1/runs", json={"workflow": "echo", "input": {"payload": {"a": 1}}},
-                                  headers=op).json()["id"]
-        self.refund_id = self.c.post("/v1/runs", json={"workflow": "refund", "input": {
-            "order_id": "A-1", "cents": 25_000}}, headers=op).json()["id"]
+        self.run_id = self.c.post(
+            "/v1/runs", json={"workflow": "echo", "input": {"payload": {"a": 1}}}, headers=op
+        ).json()["id"]
+        self.refund_id = self.c.post(
+            "/v1/runs", json={"workflow": "refund", "input": {"order_id": "A-1", "cents": 25_000}}, headers=op
+        ).json()["id"]
         self.review_id = self.wait_review(self.refund_id)["id"]
 
     def h(self, org: str, role: str) -> dict[str, str]:
@@ -77,24 +81,53 @@ def _expect(allowed_roles: set[str], role: str, org: str, own: int, other: int) 
 
 ENDPOINTS: list[tuple[str, str, str, Any, set[str], int, int]] = [
     # name, method, path, json, roles allowed, status own org, status other org
-    ("start run", "POST", "/v1/runs", {"workflow": "echo", "input": {"payload": {}}}, {"operator", "admin"}, 201, 201),
+    (
+        "start run",
+        "POST",
+        "/v1/runs",
+        {"workflow": "echo", "input": {"payload": {}}},
+        {"operator", "admin"},
+        201,
+        201,
+    ),
     ("list runs", "GET", "/v1/runs", None, READ, 200, 200),
     ("get run", "GET", "/v1/runs/{run}", None, READ, 200, 404),
     ("trace", "GET", "/v1/runs/{run}/trace", None, READ, 200, 404),
     ("cancel", "POST", "/v1/runs/{run}/cancel", None, {"operator", "admin"}, 200, 404),
     ("list reviews", "GET", "/v1/reviews", None, READ, 200, 200),
     ("get review", "GET", "/v1/reviews/{review}", None, READ, 200, 404),
-    ("decide review", "POST", "/v1/reviews/{review}/decision", {"decision": "escalate"}, {"reviewer", "admin"},
-     200, 404),
+    (
+        "decide review",
+        "POST",
+        "/v1/reviews/{review}/decision",
+        {"decision": "escalate"},
+        {"reviewer", "admin"},
+        200,
+        404,
+    ),
     ("kill-switch status", "GET", "/admin/kill-switch", None, READ, 200, 200),
     ("kill-switch release", "DELETE", "/admin/kill-switch", None, {"admin"}, 409, 403),
     ("audit verify", "GET", "/v1/audit/verify", None, {"auditor", "admin"}, 200, 200),
     ("audit events", "GET", "/v1/audit/events", None, {"auditor", "admin"}, 200, 200),
-    ("export subject", "GET", "/v1/compliance/subjects/default-operator/export", None, {"auditor", "admin"}, 200,
-     200),
+    (
+        "export subject",
+        "GET",
+        "/v1/compliance/subjects/default-operator/export",
+        None,
+        {"auditor", "admin"},
+        200,
+        200,
+    ),
     ("erase subject", "DELETE", "/v1/compliance/subjects/someone-else", None, {"admin"}, 200, 200),
-    ("chat", "POST", "/v1/chat/completions", {"model": "default", "messages": [{"role": "user", "content": "hi"}]},
-     {"operator", "admin"}, 200, 200),
+    (
+        "chat",
+        "POST",
+        "/v1/chat/completions",
+        {"model": "default", "messages": [{"role": "user", "content": "hi"}]},
+        {"operator", "admin"},
+        200,
+        200,
+    ),
     ("dlq", "GET", "/v1/dlq", None, READ, 200, 200),
     ("budget", "GET", "/v1/budget", None, READ, 200, 200),
     ("set budget", "PUT", "/admin/budget", {"max_usd": 100.0}, {"admin"}, 200, 200),
@@ -151,7 +184,9 @@ def test_kill_switch_engage_matrix(world: World, role: str, org: str) -> None:
 
 def test_kill_switch_blocks_starts_until_two_admins_release(world: World) -> None:
     admin, op = world.h(OWN, "admin"), world.h(OWN, "operator")
-    assert world.c.post("/admin/kill-switch", json={"reason": "incident 42"}, headers=admin).status_code == 200
+    assert (
+        world.c.post("/admin/kill-switch", json={"reason": "incident 42"}, headers=admin).status_code == 200
+    )
     blocked = world.c.post("/v1/runs", json={"workflow": "echo", "input": {"payload": {}}}, headers=op)
     assert blocked.status_code == 503 and blocked.json()["error"]["code"] == "kill_switch_engaged"
     assert blocked.headers["retry-after"]
@@ -167,23 +202,36 @@ def test_reviewer_cannot_approve_own_run_and_another_can(world: World) -> None:
     ctx = world.server.api.state.stalwart
     both, _ = world.server.call(ctx.keys.create(org=OWN, roles=["operator", "reviewer"], subject="dual"))
     h = {"Authorization": f"Bearer {both}"}
-    run_id = world.c.post("/v1/runs", json={"workflow": "refund", "input": {
-        "order_id": "A-7", "cents": 30_000, "new_customer": True}}, headers=h).json()["id"]
+    run_id = world.c.post(
+        "/v1/runs",
+        json={"workflow": "refund", "input": {"order_id": "A-7", "cents": 30_000, "new_customer": True}},
+        headers=h,
+    ).json()["id"]
     review = world.wait_review(run_id)
     assert review["requester"] == "dual" and len(review["risk_factors"]) == 2 and review["risk_score"] == 100
     own = world.c.post(f"/v1/reviews/{review['id']}/decision", json={"decision": "approve"}, headers=h)
     assert own.status_code == 403 and own.json()["error"]["code"] == "self_approval"
-    ok = world.c.post(f"/v1/reviews/{review['id']}/decision", json={"decision": "approve", "note": "fine"},
-                      headers=world.h(OWN, "reviewer"))
+    ok = world.c.post(
+        f"/v1/reviews/{review['id']}/decision",
+        json={"decision": "approve", "note": "fine"},
+        headers=world.h(OWN, "reviewer"),
+    )
     assert ok.status_code == 200 and ok.json()["status"] == "approved", ok.text
     run = world.wait_status(run_id, "COMPLETED")
     assert run["output"]["decision"] == "refunded" and run["output"]["approved_by"] == "default-reviewer"
-    twice = world.c.post(f"/v1/reviews/{review['id']}/decision", json={"decision": "reject"},
-                         headers=world.h(OWN, "admin"))
+    twice = world.c.post(
+        f"/v1/reviews/{review['id']}/decision", json={"decision": "reject"}, headers=world.h(OWN, "admin")
+    )
     assert twice.status_code == 409
-    events = world.c.get("/v1/audit/events", params={"run_id": run_id}, headers=world.h(OWN, "auditor")).json()
-    assert any(e["event_type"].startswith("review.") and e["actor"] == "user:default-reviewer" for e in events), events
-    other = world.c.get("/v1/audit/events", params={"run_id": run_id}, headers=world.h(OTHER, "auditor")).json()
+    events = world.c.get(
+        "/v1/audit/events", params={"run_id": run_id}, headers=world.h(OWN, "auditor")
+    ).json()
+    assert any(
+        e["event_type"].startswith("review.") and e["actor"] == "user:default-reviewer" for e in events
+    ), events
+    other = world.c.get(
+        "/v1/audit/events", params={"run_id": run_id}, headers=world.h(OTHER, "auditor")
+    ).json()
     assert other == []
 
 

@@ -31,26 +31,46 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _pem(key: Any) -> str:
-    return key.public_key().public_bytes(serialization.Encoding.PEM,
-                                         serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
 
 
 def _token(key: Any, alg: str, **over: Any) -> str:
     now = time.time()
-    claims = {"sub": "alice", "iss": "https://idp.test", "aud": "stalwart", "exp": now + 300, "iat": now,
-              "org": "acme", "roles": ["viewer", "operator"], **over}
-    return jwt.encode({k: v for k, v in claims.items() if v is not None}, key, algorithm=alg,
-                      headers={"kid": "k1"})
+    claims = {
+        "sub": "alice",
+        "iss": "https://idp.test",
+        "aud": "stalwart",
+        "exp": now + 300,
+        "iat": now,
+        "org": "acme",
+        "roles": ["viewer", "operator"],
+        **over,
+    }
+    return jwt.encode(
+        {k: v for k, v in claims.items() if v is not None}, key, algorithm=alg, headers={"kid": "k1"}
+    )
 
 
 def test_jwt_bearer_rs256_es256_and_its_checks(tmp_path: Path) -> None:
     rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     ec_key = ec.generate_private_key(ec.SECP256R1())
     other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    s = ApiSettings(print_bootstrap_key=False, jwt_issuer="https://idp.test", jwt_audience="stalwart",
-                    jwt_public_keys=[_pem(rsa_key), _pem(ec_key)], jwt_leeway_s=30)
-    with ServerThread(build_app(f"sqlite:///{tmp_path}/s.db"), s, worker=False) as server, \
-            httpx.Client(base_url=server.url) as c:
+    s = ApiSettings(
+        print_bootstrap_key=False,
+        jwt_issuer="https://idp.test",
+        jwt_audience="stalwart",
+        jwt_public_keys=[_pem(rsa_key), _pem(ec_key)],
+        jwt_leeway_s=30,
+    )
+    with (
+        ServerThread(build_app(f"sqlite:///{tmp_path}/s.db"), s, worker=False) as server,
+        httpx.Client(base_url=server.url) as c,
+    ):
+
         def status(token: str) -> int:
             return c.get("/v1/runs", headers={"Authorization": f"Bearer {token}"}).status_code
 
@@ -63,8 +83,23 @@ def test_jwt_bearer_rs256_es256_and_its_checks(tmp_path: Path) -> None:
         assert status(_token(other, "RS256")) == 401  # signed by an unknown key
         assert status(_token(rsa_key, "RS256", org=None)) == 401
         assert status(_token(rsa_key, "RS256", roles=["superuser"])) == 401
-        assert status(jwt.encode({"sub": "x", "org": "acme", "roles": ["admin"], "exp": time.time() + 60,
-                                  "iss": "https://idp.test", "aud": "stalwart"}, "k" * 32, algorithm="HS256")) == 401
+        assert (
+            status(
+                jwt.encode(
+                    {
+                        "sub": "x",
+                        "org": "acme",
+                        "roles": ["admin"],
+                        "exp": time.time() + 60,
+                        "iss": "https://idp.test",
+                        "aud": "stalwart",
+                    },
+                    "k" * 32,
+                    algorithm="HS256",
+                )
+            )
+            == 401
+        )
         # Roles and org come from the token: a viewer/operator of acme cannot engage the kill switch.
         good = {"Authorization": f"Bearer {_token(rsa_key, 'RS256')}"}
         assert c.post("/admin/kill-switch", json={"reason": "x"}, headers=good).status_code == 403
@@ -91,22 +126,33 @@ def test_jwt_from_a_jwks_url(tmp_path: Path) -> None:
     idp = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=idp.serve_forever, daemon=True).start()
     try:
-        s = ApiSettings(print_bootstrap_key=False, jwt_issuer="https://idp.test", jwt_audience="stalwart",
-                        jwks_url=f"http://127.0.0.1:{idp.server_port}/jwks.json")
-        with ServerThread(build_app(f"sqlite:///{tmp_path}/s.db"), s, worker=False) as server, \
-                httpx.Client(base_url=server.url) as c:
+        s = ApiSettings(
+            print_bootstrap_key=False,
+            jwt_issuer="https://idp.test",
+            jwt_audience="stalwart",
+            jwks_url=f"http://127.0.0.1:{idp.server_port}/jwks.json",
+        )
+        with (
+            ServerThread(build_app(f"sqlite:///{tmp_path}/s.db"), s, worker=False) as server,
+            httpx.Client(base_url=server.url) as c,
+        ):
             ok = c.get("/v1/runs", headers={"Authorization": f"Bearer {_token(key, 'RS256')}"})
             assert ok.status_code == 200, ok.text
             forged = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-            assert c.get("/v1/runs", headers={"Authorization": f"Bearer {_token(forged, 'RS256')}"}).status_code == 401
+            assert (
+                c.get("/v1/runs", headers={"Authorization": f"Bearer {_token(forged, 'RS256')}"}).status_code
+                == 401
+            )
     finally:
         idp.shutdown()
 
 
 def test_rate_limits_body_limits_validation_headers_cors(tmp_path: Path) -> None:
     s = ApiSettings(print_bootstrap_key=False, key_rate_per_min=5, org_rate_per_min=8, max_body_bytes=4096)
-    with ServerThread(build_app(f"sqlite:///{tmp_path}/s.db"), s, worker=False) as server, \
-            httpx.Client(base_url=server.url) as c:
+    with (
+        ServerThread(build_app(f"sqlite:///{tmp_path}/s.db"), s, worker=False) as server,
+        httpx.Client(base_url=server.url) as c,
+    ):
         ctx = server.api.state.stalwart
         k1, _ = server.call(ctx.keys.create(org="acme", roles=["operator"]))
         k2, _ = server.call(ctx.keys.create(org="acme", roles=["operator"]))
@@ -122,8 +168,11 @@ def test_rate_limits_body_limits_validation_headers_cors(tmp_path: Path) -> None
 
         k3, _ = server.call(ctx.keys.create(org="other", roles=["operator", "admin"]))
         h3 = {"Authorization": f"Bearer {k3}"}
-        big = c.post("/v1/runs", content=b'{"workflow": "echo", "input": "' + b"x" * 10_000 + b'"}',
-                     headers={**h3, "Content-Type": "application/json"})
+        big = c.post(
+            "/v1/runs",
+            content=b'{"workflow": "echo", "input": "' + b"x" * 10_000 + b'"}',
+            headers={**h3, "Content-Type": "application/json"},
+        )
         assert big.status_code == 413 and big.json()["error"]["code"] == "body_too_large"
 
         def chunks() -> Any:
@@ -144,9 +193,14 @@ def test_rate_limits_body_limits_validation_headers_cors(tmp_path: Path) -> None
         assert r.headers["x-content-type-options"] == "nosniff" and r.headers["x-frame-options"] == "DENY"
         assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
         assert r.headers["cache-control"] == "no-store"
-        pre = c.options("/v1/runs", headers={"Origin": "https://evil.test", "Access-Control-Request-Method": "POST"})
+        pre = c.options(
+            "/v1/runs", headers={"Origin": "https://evil.test", "Access-Control-Request-Method": "POST"}
+        )
         assert "access-control-allow-origin" not in pre.headers
-        assert "access-control-allow-origin" not in c.get("/healthz", headers={"Origin": "https://evil.test"}).headers
+        assert (
+            "access-control-allow-origin"
+            not in c.get("/healthz", headers={"Origin": "https://evil.test"}).headers
+        )
 
 
 def test_no_stack_trace_in_any_response(tmp_path: Path) -> None:
@@ -165,19 +219,36 @@ def test_no_stack_trace_in_any_response(tmp_path: Path) -> None:
 
 
 def test_readyz_healthz_metrics_and_openapi(tmp_path: Path) -> None:
-    with ServerThread(build_app(f"sqlite:///{tmp_path}/s.db"), worker=False) as server, \
-            httpx.Client(base_url=server.url) as c:
+    with (
+        ServerThread(build_app(f"sqlite:///{tmp_path}/s.db"), worker=False) as server,
+        httpx.Client(base_url=server.url) as c,
+    ):
         assert c.get("/healthz").json() == {"status": "ok"}
         ready = c.get("/readyz")
         assert ready.status_code == 200 and ready.json()["checks"]["migrations"]["ok"] is True
         c.get("/v1/runs")
         m = c.get("/metrics")
-        assert m.status_code == 200 and 'stalwart_http_requests_total{method="GET",route="/v1/runs",status="401"}' in m.text
+        assert (
+            m.status_code == 200
+            and 'stalwart_http_requests_total{method="GET",route="/v1/runs",status="401"}' in m.text
+        )
         paths = c.get("/openapi.json").json()["paths"]
-        for p in ("/v1/runs", "/v1/runs/{run_id}", "/v1/runs/{run_id}/trace", "/v1/runs/{run_id}/cancel",
-                  "/v1/reviews", "/v1/reviews/{review_id}/decision", "/admin/kill-switch", "/v1/audit/verify",
-                  "/v1/compliance/subjects/{subject_id}/export", "/v1/compliance/subjects/{subject_id}",
-                  "/v1/chat/completions", "/metrics", "/healthz", "/readyz"):
+        for p in (
+            "/v1/runs",
+            "/v1/runs/{run_id}",
+            "/v1/runs/{run_id}/trace",
+            "/v1/runs/{run_id}/cancel",
+            "/v1/reviews",
+            "/v1/reviews/{review_id}/decision",
+            "/admin/kill-switch",
+            "/v1/audit/verify",
+            "/v1/compliance/subjects/{subject_id}/export",
+            "/v1/compliance/subjects/{subject_id}",
+            "/v1/chat/completions",
+            "/metrics",
+            "/healthz",
+            "/readyz",
+        ):
             assert p in paths, p
 
 
@@ -192,8 +263,14 @@ def test_server_process_prints_first_key_and_drains_on_sigterm(tmp_path: Path) -
     port = _free_port()
     env = {**os.environ, "STALWART_DB": db, "STALWART_APP": "tests.e2e.apps:app", "PYTHONPATH": str(ROOT)}
     env.pop("STALWART_ADMIN_KEY", None)
-    proc = subprocess.Popen([sys.executable, "-m", "stalwart.api._cli", "--port", str(port), "--log-level", "warning"],
-                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stalwart.api._cli", "--port", str(port), "--log-level", "warning"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         key = None
         for line in proc.stderr:  # type: ignore[union-attr]
@@ -209,8 +286,9 @@ def test_server_process_prints_first_key_and_drains_on_sigterm(tmp_path: Path) -
                         break
                 except httpx.TransportError:
                     time.sleep(0.05)
-            run_id = c.post("/v1/runs", json={"workflow": "slow", "input": {"steps": 4, "seconds": 0.4}},
-                            headers=h).json()["id"]
+            run_id = c.post(
+                "/v1/runs", json={"workflow": "slow", "input": {"steps": 4, "seconds": 0.4}}, headers=h
+            ).json()["id"]
             for _ in range(200):
                 if c.get(f"/v1/runs/{run_id}", headers=h).json()["status"] == "RUNNING":
                     break
@@ -238,8 +316,14 @@ def test_server_process_prints_first_key_and_drains_on_sigterm(tmp_path: Path) -
     assert journal and all(e.status == "completed" for e in journal)
     assert len(journal) < 4
     # A fresh server resumes it from its journal and it completes; the first key still works.
-    proc2 = subprocess.Popen([sys.executable, "-m", "stalwart.api._cli", "--port", str(port), "--log-level", "warning"],
-                             cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc2 = subprocess.Popen(
+        [sys.executable, "-m", "stalwart.api._cli", "--port", str(port), "--log-level", "warning"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as c:
             status = None

@@ -67,17 +67,21 @@ def _docs(path: Path) -> list[dict[str, Any]]:
 def test_dockerfile_is_multistage_pinned_non_root_and_runs_real_commands() -> None:
     text = (DEPLOY / "Dockerfile").read_text()
     lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
-    base = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", text, re.M)
-    assert base and re.fullmatch(r"python:[\w.-]+@sha256:[0-9a-f]{64}", base.group(1)), "base not pinned by digest"
+    base = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", text, re.MULTILINE)
+    assert base and re.fullmatch(r"python:[\w.-]+@sha256:[0-9a-f]{64}", base.group(1)), (
+        "base not pinned by digest"
+    )
     froms = [ln for ln in lines if ln.startswith("FROM ")]
-    assert len(froms) >= 2 and all("${PYTHON_IMAGE}" in f for f in froms), "not multi-stage on the pinned base"
+    assert len(froms) >= 2 and all("${PYTHON_IMAGE}" in f for f in froms), (
+        "not multi-stage on the pinned base"
+    )
     assert "COPY --from=build" in text
-    final = text[text.rindex("FROM "):]
-    user = re.search(r"^USER (\S+)$", final, re.M)
+    final = text[text.rindex("FROM ") :]
+    user = re.search(r"^USER (\S+)$", final, re.MULTILINE)
     assert user and user.group(1).split(":")[0] not in ("0", "root")
-    assert re.search(rf"^EXPOSE .*\b{API_PORT}\b", final, re.M)
-    entry = re.search(r'^ENTRYPOINT \[(.*)\]$', final, re.M)
-    cmd = re.search(r'^CMD \[(.*)\]$', final, re.M)
+    assert re.search(rf"^EXPOSE .*\b{API_PORT}\b", final, re.MULTILINE)
+    entry = re.search(r"^ENTRYPOINT \[(.*)\]$", final, re.MULTILINE)
+    cmd = re.search(r"^CMD \[(.*)\]$", final, re.MULTILINE)
     assert entry and cmd
     entry_args = [a.strip().strip('"') for a in entry.group(1).split(",")]
     assert entry_args[-1] == "stalwart"
@@ -147,10 +151,14 @@ def test_kubernetes_manifests() -> None:
     assert len(pdbs) == 2
     for pdb in pdbs:
         sel = pdb["spec"]["selector"]["matchLabels"]
-        assert any(sel.items() <= d["spec"]["template"]["metadata"]["labels"].items() for d in deployments.values())
+        assert any(
+            sel.items() <= d["spec"]["template"]["metadata"]["labels"].items() for d in deployments.values()
+        )
     (svc,) = by_kind["Service"]
-    assert svc["spec"]["selector"].items() <= deployments["stalwart-api"]["spec"]["template"]["metadata"][
-        "labels"].items()
+    assert (
+        svc["spec"]["selector"].items()
+        <= deployments["stalwart-api"]["spec"]["template"]["metadata"]["labels"].items()
+    )
 
 
 @pytest.mark.parametrize("bad", [["server", "--bogus"], ["nonexistent"]])
