@@ -161,6 +161,7 @@ class App:
         self.schedules: dict[str, Any] = {}
         self.telemetry: Any = None
         self._governance: Any = None
+        self._canary_cache: dict[str, tuple[float, Any]] = {}
         """``stalwart.telemetry.Telemetry`` once connected: spans, metrics, alerts (never raises)."""
 
     # -- registration ------------------------------------------------------------------------
@@ -265,6 +266,74 @@ class App:
             raise ConfigError(f"tool {name!r} is registered twice")
         self._tools[name] = tdef
         return tdef
+
+    async def canary(
+        self,
+        kind: str,
+        name: str,
+        *,
+        baseline: str,
+        candidate: str,
+        percent: float,
+        key: str = "org",
+        min_runs: int = 20,
+        alpha: float = 0.05,
+        max_error_increase: float = 0.02,
+        operator: str = "system",
+    ) -> Any:
+        """Send ``percent`` % of new runs (keyed by ``org``, ``user`` or ``run``) to ``candidate``:
+        a workflow version (``kind="workflow"``), a prompt template version (``"template"``, by
+        template name) or a model registry entry (``"model"``, by route). It rolls back on its own
+        when the candidate's error rate is significantly worse; :meth:`promote_canary` ends it."""
+        from stalwart.engine._canary import Canary, set_canary
+
+        if key not in ("org", "user", "run"):
+            raise InvalidInput("canary key must be org, user or run")
+        await self.connect()
+        c = Canary(kind, name, baseline, candidate, percent, key, "active", min_runs, alpha, max_error_increase)
+        self._canary_cache.pop(c.flag(), None)
+        return await set_canary(self, c, operator=operator, action="started")
+
+    async def promote_canary(self, kind: str, name: str, *, operator: str) -> Any:
+        """Send all traffic to the candidate (an operator's decision, audited)."""
+        return await self._canary_status(kind, name, "promoted", operator)
+
+    async def rollback_canary(self, kind: str, name: str, *, operator: str) -> Any:
+        """Send all traffic back to the baseline (audited)."""
+        return await self._canary_status(kind, name, "rolled_back", operator)
+
+    async def canary_stats(self, kind: str, name: str) -> dict[str, Any]:
+        """Per-arm runs, error rate, cost per run and latency, with the canary's state."""
+        from stalwart.engine._canary import load, require, stats
+
+        await self.connect()
+        c = require(await load(self, kind, name), kind, name)
+        return {"canary": c.to_dict(), "arms": await stats(self, c)}
+
+    async def _canary_status(self, kind: str, name: str, status: str, operator: str) -> Any:
+        from dataclasses import replace
+
+        from stalwart.engine._canary import load, require, set_canary
+
+        await self.connect()
+        c = require(await load(self, kind, name), kind, name)
+        self._canary_cache.pop(c.flag(), None)
+        return await set_canary(self, replace(c, status=status), operator=operator, action=status)
+
+    async def _canary_arm(self, kind: str, name: str, org: str, user: str, run_id: str) -> tuple[Any, str | None]:
+        """The canary on ``kind:name`` (cached for a second) and the arm this caller falls in."""
+        from stalwart.engine._canary import choose_arm, load
+
+        flag = f"canary:{kind}:{name}"
+        cached = self._canary_cache.get(flag)
+        if cached is None or time.monotonic() - cached[0] > 1.0:
+            cached = (time.monotonic(), await load(self, kind, name))
+            self._canary_cache[flag] = cached
+        c = cached[1]
+        if c is None:
+            return None, None
+        key_value = {"org": org, "user": user, "run": run_id}[c.key]
+        return c, choose_arm(c, key_value)
 
     def _http_client(self) -> Any:
         if getattr(self, "_httpx", None) is None:
@@ -433,6 +502,12 @@ class App:
         With ``confirm_over_usd=X`` the start is refused with :class:`NeedsConfirmation` when the
         p95 cost estimate exceeds ``X`` USD.
         """
+        canary_meta = None
+        if version is None and self._store is not None:
+            c, arm = await self._canary_arm("workflow", workflow, org, user, idempotency_key or "")
+            if c is not None:
+                version = c.candidate if arm == "candidate" else c.baseline
+                canary_meta = {"workflow": [c.kind, c.name, arm]}
         wdef = self.workflow_def(workflow, version)
         input_json = wdef.input_json(input)
         if confirm_over_usd is not None:
@@ -468,7 +543,7 @@ class App:
                 user=user,
                 idempotency_key=idempotency_key,
                 parent_id=parent_id,
-                meta=dict(_meta or {}),
+                meta={**(_meta or {}), **({"canary": canary_meta} if canary_meta else {})},
             ),
             refuse_if_flag=KILL_SWITCH_FLAG,
             audit_bodies=audit.bodies,

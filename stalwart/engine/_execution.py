@@ -98,6 +98,12 @@ class RunExecution:
         self.current_step: str | None = None
         self.flags: list[dict[str, Any]] = []
         self.slots = asyncio.Semaphore(app.max_parallel)
+        self.canary_arms: dict[str, tuple[str, str, str]] = {
+            f"{v[0]}:{v[1]}": (v[0], v[1], v[2]) for v in (claim.run.meta.get("canary") or {}).values()}
+        for e in claim.journal:  # arms chosen before a crash or a wait still count
+            arm = (e.meta or {}).get("canary") if e.kind == "llm" else None
+            if arm:
+                self.canary_arms[f"{arm['kind']}:{arm['name']}"] = (arm["kind"], arm["name"], arm["arm"])
         self.parallel_depth = 0
         self.pending_waits: list[tuple[float | None, str | None]] = []
         self._guard: Any = None
@@ -464,6 +470,14 @@ class RunExecution:
         except Fenced as exc:
             _log.warning("run %s: could not record %s: %s", self.run.id, status, exc)
             return
+        if self.canary_arms:
+            from stalwart.engine._canary import record_outcome
+
+            try:
+                await record_outcome(self.app, self.canary_arms, status is RunStatus.COMPLETED, self.spent_usd,
+                                     max(0.0, self.now() - self.run.created_at))
+            except StalwartError as exc:  # bookkeeping must not undo a finished run
+                _log.warning("run %s: canary bookkeeping failed: %s", self.run.id, exc)
         if self.app.telemetry is not None:
             budget = self.wdef.budget
             self.app.telemetry.run_finished(

@@ -40,6 +40,20 @@ async def call_llm(
         gateway = await ex.app.gateway()
         rg = ex.guard()
         meta: dict[str, Any] = {}
+        chosen_template, chosen_model = template, model
+        if template is not None and "@" in template:
+            tname = template.split("@", 1)[0]
+            c, arm = await ex.app._canary_arm("template", tname, ex.run.org, ex.run.user, ex.run.id)
+            if c is not None:
+                chosen_template = f"{tname}@{c.candidate if arm == 'candidate' else c.baseline}"
+                meta["canary"] = {"kind": "template", "name": tname, "arm": arm, "template": chosen_template}
+                ex.canary_arms[f"template:{tname}"] = ("template", tname, str(arm))
+        if model is None:
+            c, arm = await ex.app._canary_arm("model", task, ex.run.org, ex.run.user, ex.run.id)
+            if c is not None:
+                chosen_model = c.candidate if arm == "candidate" else c.baseline
+                meta["canary"] = {"kind": "model", "name": task, "arm": arm, "model": chosen_model}
+                ex.canary_arms[f"model:{task}"] = ("model", task, str(arm))
         user_text = rg.user_strings(vars) + "\n" + rg.user_strings(
             [m.get("content") for m in messages or [] if m.get("role") == "user"])
         if user_text.strip():
@@ -50,9 +64,9 @@ async def call_llm(
         safe_vars = await rg.redact_value(vars)
         safe_messages = await rg.redact_value(messages) if messages is not None else None
         await rg.seal()
-        req = LLMRequest(task=task, template=template, vars=safe_vars, messages=safe_messages, output=output,
-                         model=model, max_tokens=max_tokens, temperature=temperature, cacheable=cacheable,
-                         tools=tool_specs)
+        req = LLMRequest(task=task, template=chosen_template, vars=safe_vars, messages=safe_messages,
+                         output=output, model=chosen_model, max_tokens=max_tokens, temperature=temperature,
+                         cacheable=cacheable, tools=tool_specs)
         call = CallContext(run_id=ex.run.id, org=ex.run.org, user=ex.run.user, workflow=ex.run.workflow,
                            version=ex.run.version, step_seq=seq, budget=ex.wdef.budget,
                            spent_tokens=ex.spent_tokens, spent_usd=ex.spent_usd)

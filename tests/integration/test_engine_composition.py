@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -270,4 +271,46 @@ async def test_http_tool_backs_off_on_429_without_holding_a_worker(sqlite_url: s
     await broker.refresh()
     claims = await broker.verify(token, "read:quotes", org="acme")
     assert claims.tool == "quote"
+    await app.close()
+
+
+async def test_a_worse_prompt_canary_rolls_back_on_its_own(tmp_path, sqlite_url: str) -> None:  # type: ignore[no-untyped-def]
+    prompts = tmp_path / "prompts"
+    prompts.mkdir()
+    good = 'system = "You greet people."\nuser = "Say hello to {{ name }}."\n[slots.name]\ntype = "str"\npart = "user"\n'
+    (prompts / "greet@1.toml").write_text(good)
+    # the new version references a slot it never declares: every render fails
+    (prompts / "greet@2.toml").write_text(good.replace("{{ name }}.", "{{ name }} in {{ language }}."))
+    settings = sw.load_settings(db=sqlite_url).model_copy(update={"prompts_dir": str(prompts)})
+    app = sw.App("canary", settings=settings)
+    app.default_retry = sw.RetryPolicy(max_attempts=1)
+
+    @app.workflow(name="greet", version="1")
+    async def greet(ctx: sw.Context, name: str) -> str:
+        return await ctx.llm("default", template="greet@1", vars={"name": name})
+
+    await app.canary("template", "greet", baseline="1", candidate="2", percent=50, key="run", min_runs=6,
+                     operator="user:release-manager")
+    async with app.worker(concurrency=4):
+        outcomes = []
+        for i in range(60):
+            rid = await app.start("greet", f"n{i}")
+            try:
+                await app.result(rid, timeout=20)
+                outcomes.append(True)
+            except sw.WorkflowFailed:
+                outcomes.append(False)
+            if (await app.canary_stats("template", "greet"))["canary"]["status"] == "rolled_back":
+                break
+        stats = await app.canary_stats("template", "greet")
+        assert stats["canary"]["status"] == "rolled_back", (stats, outcomes)
+        assert stats["arms"]["candidate"]["error_rate"] == 1.0 and stats["arms"]["baseline"]["error_rate"] == 0.0
+        after = [await app.start("greet", f"after{i}") for i in range(10)]
+        for rid in after:  # everything goes to the baseline now
+            await app.result(rid, timeout=20)
+    gov = await app.governance()
+    rows = await gov.audit.db.events_by_type(["canary.started", "canary.rolled_back"])
+    bodies = [json.loads(body) for _seq, body in rows]
+    assert [b["event_type"] for b in bodies] == ["canary.started", "canary.rolled_back"]
+    assert bodies[0]["actor"] == "user:release-manager" and bodies[1]["actor"] == "system:canary"
     await app.close()
