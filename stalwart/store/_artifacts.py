@@ -72,10 +72,14 @@ class ArtifactRef:
 
     @classmethod
     def from_json(cls, value: dict[str, Any]) -> ArtifactRef:
-        org, key_id, sha = str(value["$artifact"]).split("/")
+        try:
+            org, key_id, sha = str(value["$artifact"]).split("/")
+            size = int(value["size"])
+        except (KeyError, ValueError, TypeError):
+            raise StoreError("not a valid artifact reference") from None
         if not (_SAFE.match(org) and _SAFE.match(key_id) and _HEX.match(sha)) or sha != value.get("sha256", sha):
             raise StoreError("not a valid artifact reference")
-        return cls(org, key_id, sha, int(value["size"]), str(value.get("media_type", "application/octet-stream")))
+        return cls(org, key_id, sha, size, str(value.get("media_type", "application/octet-stream")))
 
 
 def is_artifact_ref(value: Any) -> bool:
