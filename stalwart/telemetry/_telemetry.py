@@ -177,7 +177,7 @@ class Telemetry:
         """A journal entry was committed: count it and emit its span (waiting entries: no span yet)."""
         try:
             self._step_metrics(run, entry)
-            if self.sink is not None or self.pipeline:  # no exporter: traces are derived from the journal
+            if self.config.store_spans or self.pipeline:  # no exporter: traces come from the journal
                 self._emit(step_spans(run, entry, end=self.clock(), content_redactor=self._redactor))
         except Exception as exc:  # noqa: BLE001 - telemetry never raises into its host
             self._failed("step_committed", exc)

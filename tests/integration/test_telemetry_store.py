@@ -31,7 +31,7 @@ async def store(db_url: str) -> AsyncIterator[object]:
 async def test_spans_persist_and_a_resume_adds_to_the_same_trace(store: object) -> None:
     run = make_run()
     first = Telemetry(
-        config=TelemetrySettings(flush_interval_s=0.05), store=store, metrics=Metrics(), alerts=False
+        config=TelemetrySettings(flush_interval_s=0.05, store_spans=True), store=store, metrics=Metrics(), alerts=False
     )
     first.run_started(run)
     first.step_committed(run, llm_entry())
@@ -43,7 +43,7 @@ async def test_spans_persist_and_a_resume_adds_to_the_same_trace(store: object) 
     await first.close()
 
     second = Telemetry(
-        config=TelemetrySettings(), store=store, metrics=Metrics(), alerts=False
+        config=TelemetrySettings(store_spans=True), store=store, metrics=Metrics(), alerts=False
     )  # another worker
     second.run_started(make_run(epoch=2))
     second.step_committed(run, llm_entry())  # re-emitted: same span id, no duplicate
@@ -70,7 +70,7 @@ async def test_store_spans_can_be_switched_off(store: object) -> None:
 
 async def test_alerts_are_persisted_for_the_cli(store: object) -> None:
     m = Metrics()
-    tel = Telemetry(config=TelemetrySettings(), store=store, metrics=m, clock=lambda: 5000.0)
+    tel = Telemetry(config=TelemetrySettings(store_spans=True), store=store, metrics=m, clock=lambda: 5000.0)
     tel.set_kill_switch(True)
     assert tel.alerts is not None
     await tel.alerts.tick(5000.0)
@@ -86,7 +86,7 @@ async def test_a_broken_store_is_counted_not_raised() -> None:
             raise OSError("disk full")
 
     m = Metrics()
-    tel = Telemetry(config=TelemetrySettings(), store=Broken(), metrics=m, alerts=False)
+    tel = Telemetry(config=TelemetrySettings(store_spans=True), store=Broken(), metrics=m, alerts=False)
     tel.step_committed(make_run(), llm_entry())
     await tel.close()
     assert tel.sink is not None and tel.sink.failures == 1

@@ -202,7 +202,7 @@ def test_a_resumed_run_joins_the_same_trace() -> None:
 
     async def emit(entries: list[JournalEntry], epoch: int) -> list[SpanRecord]:
         got: list[SpanRecord] = []
-        tel = Telemetry(config=TelemetrySettings(), metrics=Metrics(), alerts=False)
+        tel = Telemetry(config=TelemetrySettings(store_spans=True), metrics=Metrics(), alerts=False)
         tel._emit = got.extend  # type: ignore[method-assign]
         run = make_run(epoch=epoch)
         tel.run_started(run)
@@ -239,7 +239,7 @@ def test_content_only_when_opted_in_and_redacted() -> None:
 
     got: list[SpanRecord] = []
     off = Telemetry(
-        config=TelemetrySettings(capture_content=False), metrics=Metrics(), alerts=False, redactor=redact
+        config=TelemetrySettings(capture_content=False, store_spans=True), metrics=Metrics(), alerts=False, redactor=redact
     )
     off._emit = got.extend  # type: ignore[method-assign]
     off.step_committed(make_run(), llm_entry(meta=meta))
