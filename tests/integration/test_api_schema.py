@@ -28,6 +28,26 @@ from tests.e2e.server import ServerThread
 CHECKS = [not_a_server_error, response_schema_conformance, status_code_conformance, content_type_conformance]
 
 
+def _fuzz(op: Any, url: str, headers: dict[str, str], failures: list[str]) -> Any:
+    @given(case=op.as_strategy())
+    @settings(
+        max_examples=15,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        derandomize=True,
+        database=None,
+    )
+    def check(case: Any) -> None:
+        response = case.call(base_url=url, headers=headers, timeout=20)
+        try:
+            case.validate_response(response, checks=CHECKS)
+        except (AssertionError, BaseExceptionGroup) as exc:  # collect every operation's failure
+            failures.append(f"{op.method.upper()} {op.path}: {str(exc)[:600]}")
+            raise
+
+    return check
+
+
 def test_api_conforms_to_its_schema(tmp_path: Path) -> None:
     with ServerThread(build_app(f"sqlite:///{tmp_path}/s.db"), worker=False) as server:
         key, _ = server.call(
@@ -43,22 +63,7 @@ def test_api_conforms_to_its_schema(tmp_path: Path) -> None:
                 continue
             operations += 1
 
-            @given(case=op.as_strategy())
-            @settings(
-                max_examples=15,
-                deadline=None,
-                suppress_health_check=list(HealthCheck),
-                derandomize=True,
-                database=None,
-            )
-            def check(case: Any, op: Any = op) -> None:
-                response = case.call(base_url=server.url, headers=headers, timeout=20)
-                try:
-                    case.validate_response(response, checks=CHECKS)
-                except (AssertionError, BaseExceptionGroup) as exc:  # collect every operation's failure
-                    failures.append(f"{op.method.upper()} {op.path}: {str(exc)[:600]}")
-                    raise
-
+            check = _fuzz(op, server.url, headers, failures)
             with contextlib.suppress(AssertionError, BaseExceptionGroup):  # recorded in ``failures``
                 check()
         assert operations >= 20
