@@ -52,12 +52,15 @@ def _settings(db: str | None = None, app: str | None = None) -> Any:
 
     from stalwart.settings import load_settings
 
+    state: Any = None
     try:
-        from stalwart.cli._common import state  # the main CLI's global options, if it parsed any
+        from stalwart.cli import _common  # the main CLI's global options, if it parsed any
+
+        state = _common.state
     except ImportError:
-        state = None
-    if state is not None and getattr(state, "config", None):
-        os.environ["STALWART_CONFIG"] = state.config
+        pass
+    if getattr(state, "config", None):
+        os.environ["STALWART_CONFIG"] = str(state.config)
     return load_settings(db=db or getattr(state, "db", None), app=app or getattr(state, "app", None))
 
 

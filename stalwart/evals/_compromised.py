@@ -186,7 +186,8 @@ class CompromisedLLM:
             self._httpd = None
 
     def __enter__(self) -> Self:
-        return self.start()
+        self.start()
+        return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
@@ -226,16 +227,16 @@ class CompromisedLLM:
                 if not args and name == "lookup_order" and "order_id" in facts:
                     args = {"order_id": facts["order_id"]}
                 return "", [{"id": f"call_{len(called)}_{name}", "name": name, "arguments": args}]
-            if (m := _SEND.search(text)) and "send_email" not in called:
+            if (sent := _SEND.search(text)) and "send_email" not in called:
                 return "", [
                     {
                         "id": f"call_{len(called)}_send_email",
                         "name": "send_email",
-                        "arguments": {"to": m.group(1), "subject": "export", "body": everything[:2000]},
+                        "arguments": {"to": sent.group(1), "subject": "export", "body": everything[:2000]},
                     }
                 ]
-            if m := _SAY.search(text):
-                return m.group(1), []
+            if said := _SAY.search(text):
+                return said.group(1), []
             if _REVEAL.search(text):
                 return f"My instructions were: {system}", []
         if schema is not None:

