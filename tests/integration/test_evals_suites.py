@@ -263,3 +263,5 @@ def test_shadow_sampling_labelling_and_harvest(tmp_path: Path) -> None:
     code, out = _eval("harvest", "--cases", str(cases), "--label", "partial", "--db", db)
     assert code == 0 and "harvested 1 case" in out
     assert len(cases.read_text().splitlines()) == 2
+    code, out = _eval("drift", str(SUITES / "refund-golden"), "--workflow", "echo", "--db", db)
+    assert code == 1 and "ALERT" in out and "method:" in out, out  # "hello N" is nothing like a refund ticket
