@@ -163,14 +163,30 @@ class VectorIndex:
             )
             return [Hit(r[:-1], 1.0 - float(r[-1])) for r in rows]
         rows = await self.sql.fetch(f"SELECT {COLUMNS}, embedding FROM memory_items WHERE {where}", params)
-        qn = math.sqrt(sum(x * x for x in vector)) or 1.0
-        hits = []
-        for r in rows:
-            v = from_blob(r[-1])
-            vn = math.sqrt(sum(x * x for x in v)) or 1.0
-            hits.append(Hit(r[:-1], sum(a * b for a, b in zip(vector, v, strict=False)) / (qn * vn)))
-        hits.sort(key=lambda h: -h.score)
+        scores = _cosines(vector, [r[-1] for r in rows])
+        hits = sorted((Hit(r[:-1], s) for r, s in zip(rows, scores, strict=True)), key=lambda h: -h.score)
         return hits[:k]
+
+
+def _cosines(query: list[float], blobs: list[bytes]) -> list[float]:
+    """Exact cosine similarity of ``query`` with each stored vector (numpy when installed)."""
+    if not blobs:
+        return []
+    try:
+        import numpy as np
+    except ImportError:  # pragma: no cover - numpy comes with scipy, a runtime dependency
+        qn = math.sqrt(sum(x * x for x in query)) or 1.0
+        out = []
+        for b in blobs:
+            v = from_blob(b)
+            vn = math.sqrt(sum(x * x for x in v)) or 1.0
+            out.append(sum(a * c for a, c in zip(query, v, strict=False)) / (qn * vn))
+        return out
+    q = np.asarray(query, dtype=np.float32)
+    m = np.frombuffer(b"".join(bytes(b) for b in blobs), dtype="<f4").reshape(len(blobs), -1)
+    norms = np.linalg.norm(m, axis=1) * (float(np.linalg.norm(q)) or 1.0)
+    norms[norms == 0] = 1.0
+    return [float(x) for x in (m @ q) / norms]
 
 
 def _pg_vector(vector: list[float]) -> str:
