@@ -8,6 +8,7 @@ nats-server must listen on 127.0.0.1:4222; if it does not, the fixture starts it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import socket
@@ -61,10 +62,8 @@ async def stream_name(nats_server):  # type: ignore[no-untyped-def]
     name = f"TEST_{uuid.uuid4().hex[:10].upper()}"
     yield name
     nc = await nats.connect(nats_server)
-    try:
+    with contextlib.suppress(Exception):  # the test may not have created it
         await nc.jetstream().delete_stream(name)
-    except Exception:  # noqa: BLE001 - the test may not have created it
-        pass
     await nc.drain()
 
 

@@ -76,7 +76,7 @@ def test_lexical_embedder_is_labelled_unit_and_deterministic() -> None:
     a, b, c = emb.embed(["broken blender refund", "refund for a broken blender", "weather in paris"])
     assert math.isclose(sum(x * x for x in a), 1.0, rel_tol=1e-9)
     assert emb.embed(["broken blender refund"])[0] == a
-    dot = lambda u, v: sum(x * y for x, y in zip(u, v, strict=True))  # noqa: E731
+    dot = lambda u, v: sum(x * y for x, y in zip(u, v, strict=True))
     assert dot(a, b) > dot(a, c)
 
 
