@@ -151,6 +151,8 @@ class App:
         self._broker: Any = None
         self._gateway: Any = None
         self._guard: Any = None
+        self._guard_loaded: set[str] = set()
+        self._guard_lock: asyncio.Lock | None = None
         self._vault: Any = None
         self.guard_counts: dict[str, int] = {}
         caller = sys._getframe(1).f_globals.get("__file__")
@@ -745,6 +747,23 @@ class App:
 
             self._guard = Guard(self.settings.guard)
         return self._guard
+
+    async def guard_ready(self, *, pii: bool = False) -> Any:
+        """The guard with its models loaded, loading them in a thread the first time: loading takes
+        about a second and must never block the event loop (heartbeats would stall)."""
+        guard = self.guard()
+        part = "redactor" if pii else "detector"
+        if part in self._guard_loaded:
+            return guard
+        if self._guard_lock is None:
+            self._guard_lock = asyncio.Lock()
+        async with self._guard_lock:
+            if part not in self._guard_loaded:
+                enabled = guard.settings.pii if pii else guard.settings.injection
+                if enabled:
+                    await asyncio.to_thread(getattr(guard, part).load)
+                self._guard_loaded.add(part)
+        return guard
 
     async def vault(self, required: bool = True) -> Any:
         """The encrypted PII vault. Without a master key it is ``None``, or, when ``required``,

@@ -116,6 +116,7 @@ class Context:
                 err._stalwart_step = policy_seq  # type: ignore[attr-defined]
                 raise err
             if verdict["action"] == "review":
+                await ex.app.guard_ready(pii=True)
                 decision = await request_review(
                     ex, f"{tdef.name} needs review", proposed={"tool": tdef.name, "args": ex.guard().redact_now(args)},
                     risk=verdict["risk"], policy=verdict, severity=None, seqs=(review_seq, signal_seq),

@@ -58,6 +58,7 @@ class RunGuard:
         """Redact every string inside a JSON-like value, keeping the run's numbering."""
         if not self.pii_on:
             return value
+        await self.ex.app.guard_ready(pii=True)
         ph = await self.placeholders()
         if isinstance(value, str):
             red = self.guard.redact(value, ph)
@@ -72,7 +73,9 @@ class RunGuard:
         return value
 
     def redact_now(self, value: Any) -> Any:
-        """Redact a JSON-like value for the audit log, with the run's numbering when it is loaded."""
+        """Redact a JSON-like value for the audit log, with the run's numbering when it is loaded.
+
+        Callers make sure the redactor is loaded first (``await app.guard_ready(pii=True)``)."""
         if not self.pii_on:
             return value
         if isinstance(value, str):
@@ -91,8 +94,9 @@ class RunGuard:
         await vault.put(self.ex.run.org or "default", self._placeholders.mapping(), scope=self.ex.run.id,
                         subject=self.ex.run.user or None)
 
-    def scan(self, text: str, source: str, where: str, meta: dict[str, Any]) -> None:
+    async def scan(self, text: str, source: str, where: str, meta: dict[str, Any]) -> None:
         """Scan untrusted text; raise on block, record a flag on the run."""
+        await self.ex.app.guard_ready()
         verdict = self.guard.scan(text, source)  # type: ignore[arg-type]
         pii, self._unreported_pii = self._unreported_pii, []
         self.ex.app._guard_verdict(source, verdict.action, verdict.score, pii)
@@ -112,10 +116,10 @@ class RunGuard:
             raise err
         self.ex.flag(record)
 
-    def scan_json(self, value: Any, source: str, where: str, meta: dict[str, Any]) -> None:
+    async def scan_json(self, value: Any, source: str, where: str, meta: dict[str, Any]) -> None:
         text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
         if text:
-            self.scan(text, source, where, meta)
+            await self.scan(text, source, where, meta)
 
     def user_strings(self, value: Any) -> str:
         return "\n".join(_strings(value))

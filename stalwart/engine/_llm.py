@@ -57,10 +57,10 @@ async def call_llm(
         user_text = rg.user_strings(vars) + "\n" + rg.user_strings(
             [m.get("content") for m in messages or [] if m.get("role") == "user"])
         if user_text.strip():
-            rg.scan(user_text, "user", f"the input of model call {task!r}", meta)
+            await rg.scan(user_text, "user", f"the input of model call {task!r}", meta)
         for m in messages or []:
             if m.get("role") == "tool":
-                rg.scan_json(m.get("content"), "tool", f"a tool message of model call {task!r}", meta)
+                await rg.scan_json(m.get("content"), "tool", f"a tool message of model call {task!r}", meta)
         safe_vars = await rg.redact_value(vars)
         safe_messages = await rg.redact_value(messages) if messages is not None else None
         await rg.seal()
@@ -79,7 +79,7 @@ async def call_llm(
                 err._stalwart_meta = {k: spent[k] for k in _META_FIELDS if k in spent}  # type: ignore[attr-defined]
             raise
         data = result.to_json()
-        rg.scan_json(result.text, "model", f"the answer of model call {task!r}", meta)
+        await rg.scan_json(result.text, "model", f"the answer of model call {task!r}", meta)
         if rg.pii_on and result.text:
             redacted = await rg.redact_value(result.text)
             if redacted != result.text:  # PII the model produced does not leave unredacted

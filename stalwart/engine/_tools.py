@@ -174,7 +174,9 @@ async def call_tool(ex: RunExecution, tool: ToolDef, kwargs: dict[str, Any], *, 
                 err._stalwart_meta = meta  # type: ignore[attr-defined]
                 raise
             value = await _fall_back(ex, tool, args, seq, meta, err)
-        ex.guard().scan_json(value, "tool", f"the output of tool {tool.name!r}", meta)
+        await ex.guard().scan_json(value, "tool", f"the output of tool {tool.name!r}", meta)
+        if ex.guard().pii_on:  # the audit entry redacts the arguments: have the redactor ready, off-loop
+            await ex.app.guard_ready(pii=True)
         return value, meta
 
     return await ex.durable("tool", tool.name, body, retry=tool.retry, rtype=tool.return_type, seq=seq)

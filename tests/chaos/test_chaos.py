@@ -72,7 +72,12 @@ def test_kill_dash_nine_loses_nothing_and_doubles_nothing(pg_url: str, tmp_path:
         try:
             for n, rid in enumerate(ids):
                 info = await app2.get_run(rid)
-                assert info.status == "COMPLETED", (rid, info.status, info.error, log.read_text()[-3000:])
+                if info.status != "COMPLETED":
+                    rec = await app2.store.get_run(rid)
+                    journal = [(e.seq, e.kind, e.name, e.status) for e in await app2.journal(rid)]
+                    pytest.fail(f"run {rid} ended {info.status}: owner={rec.owner} epoch={rec.epoch} "
+                                f"lease={rec.lease_expires_at} now={time.time()} wake={rec.wake_at} "
+                                f"journal={journal}\n{log.read_text()[-3000:]}")
                 assert info.output == 3 * n + 3
         finally:
             await app2.close()
