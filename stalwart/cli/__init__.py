@@ -48,6 +48,18 @@ cli.command("inventory")(inventory)
 cli.command("alerts")(alerts)
 
 
+def _register_late() -> None:
+    """Commands whose modules import heavier layers (FastAPI, evals) register here."""
+    from stalwart.api._cli import server
+    from stalwart.evals._cli import eval_cli
+
+    cli.command("server")(server)
+    cli.add_typer(eval_cli, name="eval")
+
+
+_register_late()
+
+
 def main() -> None:
     import sys
 
