@@ -95,6 +95,8 @@ async def call_llm(
                 await rg.seal()
         if rg.pii_counts:
             meta["pii"] = dict(rg.pii_counts)
+        if not result.cached:
+            await _watch_model_identity(ex, result, meta)
         if data.get("tool_calls"):
             data["tool_calls"] = ex.app._filter_tool_calls(ex, data["tool_calls"], meta)
         meta.update({k: data[k] for k in _META_FIELDS if k in data})
@@ -116,3 +118,30 @@ def _tool_spec(ex: RunExecution, tool: Any) -> dict[str, Any]:
     if tdef is None or ex.wdef.tools.get(tdef.name) is not tdef:
         raise UnauthorizedToolCall(f"{tool!r} is not a tool of workflow {ex.wdef.key}", retryable=False)
     return {"name": tdef.name, "description": tdef.description, "parameters": tdef.json_schema()}
+
+
+async def _watch_model_identity(ex: RunExecution, result: Any, meta: dict[str, Any]) -> None:
+    """"It worked yesterday": a provider can change what answers under the same model name. The
+    response model id is recorded on every call; a change from the last one seen is flagged on the
+    step, audited and logged as an alert."""
+    key = f"model_identity:{result.model}"
+    seen = await ex.store.get_flag(key)
+    current = {"response_model": result.response_model, "model_id": result.model_id}
+    if seen is not None and seen.get("response_model") == current["response_model"]:
+        return
+    await ex.store.set_flag(key, current, ex.now())
+    if seen is None:
+        return
+    change = {"entry": result.model, "was": seen.get("response_model"), "now": current["response_model"]}
+    meta["model_changed"] = change
+    gov = ex.app._governance
+    if gov is not None:
+        from stalwart.governance import AuditEvent
+
+        await gov.audit.append([AuditEvent(event_type="model.changed", action="observe", actor="system",
+                                           resource=result.model, org_id=ex.run.org, run_id=ex.run.id,
+                                           details=change)])
+    import logging
+
+    logging.getLogger("stalwart.gateway").warning(
+        "model %s now answers as %s (was %s)", result.model, change["now"], change["was"])

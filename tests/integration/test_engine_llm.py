@@ -166,3 +166,23 @@ async def test_injection_in_a_tool_output_is_blocked_and_the_model_never_sees_it
     assert exc.value.error["type"] == "InjectionBlocked" and exc.value.status == "DEAD_LETTER"
     assert srv.count() == 0
     await app.close()
+
+
+async def test_a_provider_changing_the_model_behind_a_name_is_noticed(srv: FakeLLMServer, sqlite_url: str) -> None:
+    app = sw.App("drift", settings=priced_settings(srv, sqlite_url))
+
+    @app.workflow(name="w", version="1")
+    async def w(ctx: sw.Context, q: str) -> str:
+        return await ctx.llm("default", messages=[{"role": "user", "content": q}])
+
+    async with app.worker(concurrency=1):
+        first = await app.start("w", "one")
+        await app.result(first, timeout=20)
+        await app.store.set_flag("model_identity:primary", {"response_model": "gpt-4o-2024-05-13",
+                                                            "model_id": "gpt-4o-2024-08-06"}, 0.0)
+        second = await app.start("w", "two")
+        await app.result(second, timeout=20)
+    [entry] = [e for e in await app.journal(second) if e.kind == "llm"]
+    assert entry.meta["model_changed"]["was"] == "gpt-4o-2024-05-13"
+    assert entry.meta["model_changed"]["now"] == entry.meta["response_model"]
+    await app.close()
