@@ -206,8 +206,9 @@ async def test_durable_sleep_and_signals(db_url: str) -> None:
 
     async with app.worker(concurrency=2, poll_interval_s=0.05):
         rid = await app.start("w")
-        for _ in range(200):
-            if any(e.kind == "signal" for e in await app.journal(rid)):
+        for _ in range(400):  # the waiting row commits first, then the run is released to WAITING
+            if any(e.kind == "signal" for e in await app.journal(rid)) and \
+                    (await app.get_run(rid)).status == "WAITING":
                 break
             await asyncio.sleep(0.02)
         info = await app.get_run(rid)
