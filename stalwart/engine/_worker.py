@@ -63,6 +63,10 @@ class Worker:
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> Worker:
         await self.app.connect()
+        # Load the guard's models (about a second, in a thread) before claiming anything, so no
+        # lease is ever held while a process warms up.
+        await self.app.guard_ready()
+        await self.app.guard_ready(pii=True)
         self.app._attach_worker(self)
         self._loop_task = asyncio.create_task(self._loop(), name=f"stalwart-worker-{self.worker_id}")
         self._beat_task = asyncio.create_task(self._heartbeat(), name="stalwart-heartbeat")
