@@ -8,6 +8,7 @@ from stalwart.cli._common import state  # noqa: I001
 from stalwart.cli._alerts import alerts
 from stalwart.cli._demo import demo
 from stalwart.cli._doctor import doctor
+from stalwart.cli._events import events_cli
 from stalwart.cli._governance import audit_cli, compliance_cli, inventory, kill_cli, review_cli
 from stalwart.cli._runs import dlq_cli, run_cli
 from stalwart.cli._schedules import schedule_cli
@@ -46,6 +47,7 @@ cli.add_typer(kill_cli, name="kill-switch")
 cli.add_typer(compliance_cli, name="compliance")
 cli.command("inventory")(inventory)
 cli.command("alerts")(alerts)
+cli.add_typer(events_cli, name="events")
 
 
 def _register_late() -> None:

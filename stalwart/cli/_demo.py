@@ -53,12 +53,25 @@ def demo() -> None:
         async with app.worker(concurrency=8, poll_interval_s=0.2):
             ids: dict[str, str] = {}
             for n, ticket, _ in TICKETS:
+                customer = "customer:" + ticket["email"].split("@")[0]
                 ids[n] = await app.start("refund", ticket, idempotency_key=f"demo-{nonce}-{n}", org="acme",
-                                         user="agent-demo")
+                                         user=customer)
             again = await app.start("refund", TICKETS[0][1], idempotency_key=f"demo-{nonce}-1", org="acme")
             await _approve_from_cli(app, ids["2"])
             for n, _ticket, story in TICKETS:
                 await _show(app, n, ids[n], story)
+            console.rule("episodic memory")
+            follow_up = {"email": "alice@example.com", "message": "Hello again, order A-1006 is missing a part, "
+                         "please refund $30."}
+            again_id = await app.start("refund", follow_up, idempotency_key=f"demo-{nonce}-7", org="acme",
+                                       user="customer:alice")
+            try:
+                follow_out = await app.result(again_id, timeout=120)
+            except WorkflowFailed as exc:
+                follow_out = {"error": str(exc)}
+            recalled = (follow_out or {}).get("previous_runs") or []
+            console.print(f"alice writes again (run {again_id}): the workflow recalled her earlier ticket from "
+                          f"episodic memory: {recalled} {'(ticket 1)' if ids['1'] in recalled else ''}")
             console.rule("idempotency")
             console.print(f"re-submitting ticket 1 with its idempotency key returned the same run: "
                           f"[bold]{again == ids['1']}[/bold]")

@@ -17,6 +17,8 @@ def worker(
     metrics_port: int | None = typer.Option(None, help="Serve Prometheus metrics on this port."),
     metrics_addr: str = typer.Option("127.0.0.1", help="Interface for --metrics-port."),
     log_level: str = typer.Option("INFO", help="Log level (logs are JSON lines on stderr)."),
+    nats: str | None = typer.Option(None, "--nats", envvar="STALWART_NATS_URL",
+                                    help="Also publish the outbox to NATS JetStream at this URL."),
 ) -> None:
     """Run a stateless worker until SIGTERM/SIGINT, then drain gracefully."""
     app = load_app()
@@ -35,11 +37,18 @@ def worker(
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await w.start()
+        publisher = None
+        if nats:
+            from stalwart.store import OutboxPublisher
+
+            publisher = asyncio.create_task(OutboxPublisher(app.store, nats).run(stop))
         err_console.print(f"worker {w.worker_id} serving {', '.join(app.workflow_keys())} "
                           f"(concurrency {w.concurrency}) on {app.store.safe_url}")  # type: ignore[attr-defined]
         await stop.wait()
         err_console.print("draining: in-flight runs finish their current step and release their leases")
         await w.stop()
+        if publisher is not None:
+            await asyncio.wait_for(publisher, 10)
         await app.close()
 
     run(go)

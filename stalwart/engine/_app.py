@@ -164,6 +164,8 @@ class App:
         self.telemetry: Any = None
         self._governance: Any = None
         self._canary_cache: dict[str, tuple[float, Any]] = {}
+        self._memory: Any = None
+        self._artifacts: Any = None
         """``stalwart.telemetry.Telemetry`` once connected: spans, metrics, alerts (never raises)."""
 
     # -- registration ------------------------------------------------------------------------
@@ -739,6 +741,28 @@ class App:
         """Audit log, policy engine, risk scorer, review queue and kill switch of this app."""
         await self.connect()
         return self._governance
+
+    async def memory(self) -> Any:
+        """Agent memory (``stalwart.memory.Memory``): episodic and semantic, org-isolated, redacted, TTL'd.
+
+        Uses the offline MiniLM embedder when the ``memory`` extra is installed, else the labelled
+        lexical fallback (hashed words, not semantic)."""
+        if self._memory is None:
+            from stalwart.memory import Memory, load_embedder
+
+            embedder = await asyncio.to_thread(load_embedder, fallback=True)  # torch loads off the loop
+            self._memory = Memory(await self.connect(), self.guard(), clock=self.clock.time, embedder=embedder)
+        return self._memory
+
+    async def artifacts(self) -> Any:
+        """The artifact store (encrypted at rest, content-addressed) under ``.stalwart/artifacts``."""
+        if self._artifacts is None:
+            from stalwart.guard import load_master_key
+            from stalwart.store import ArtifactStore, FileBlobs
+
+            self._artifacts = ArtifactStore(await self.connect(), FileBlobs(".stalwart/artifacts"),
+                                            master_key=load_master_key(self.settings.guard), clock=self.clock.time)
+        return self._artifacts
 
     def guard(self) -> Any:
         """The guard (``stalwart.guard.Guard``) configured from ``settings.guard``."""

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 
 import stalwart as sw
 from stalwart.examples import orders
+from stalwart.memory import summarise_run
 from stalwart.errors import ToolError
 
 app = sw.App("support")
@@ -97,6 +98,18 @@ def send_email(to: str, subject: str, body: str) -> dict:
     return {"delivered": True, "message_id": f"msg-{len(SENT_MAIL)}"}
 
 
+async def recall_previous(org: str, user: str, query: str) -> dict:
+    """The customer's earlier tickets, from episodic memory (org- and customer-scoped)."""
+    memory = await app.memory()
+    return (await memory.recall(org or "default", user or "anonymous", query, k=3, tier="episodic")).to_json()
+
+
+async def record_episode(org: str, user: str, run_id: str, summary: str) -> dict:
+    """Remember this ticket's outcome for the customer's next one (redacted, with a TTL)."""
+    memory = await app.memory()
+    return (await memory.record_episode(org or "default", user or "anonymous", run_id, summary)).to_json()
+
+
 class Reply(BaseModel):
     """The confirmation email the model drafts."""
 
@@ -127,6 +140,8 @@ async def refund(ctx: sw.Context, ticket: dict) -> dict:
     if triage.intent not in ("refund", "complaint"):
         return {"decision": "routed_to_human", "intent": triage.intent, "order_id": triage.order_id}
     order_id = triage.order_id
+    previous = await ctx.step("recall_previous", recall_previous, ctx.org, ctx.user,
+                              f"{triage.intent} order {order_id} {ticket.get('message', '')}")
     order, history = await ctx.parallel(  # two sandboxes at once; replay-safe
         ctx.tool(lookup_order, order_id=order_id),
         ctx.tool(customer_history, order_id=order_id),
@@ -140,8 +155,12 @@ async def refund(ctx: sw.Context, ticket: dict) -> dict:
     reply = await ctx.llm("reply", template="reply@1", output=Reply, vars={
         "ticket": ticket, "subject": f"Your refund for {order_id}", "body": f"We refunded {cents / 100:.2f} USD."})
     await ctx.tool(send_email, to=reply.email, subject=reply.subject, body=reply.body)
-    return {"decision": "refunded", "order_id": order_id, "cents": cents, "payment_id": payment["payment_id"],
-            "fraud_score": fraud["score"], "earlier_tickets": len(history)}
+    out = {"decision": "refunded", "order_id": order_id, "cents": cents, "payment_id": payment["payment_id"],
+           "fraud_score": fraud["score"], "earlier_tickets": len(history),
+           "previous_runs": [i["run_id"] for i in previous["items"] if i.get("run_id")]}
+    await ctx.step("remember_episode", record_episode, ctx.org, ctx.user, ctx.run_id,
+                   summarise_run("refund", ticket, out))
+    return out
 
 
 def ledger_rows() -> list[tuple[Any, ...]]:

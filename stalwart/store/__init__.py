@@ -5,6 +5,9 @@
 the same contract suite (``tests/integration/test_store_contract.py``).
 """
 
+from stalwart.store._artifacts import ArtifactMissing, ArtifactRef, ArtifactStore, FileBlobs, S3Blobs, is_artifact_ref
+from stalwart.store._bus import OutboxPublisher, format_event, rebuild_run, tail_events
+from stalwart.store._keys import Keyring
 from stalwart.store._open import open_store
 from stalwart.store._protocol import Store
 from stalwart.store._records import (
@@ -19,6 +22,17 @@ from stalwart.store._records import (
 from stalwart.store._url import DbUrl, parse_db_url, redact_url
 
 __all__ = [
+    "ArtifactMissing",
+    "ArtifactRef",
+    "ArtifactStore",
+    "FileBlobs",
+    "S3Blobs",
+    "is_artifact_ref",
+    "OutboxPublisher",
+    "format_event",
+    "rebuild_run",
+    "tail_events",
+    "Keyring",
     "Store",
     "open_store",
     "parse_db_url",
