@@ -6,12 +6,18 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-unit test-integration test-chaos bench system-deps clean lint
+.PHONY: demo test test-unit test-integration test-chaos bench system-deps clean lint sbom lock
 
-$(STAMP): pyproject.toml
+# Runtime dependencies come from requirements.lock, installed with --require-hashes after a check
+# against known-compromised releases; the dev tools then install constrained to the same pins.
+$(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(PY) scripts/check_compromised.py --lock requirements.lock --no-installed
 	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install -q --disable-pip-version-check --require-hashes -r requirements.lock
+	grep -E '^[A-Za-z0-9][^ ]*==' requirements.lock | sed 's/ *\\$$//' > $(VENV)/constraints.txt
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]' -c $(VENV)/constraints.txt
+	$(BIN)/python scripts/check_compromised.py
 	@touch $(STAMP)
 
 system-deps:
@@ -35,6 +41,12 @@ bench: $(STAMP) system-deps
 	bash scripts/services.sh
 	bash bench/setup.sh
 	bench/.venv/bin/python bench/engine.py
+
+sbom: $(STAMP)
+	bash scripts/sbom.sh build/sbom $(BIN)/python
+
+lock:
+	bash scripts/lock.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check stalwart

@@ -18,4 +18,12 @@ if command -v redis-server >/dev/null 2>&1; then
       --dir /var/lib/redis --logfile /var/log/redis/ci.log || true
   fi
 fi
+if [ -x /usr/sbin/nats-server ]; then
+  if ! (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null; then
+    echo "starting nats-server (JetStream)"
+    mkdir -p /var/lib/nats-server
+    start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- \
+      -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log || true
+  fi
+fi
 exit 0
