@@ -167,6 +167,14 @@ def _outcome(e: Any, meta: dict[str, Any]) -> str:
         ]
         if bits:
             base += f" [{', '.join(bits)}]"
+        fb = meta.get("fallback")
+        if fb:  # a declared fallback answered instead: never silent
+            base += f"; fell back to {fb.get('tool')} ({fb.get('outcome')}) because {fb.get('because')}"
+        if meta.get("age_s") is not None:
+            base += f"; data {meta['age_s']:.0f}s old"
+    if meta.get("model_changed"):
+        mc = meta["model_changed"]
+        base += f"; model changed behind {mc.get('entry')}: {mc.get('was')} -> {mc.get('now')}"
     return base
 
 

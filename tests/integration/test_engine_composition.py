@@ -159,6 +159,10 @@ async def test_stale_data_falls_back_visibly_and_a_stale_fallback_is_never_used(
         [_policy, entry] = await app.journal(rid)
         assert entry.meta["fallback"]["tool"] == "price_cache" and entry.meta["fallback"]["outcome"] == "used"
         assert "stale_data" in entry.meta["fallback"]["because"]
+        from stalwart.telemetry import explain
+
+        text = explain(await app.get_run(rid), await app.journal(rid)).to_text()
+        assert "fell back to price_cache (used)" in text  # visible in `stalwart run explain`
         cache_age["s"] = 7200  # now the fallback is stale as well
         rid2 = await app.start("w")
         with pytest.raises(sw.WorkflowFailed) as exc:
