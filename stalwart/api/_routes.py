@@ -338,3 +338,24 @@ async def metrics(request: Request) -> Response:
     body, content_type = metrics_exposition()
     body += generate_latest(request.app.state.registry)
     return Response(body, media_type=content_type)
+
+
+
+@router.post("/v1/triggers/{name}", status_code=202, tags=["triggers"])
+async def webhook_trigger(request: Request, name: str) -> Any:
+    """Start a workflow from a signed webhook (HMAC ``Stalwart-Signature``; no API key).
+
+    Deliveries outside the replay window, unsigned or badly signed are refused (401); a repeated
+    delivery returns the same run; the kill switch refuses them (503)."""
+    from stalwart.errors import CredentialError
+
+    app = _ctx(request).app
+    body = await request.body()
+    try:
+        run_id = await app.trigger_webhook(name, body, request.headers.get("stalwart-signature"),
+                                           request.headers.get("stalwart-delivery"))
+    except CredentialError as exc:
+        from fastapi.responses import JSONResponse
+
+        return JSONResponse({"error": {"code": exc.code, "message": str(exc)}}, status_code=401)
+    return {"id": run_id}

@@ -161,6 +161,7 @@ class App:
         self._kill_cache: tuple[float, bool] = (0.0, False)
         self.unauthorized_tool_calls = 0
         self.schedules: dict[str, Any] = {}
+        self.webhooks: dict[str, Any] = {}
         self.telemetry: Any = None
         self._governance: Any = None
         self._canary_cache: dict[str, tuple[float, Any]] = {}
@@ -401,6 +402,41 @@ class App:
             raise ConfigError(f"schedule {sched.name!r} is registered twice")
         self.schedules[sched.name] = sched
         return sched
+
+    def webhook(self, name: str, *, workflow: str, secret_env: str, org: str = "",
+                replay_window_s: float = 300.0) -> Any:
+        """Let signed HTTP requests (``POST /v1/triggers/{name}``) start ``workflow`` with their JSON body.
+
+        The HMAC secret is read from the environment variable ``secret_env``; see
+        :mod:`stalwart.engine._webhooks` for the signature format. The kill switch refuses them too.
+        """
+        from stalwart.engine._webhooks import WebhookTrigger
+
+        if name in self.webhooks:
+            raise ConfigError(f"webhook trigger {name!r} is registered twice")
+        self.workflow_def(workflow)
+        trig = WebhookTrigger(name, workflow, secret_env, org, replay_window_s)
+        self.webhooks[name] = trig
+        return trig
+
+    async def trigger_webhook(self, name: str, body: bytes, signature: str | None, delivery: str | None) -> str:
+        """Verify a webhook delivery and start (once per delivery) its workflow; return the run id."""
+        import hashlib
+        import json
+
+        from stalwart.engine._webhooks import verify_signature
+
+        trig = self.webhooks.get(name)
+        if trig is None:
+            raise RunNotFound(f"no webhook trigger named {name!r}")
+        verify_signature(signature, trig.secret(), body, self.clock.time(), trig.replay_window_s)
+        try:
+            payload = json.loads(body or b"null")
+        except ValueError:
+            raise InvalidInput("webhook body is not JSON") from None
+        key = delivery or hashlib.sha256((signature or "").encode()).hexdigest()
+        return await self.start(trig.workflow, payload, idempotency_key=f"webhook:{name}:{key}", org=trig.org,
+                                user=f"webhook:{name}")
 
     async def pause_schedule(self, name: str, paused: bool = True) -> None:
         """Pause (or resume) a schedule for every worker."""
