@@ -138,6 +138,8 @@ class App:
         self.default_retry = RetryPolicy(w.max_attempts, w.backoff_initial_s, 2.0, w.backoff_max_s)
         self.breaker_policy = BreakerPolicy(w.breaker_failure_threshold, w.breaker_reset_s)
         self.inline_retry_max_s = 5.0
+        self.artifact_inline_limit: int | None = 64 * 1024
+        """Tool results whose JSON is larger go to the encrypted artifact store; the journal keeps a hash."""
         self.max_parallel = 16
         """Bodies of one run that may execute at once under ``ctx.parallel``/``asyncio.gather``."""
         self._workflows: dict[str, dict[str, WorkflowDef]] = {}

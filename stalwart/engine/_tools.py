@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from stalwart.engine._breaker import BreakerPolicy, BreakerState, breaker_allow, breaker_failure, breaker_success
 from stalwart.engine._definitions import ToolDef
-from stalwart.engine._serde import decode
+from stalwart.engine._serde import decode, encode
 from stalwart.errors import (
     CircuitOpen,
     StaleData,
@@ -177,9 +177,20 @@ async def call_tool(ex: RunExecution, tool: ToolDef, kwargs: dict[str, Any], *, 
         await ex.guard().scan_json(value, "tool", f"the output of tool {tool.name!r}", meta)
         if ex.guard().pii_on:  # the audit entry redacts the arguments: have the redactor ready, off-loop
             await ex.app.guard_ready(pii=True)
+        limit = ex.app.artifact_inline_limit
+        if limit is not None and len(encode(value)) > limit:  # large results live outside the database
+            arts = await ex.app.artifacts()
+            value = await arts.externalize(ex.run.org or "default", value, limit=limit, run_id=ex.run.id,
+                                           subject=ex.run.user or None)
+            meta["artifact"] = {"sha256": value.get("sha256"), "size": value.get("size")}
         return value, meta
 
-    return await ex.durable("tool", tool.name, body, retry=tool.retry, rtype=tool.return_type, seq=seq)
+    from stalwart.store import is_artifact_ref
+
+    recorded = await ex.durable("tool", tool.name, body, retry=tool.retry, seq=seq)
+    if is_artifact_ref(recorded):
+        recorded = await (await ex.app.artifacts()).internalize(recorded)
+    return decode(encode(recorded), tool.return_type) if tool.return_type is not None else recorded
 
 
 async def _fall_back(

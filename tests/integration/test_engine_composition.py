@@ -318,3 +318,34 @@ async def test_a_worse_prompt_canary_rolls_back_on_its_own(tmp_path, sqlite_url:
     assert [b["event_type"] for b in bodies] == ["canary.started", "canary.rolled_back"]
     assert bodies[0]["actor"] == "user:release-manager" and bodies[1]["actor"] == "system:canary"
     await app.close()
+
+
+async def test_a_large_tool_result_lands_in_the_artifact_store(tmp_path, sqlite_url: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import base64
+
+    monkeypatch.setenv("STALWART_MASTER_KEY", base64.b64encode(b"a" * 32).decode())
+    monkeypatch.chdir(tmp_path)
+    app = sw.App("big", db=sqlite_url)
+    app.artifact_inline_limit = 10_000
+
+    @app.tool(sandbox="none")
+    def report(rows: int) -> dict:
+        return {"rows": [{"i": i, "text": "x" * 40} for i in range(rows)]}
+
+    @app.workflow(name="w", version="1", tools=[report])
+    async def w(ctx: sw.Context) -> int:
+        big = await ctx.tool(report, rows=2000)
+        small = await ctx.tool(report, rows=3)
+        return len(big["rows"]) + len(small["rows"])
+
+    async with app.worker(concurrency=1):
+        rid = await app.start("w")
+        assert await app.result(rid, timeout=30) == 2003
+    big, small = [e for e in await app.journal(rid) if e.kind == "tool"]
+    assert '"$artifact"' in big.result_json and len(big.result_json) < 400  # only the reference in the row
+    assert big.meta["artifact"]["size"] > 10_000
+    assert '"$artifact"' not in small.result_json
+    assert (await app.replay(rid)).outcome == "identical"  # replay reads the artifact back
+    blobs = list((tmp_path / ".stalwart" / "artifacts").rglob("*"))
+    assert any(p.is_file() for p in blobs) and not any(b"xxxxxxxx" in p.read_bytes() for p in blobs if p.is_file())
+    await app.close()
