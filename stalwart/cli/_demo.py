@@ -84,6 +84,8 @@ def demo() -> None:
                 console.print(f"  to {m['to']}: {m['subject']}")
             console.rule("audit log")
             await _verify_audit(app)
+            console.rule("event stream")
+            await _publish_events(app)
             console.print("\nNext: [bold]stalwart run get ID --json[/bold] · [bold]stalwart run explain ID[/bold] · "
                           "[bold]stalwart run replay ID[/bold] · [bold]stalwart dlq list[/bold] · "
                           "[bold]stalwart audit verify[/bold] · [bold]stalwart review list[/bold]")
@@ -158,6 +160,22 @@ async def _show(app: Any, n: str, run_id: str, story: str) -> None:
                       f"({info.error.get('step')}):[/red] {info.error.get('message')}")
         for c in info.error.get("compensation") or []:
             console.print(f"  compensation for {c['tool']} (step {c['seq']}): {c['status']}")
+
+
+async def _publish_events(app: Any) -> None:
+    """Publish the outbox (every state change and step, written in each step's transaction) to NATS
+    JetStream when a server is reachable; the embedded store's outbox table is the log otherwise."""
+    from stalwart.store import OutboxPublisher
+
+    url = os.environ.get("STALWART_NATS_URL", "nats://127.0.0.1:4222")
+    try:
+        n = await asyncio.wait_for(OutboxPublisher(app.store, url).publish_pending(), 30)
+    except Exception as exc:  # the demo works without a bus: say so, don't fail
+        console.print(f"no NATS JetStream at {url} ({type(exc).__name__}); the outbox table is the event log: "
+                      "[bold]stalwart events tail[/bold]")
+        return
+    console.print(f"{n} events published to JetStream stream STALWART at {url} (deduplicated by event id): "
+                  f"[bold]stalwart events tail --nats {url}[/bold]")
 
 
 async def _verify_audit(app: Any) -> None:
