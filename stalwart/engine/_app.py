@@ -518,6 +518,9 @@ class App:
             self._store = None
         self._vault = None
         self._broker = None
+        self._memory = None
+        self._artifacts = None
+        self._canary_cache.clear()
 
     def worker(self, concurrency: int | None = None, **kwargs: Any) -> Worker:
         """An in-process worker; use ``async with app.worker(concurrency=64): ...``."""
@@ -808,6 +811,7 @@ class App:
             from stalwart.guard import Guard
 
             self._guard = Guard(self.settings.guard)
+            self._guard_loaded = set()
         return self._guard
 
     async def guard_ready(self, *, pii: bool = False) -> Any:

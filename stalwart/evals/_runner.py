@@ -198,7 +198,7 @@ async def _bound(app: Any, settings: Settings) -> AsyncIterator[Any]:
 
     await app.close()
     saved = (app.settings, app.default_retry, app.breaker_policy)
-    caches = ("_gateway", "_guard", "_vault")
+    caches = ("_gateway", "_guard", "_vault", "_memory", "_artifacts")
     app.settings = settings
     w = settings.worker
     app.default_retry = RetryPolicy(w.max_attempts, w.backoff_initial_s, 2.0, w.backoff_max_s)

@@ -58,8 +58,9 @@ def test_start_get_list_and_dlq_round_trip(tmp_path: Path) -> None:
                                 "--json", cwd=tmp_path).stdout)
     assert again["id"] == started["id"]  # idempotent: the same key returns the same run
     got = json.loads(stalwart("run", "get", started["id"], "--json", cwd=tmp_path).stdout)
-    assert [s["name"] for s in got["steps"] if s["kind"] != "policy"][:7] == [
-        "triage", "lookup_order", "customer_history", "check_fraud", "issue_refund", "reply", "send_email"]
+    assert [s["name"] for s in got["steps"] if s["kind"] != "policy"][:8] == [
+        "triage", "recall_previous", "lookup_order", "customer_history", "check_fraud", "issue_refund", "reply",
+        "send_email"]
     assert got["steps"][-1]["kind"] == "compensation"
     listed = json.loads(stalwart("run", "list", "--json", cwd=tmp_path).stdout)
     assert [x["id"] for x in listed] == [started["id"]]
