@@ -12,7 +12,32 @@ if TYPE_CHECKING:
     from stalwart.engine._app import App
     from stalwart.engine._execution import RunExecution
 
-__all__ = ["run_sandboxed"]
+__all__ = ["run_sandboxed", "supply_chain_hashes"]
+
+_HASHES: dict[str, str] = {}
+
+
+def _file_sha256(path: str) -> str:
+    import hashlib
+
+    if path not in _HASHES:
+        try:
+            with open(path, "rb") as fh:
+                _HASHES[path] = hashlib.sha256(fh.read()).hexdigest()
+        except OSError:
+            _HASHES[path] = "unreadable"
+    return _HASHES[path]
+
+
+def supply_chain_hashes(fn: Any, sandbox: Any) -> tuple[str, str]:
+    """SHA-256 of the tool's module file and of the sandbox interpreter, recorded on each call
+    (computed once per process: what ran can be traced back to exact bytes)."""
+    import inspect
+    import os
+
+    module_file = inspect.getsourcefile(fn) or ""
+    python = getattr(getattr(sandbox, "_layout", None), "python", None) or "/usr/bin/python3.11"
+    return _file_sha256(module_file), _file_sha256(os.path.realpath(python))
 
 
 async def run_sandboxed(
@@ -42,6 +67,7 @@ async def run_sandboxed(
     )
     outcome = await app._sandbox.run(inv)
     meta["sandbox_ms"] = outcome.duration_ms
+    meta["code_sha256"], meta["interpreter_sha256"] = supply_chain_hashes(tool.fn, app._sandbox)
     if outcome.egress_log:
         meta["egress"] = outcome.egress_log
     return outcome_value(outcome, tool)

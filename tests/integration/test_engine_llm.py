@@ -108,6 +108,9 @@ async def test_refund_example_triages_with_a_structured_local_model(tmp_path, mo
     assert triage.kind == "llm" and triage.name == "triage" and triage.status == "completed"
     assert triage.meta["provider"] == "local" and "not a real LLM" in triage.meta["response_model"]
     assert triage.meta["template_hash"]
+    lookups = [e for e in journal if e.kind == "tool" and e.name == "lookup_order" and e.status == "completed"]
+    for e in lookups:  # what ran in the sandbox is traceable to exact bytes
+        assert len(e.meta["code_sha256"]) == 64 and len(e.meta["interpreter_sha256"]) == 64
     estimate = await refund_app.estimate_cost("refund", {"message": "refund A-1001"})
     assert estimate.tokens_p95 >= estimate.tokens_p50 > 0
     with pytest.raises(NeedsConfirmation):
