@@ -156,12 +156,10 @@ class App:
         self._guard_loaded: set[str] = set()
         self._guard_lock: asyncio.Lock | None = None
         self._vault: Any = None
-        self.guard_counts: dict[str, int] = {}
         caller = sys._getframe(1).f_globals.get("__file__")
         self.home = Path(caller).resolve().parent if caller else Path.cwd()
         """Directory of the module that created the app (its ``prompts/`` live there)."""
         self._kill_cache: tuple[float, bool] = (0.0, False)
-        self.unauthorized_tool_calls = 0
         self.schedules: dict[str, Any] = {}
         self.webhooks: dict[str, Any] = {}
         self.telemetry: Any = None
@@ -729,10 +727,12 @@ class App:
         return RunInfo.from_record(rec)
 
     # -- kill switch (the flag; governance builds the full switch on it) ----------------------
-    async def kill_switch_engaged(self, fresh: bool = False) -> bool:
+    async def kill_switch_engaged(self) -> bool:
+        """Whether the kill switch is engaged (read at most every 250 ms per process on PostgreSQL;
+        every start and every step commit also checks it in its own statement)."""
         store = await self.connect()
         now = time.monotonic()
-        if not fresh and store.kind == "postgres" and now - self._kill_cache[0] < 0.25:
+        if store.kind == "postgres" and now - self._kill_cache[0] < 0.25:
             return self._kill_cache[1]
         engaged = (await store.get_flag(KILL_SWITCH_FLAG)) is not None
         self._kill_cache = (now, engaged)
@@ -755,9 +755,6 @@ class App:
         self._local_wakes = [w for w in self._local_wakes if w > now - 1.0]
         return min(self._local_wakes, default=None)
 
-    def _run_settled(self, run_id: str) -> None:
-        """The run left this worker (suspended, released, fenced or finished)."""
-
     def _run_finished(self, run_id: str) -> None:
         """The run reached a terminal state: wake whoever waits for its result here."""
         ev = self._waiters.get(run_id)
@@ -765,7 +762,6 @@ class App:
             ev.set()
 
     def _count_unauthorized(self, tool: str) -> None:
-        self.unauthorized_tool_calls += 1
         if self.telemetry is not None:
             self.telemetry.unauthorized_tool_call(tool)
 
@@ -847,8 +843,6 @@ class App:
         return self._vault
 
     def _guard_verdict(self, source: str, action: str, score: float, pii_types: list[str] | None = None) -> None:
-        key = f"{source}:{action}"
-        self.guard_counts[key] = self.guard_counts.get(key, 0) + 1
         if self.telemetry is not None:
             self.telemetry.guard_verdict(source, action, score, pii_types or [])
 

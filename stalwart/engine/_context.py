@@ -108,6 +108,7 @@ class Context:
         ex = self._ex
         policy_seq, review_seq, signal_seq, tool_seq = ex.reserve(4)  # before any await: replay-stable
         tdef = self._resolve_tool(tool)
+        args = None
         if ex.wdef.tools.get(tdef.name) is tdef:  # an unlisted tool fails in call_tool, recorded and counted
             args = tdef.validate_args(kwargs)
             verdict = await authorize_tool_call(ex, tdef, args, seq=policy_seq)
@@ -121,9 +122,9 @@ class Context:
                     ex, f"{tdef.name} needs review", proposed={"tool": tdef.name, "args": ex.guard().redact_now(args)},
                     risk=verdict["risk"], policy=verdict, severity=None, seqs=(review_seq, signal_seq),
                 )
-                if decision.get("args"):
-                    kwargs = dict(decision["args"])
-        return await call_tool(ex, tdef, kwargs, seq=tool_seq)
+                if decision.get("args"):  # a reviewer modified them: validate the new ones in the step
+                    kwargs, args = dict(decision["args"]), None
+        return await call_tool(ex, tdef, kwargs, seq=tool_seq, validated=args)
 
     async def review(
         self, reason: str, *, risk: float | None = None, action: dict[str, Any] | None = None,

@@ -95,7 +95,6 @@ class RunExecution:
             self.wdef = _with_budget(self.wdef, Budget(
                 max_tokens=_min(cap.get("max_tokens"), own.max_tokens if own else None),
                 max_usd=_min(cap.get("max_usd"), own.max_usd if own else None)))
-        self.current_step: str | None = None
         self.flags: list[dict[str, Any]] = []
         self.slots = asyncio.Semaphore(app.max_parallel)
         self.canary_arms: dict[str, tuple[str, str, str]] = {
@@ -304,7 +303,6 @@ class RunExecution:
         self, seq: int, kind: str, name: str, body: Any, attempts: int, retry: RetryPolicy | None, rtype: Any
     ) -> Any:
         policy = retry or self.app.default_retry
-        self.current_step = name
         while True:
             attempts += 1
             started = self.now()
@@ -336,7 +334,6 @@ class RunExecution:
                 await self.commit(entry)
                 if delay is None:
                     err._stalwart_step = seq  # type: ignore[attr-defined]
-                    self.current_step = None
                     raise err from None
                 _log.info("step %s of run %s failed (attempt %d), retrying in %.3fs: %s",
                           name, self.run.id, attempts, delay, err)
@@ -362,7 +359,6 @@ class RunExecution:
                 await self.commit(entry)
                 if kind == "llm" and meta:
                     self._add_spend(meta)
-                self.current_step = None
                 return decode(result_json, rtype)
 
     # -- the whole run -----------------------------------------------------------------------
@@ -376,8 +372,6 @@ class RunExecution:
             await self._execute()
         except Fenced as exc:
             _log.warning("run %s: %s; stopping without further writes", self.run.id, exc)
-        finally:
-            self.app._run_settled(self.run.id)
 
     async def _execute(self) -> None:
         from stalwart.engine._context import Context

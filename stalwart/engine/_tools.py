@@ -132,7 +132,10 @@ def check_fresh(tool: ToolDef, value: Any, now: float, max_staleness_s: float) -
     return age
 
 
-async def call_tool(ex: RunExecution, tool: ToolDef, kwargs: dict[str, Any], *, seq: int | None = None) -> Any:
+async def call_tool(
+    ex: RunExecution, tool: ToolDef, kwargs: dict[str, Any], *, seq: int | None = None,
+    validated: dict[str, Any] | None = None,
+) -> Any:
     """Invoke ``tool`` as a durable step of the run (see ``Context.tool``).
 
     A tool with ``max_staleness_s`` must return an ``as_of``; stale data raises ``StaleData``
@@ -153,7 +156,7 @@ async def call_tool(ex: RunExecution, tool: ToolDef, kwargs: dict[str, Any], *, 
             raise UnauthorizedToolCall(
                 f"tool {tool.name!r} is not in the tools of workflow {ex.wdef.key}", retryable=False
             )
-        args = tool.validate_args(kwargs)
+        args = validated if validated is not None else tool.validate_args(kwargs)
         meta["args"] = args
         call_args = dict(args)
         if tool.takes_idempotency_key:

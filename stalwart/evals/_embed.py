@@ -10,14 +10,12 @@ report is then labelled ``lexical``.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import math
-import os
 import re
-import threading
 from typing import Protocol
 
 from stalwart.errors import ConfigError
+from stalwart.memory._embed import MiniLMEmbedder as _MiniLM
 
 __all__ = [
     "DEFAULT_MODEL_PACKAGE",
@@ -50,40 +48,15 @@ def cosine(a: list[float], b: list[float]) -> float:
     return dot / (na * nb) if na and nb else 0.0
 
 
-class MiniLMEmbedder:
-    """all-MiniLM-L6-v2 (384 dimensions) loaded from the package that ships it, offline."""
-
-    semantic = True
+class MiniLMEmbedder(_MiniLM):
+    """all-MiniLM-L6-v2 (384 dimensions), loaded offline by the one loader memory search uses too."""
 
     def __init__(self, package: str = DEFAULT_MODEL_PACKAGE) -> None:
-        self.package = package
+        super().__init__(package, purpose="semantic similarity", install_hint=_INSTALL_HINT)
         self.name = f"embedding:all-MiniLM-L6-v2 ({package})"
-        self._model: object | None = None
-        self._lock = threading.Lock()
 
     def _load(self) -> object:
-        with self._lock:
-            if self._model is None:
-                os.environ.setdefault("HF_HUB_OFFLINE", "1")
-                os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-                try:
-                    module = importlib.import_module(self.package)
-                    self._model = module.load_model(device="cpu")
-                except ImportError as exc:
-                    raise ConfigError(
-                        f"semantic similarity needs the embedding model package {self.package!r}, which is not "
-                        f"installed ({exc}); {_INSTALL_HINT}"
-                    ) from None
-                except Exception as exc:  # noqa: BLE001 - a broken model install is a setup problem
-                    raise ConfigError(
-                        f"the embedding model in {self.package!r} failed to load: {exc}"
-                    ) from None
-            return self._model
-
-    def embed(self, texts: list[str]) -> list[list[float]]:
-        model = self._load()
-        vectors = model.encode(list(texts), normalize_embeddings=True, batch_size=64)  # type: ignore[attr-defined]
-        return [list(map(float, v)) for v in vectors]
+        return self.load()._model
 
 
 _WORD = re.compile(r"[a-z0-9]+")

@@ -41,9 +41,13 @@ class MiniLMEmbedder:
     semantic = True
     dims = 384
 
-    def __init__(self, package: str = MODEL_PACKAGE) -> None:
+    def __init__(
+        self, package: str = MODEL_PACKAGE, *, purpose: str = "semantic memory", install_hint: str = _INSTALL
+    ) -> None:
         self.package = package
         self.name = "all-MiniLM-L6-v2"
+        self._purpose = purpose
+        self._install_hint = install_hint
         self._model: object | None = None
         self._lock = threading.Lock()
 
@@ -57,7 +61,8 @@ class MiniLMEmbedder:
                     self._model = module.load_model(device="cpu")
                 except ImportError as exc:
                     raise ConfigError(
-                        f"semantic memory needs the embedding model package {self.package!r} ({exc}); {_INSTALL}"
+                        f"{self._purpose} needs the embedding model package {self.package!r}, which is not "
+                        f"installed ({exc}); {self._install_hint}"
                     ) from None
                 except Exception as exc:  # noqa: BLE001 - a broken model install is a setup problem
                     raise ConfigError(f"the embedding model in {self.package!r} failed to load: {exc}") from None
