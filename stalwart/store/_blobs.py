@@ -20,7 +20,9 @@ other botocore user in the same environment) and brings aiohttp in besides httpx
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as _dt
+import hashlib
 import os
 import re
 import time
@@ -191,6 +193,10 @@ class FileBlobs:
         return None
 
 
+def _md5(data: bytes) -> str:
+    return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
+
+
 _CREDENTIALS_HINT = (
     "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE, or a web identity via "
     "AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE)"
@@ -303,7 +309,9 @@ class S3Blobs:
                 raise self._error(exc, f"creating bucket {self.bucket}") from None
 
     async def put(self, name: str, data: bytes) -> None:
-        await self._call("PUT", self._client.put_object, Bucket=self.bucket, Key=self._key(name), Body=data)
+        await self._call(
+            "PUT", self._client.put_object, Bucket=self.bucket, Key=self._key(name), Body=data, ContentMD5=_md5(data)
+        )
 
     async def object_lock_enabled(self) -> bool:
         """Whether the bucket has S3 Object Lock on (checked once)."""
@@ -328,7 +336,10 @@ class S3Blobs:
         until then (nobody, root included, can delete or overwrite it before)."""
         from botocore.exceptions import BotoCoreError, ClientError
 
-        kw: dict[str, Any] = {"Bucket": self.bucket, "Key": self._key(name), "Body": data, "IfNoneMatch": "*"}
+        # Content-MD5: the server checks the body, and object lock refuses a put without one
+        kw: dict[str, Any] = {
+            "Bucket": self.bucket, "Key": self._key(name), "Body": data, "IfNoneMatch": "*", "ContentMD5": _md5(data)
+        }
         if retain_until is not None and await self.object_lock_enabled():
             kw["ObjectLockMode"] = "COMPLIANCE"
             kw["ObjectLockRetainUntilDate"] = _dt.datetime.fromtimestamp(retain_until, _dt.UTC)
