@@ -14,6 +14,7 @@ another log is a failure.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -125,7 +126,7 @@ async def verify_chain(
     n_cps = len(merged)
 
     def report(*args: Any, **kw: Any) -> VerifyReport:
-        return VerifyReport(*args, log_id=log_id, warnings=tuple(warnings), **kw)
+        return dataclasses.replace(VerifyReport(*args, **kw), log_id=log_id, warnings=tuple(warnings))
 
     if conflict:
         return report(False, 0, reason=conflict, checkpoints=n_cps)

@@ -193,3 +193,20 @@ async def test_an_anchor_of_another_log_is_reported_as_such_not_as_tampering(tmp
     assert not bad.ok and "differs between the database and the anchor" in bad.reason
     await a_store.close()
     await b_store.close()
+
+
+async def test_an_anchor_that_cannot_be_written_is_retried_and_never_fails_the_log(tmp_path: Path) -> None:
+    store = await open_store(f"sqlite:///{tmp_path}/a.db", migrate=True)
+    blocked = tmp_path / "anchors"
+    blocked.write_text("a file where the anchor directory should be")  # every anchor write fails
+    audit = await _fill(store, open_anchor(f"file:{blocked}"), 7)
+    assert audit.anchor_failures >= 1  # the checkpoints were signed and stored all the same
+    assert [cp.tree_size for cp in await audit.db.checkpoints()] == [5, 7]
+    blocked.unlink()
+    await audit.record("test.event", action="act", actor="user:u", resource="r-late")
+    await audit.checkpoint()  # anchors the backlog first, then the new checkpoint
+    log_id = await audit.log_id()
+    assert sorted(p.name for p in (blocked / log_id).iterdir()) == [
+        f"checkpoint-{n:012d}.json" for n in (5, 7, 8)
+    ]
+    await store.close()
