@@ -7,7 +7,9 @@ Anchors are keyed by the audit log's identity: checkpoint ``N`` of log ``L`` is 
 Write-once: a directory gets ``O_EXCL`` files with mode 0444 (mount it append-only or on WORM
 storage in production); S3 gets a conditional put (``If-None-Match: *``), and where the bucket has
 object lock enabled, COMPLIANCE-mode retention until ``retention_s`` from now, so nobody (the
-bucket's root included) can delete or overwrite an anchor before then.
+bucket's root included) can delete the anchored version before then. A plain put by someone with
+write access still adds a newer version on a versioned bucket: anchors are read from each key's
+*first* version, so that cannot shadow them.
 """
 
 from __future__ import annotations
@@ -89,7 +91,7 @@ class BlobAnchor:
         for name in await self.blobs.names(_check_log_id(log_id)):
             if not _NAME.match(name.rsplit("/", 1)[-1]):
                 continue
-            raw = await self.blobs.get(name)
+            raw = await self.blobs.get_first(name)  # a later overwrite never shadows what was anchored
             if raw is None:
                 continue
             try:

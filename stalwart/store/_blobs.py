@@ -96,6 +96,12 @@ class Blobs(Protocol):
         """The object's bytes, ``None`` when there is none."""
         ...
 
+    async def get_first(self, name: str) -> bytes | None:
+        """The first bytes ever written under ``name`` where the backend keeps versions (an S3
+        bucket with versioning, which object lock implies), else the same as :meth:`get`: what
+        write-once readers use, so that an overwrite cannot shadow the original."""
+        ...
+
     async def delete(self, name: str) -> bool:
         """Delete the object; False when there was none."""
         ...
@@ -179,6 +185,9 @@ class FileBlobs:
         except FileNotFoundError:
             return None
 
+    async def get_first(self, name: str) -> bytes | None:
+        return await self.get(name)
+
     async def delete(self, name: str) -> bool:
         try:
             self._path(name).unlink()
@@ -256,6 +265,7 @@ class S3Blobs:
         )
         self._lock_checked = False
         self._lock_enabled = False
+        self._versioned: bool | None = None
 
     def __repr__(self) -> str:
         where = f" at {self.endpoint_url}" if self.endpoint_url else ""
@@ -369,6 +379,33 @@ class S3Blobs:
             raise self._error(exc, "GET") from None
         except BotoCoreError as exc:
             raise self._error(exc, "GET") from None
+
+    async def get_first(self, name: str) -> bytes | None:
+        if self._versioned is None:
+            from botocore.exceptions import ClientError
+
+            try:
+                conf = await asyncio.to_thread(self._client.get_bucket_versioning, Bucket=self.bucket)
+                self._versioned = conf.get("Status") in ("Enabled", "Suspended")
+            except ClientError as exc:
+                if self._code(exc) == "NoSuchBucket":
+                    raise self._error(exc, "reading the versioning configuration") from None
+                self._versioned = False  # a server without versioning, or no right to read it
+        if not self._versioned:
+            return await self.get(name)
+        key = self._key(name)
+
+        def fetch() -> bytes | None:
+            versions = []
+            for page in self._client.get_paginator("list_object_versions").paginate(Bucket=self.bucket, Prefix=key):
+                versions.extend(v for v in page.get("Versions", []) if v["Key"] == key)
+            if not versions:
+                return None
+            first = versions[-1]  # S3 lists the versions of a key newest first
+            resp = self._client.get_object(Bucket=self.bucket, Key=key, VersionId=first["VersionId"])
+            return bytes(resp["Body"].read())
+
+        return await self._call("GET (first version)", fetch)
 
     async def delete(self, name: str) -> bool:
         from botocore.exceptions import BotoCoreError, ClientError

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -209,4 +210,27 @@ async def test_an_anchor_that_cannot_be_written_is_retried_and_never_fails_the_l
     assert sorted(p.name for p in (blocked / log_id).iterdir()) == [
         f"checkpoint-{n:012d}.json" for n in (5, 7, 8)
     ]
+    await store.close()
+
+
+async def test_an_overwritten_s3_anchor_is_read_from_its_first_version(s3_server: str, tmp_path: Path) -> None:
+    bucket = _bucket()
+    await _make_bucket(s3_server, bucket, object_lock=True)  # object lock implies versioning
+    anchor = open_anchor(f"s3://{bucket}/a", s3_endpoint_url=s3_server, retention_days=1)
+    store = await open_store(f"sqlite:///{tmp_path}/a.db", migrate=True)
+    audit = await _fill(store, anchor, 7)
+    log_id = await audit.log_id()
+    blobs = anchor.blobs
+    assert isinstance(blobs, S3Blobs)
+    key = f"a/{log_id}/checkpoint-{7:012d}.json"
+    # someone with write access (not If-None-Match) puts a rewritten checkpoint over the anchor
+    body = json.loads(blobs._client.get_object(Bucket=bucket, Key=key)["Body"].read())
+    body["head_hash"] = "00" * 32
+    blobs._client.put_object(Bucket=bucket, Key=key, Body=json.dumps(body).encode(),
+                             ContentMD5=base64.b64encode(hashlib.md5(json.dumps(body).encode()).digest()).decode())
+    assert json.loads(await blobs.get(f"{log_id}/checkpoint-{7:012d}.json") or b"{}")["head_hash"] == "00" * 32
+    [_, (_, cp7)] = await anchor.list(log_id)
+    assert cp7.head_hash != bytes(32)  # the first version, as anchored
+    report = await verify_chain(store, await audit.public_key(), anchor=anchor)
+    assert report.ok, report.reason
     await store.close()
