@@ -396,7 +396,7 @@ class S3Blobs:
         key = self._key(name)
 
         def fetch() -> bytes | None:
-            versions = []
+            versions: list[dict[str, Any]] = []
             for page in self._client.get_paginator("list_object_versions").paginate(Bucket=self.bucket, Prefix=key):
                 versions.extend(v for v in page.get("Versions", []) if v["Key"] == key)
             if not versions:
