@@ -115,8 +115,9 @@ def s3_server() -> Iterator[str]:
     """A real S3-compatible server (moto's standalone server, a subprocess on a free port) for the
     session; yields its endpoint URL and sets dummy ``AWS_*`` credentials and region meanwhile.
 
-    What moto does not emulate faithfully: object lock is stored and reported but its retention is
-    not enforced against a delete of the object version; no durability, no multi-node consistency."""
+    What moto does not emulate faithfully: ``GetObjectRetention`` answers 500 (read retention with
+    ``HeadObject``); no durability, replication or multi-node consistency. It does keep versions and
+    refuse deleting a version under COMPLIANCE retention, and honours ``If-None-Match: *``."""
     import urllib.request
 
     pytest.importorskip("moto.server", reason="moto[server] (dev extra) is needed for the S3 tests")
