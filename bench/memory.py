@@ -231,7 +231,7 @@ async def main_async(a: argparse.Namespace) -> dict:
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         server.start()
         host, port = server.get_host_and_port()
-        s3 = S3Blobs(f"http://{host}:{port}", "bench", access_key="k", secret_key="s")
+        s3 = S3Blobs("bench", endpoint_url=f"http://{host}:{port}", access_key="k", secret_key="s")
         await s3.ensure_bucket()
         artifacts += await bench_artifacts(s3, store, iters)
         await s3.aclose()

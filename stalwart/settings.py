@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from stalwart.errors import ConfigError
@@ -27,6 +27,7 @@ __all__ = [
     "SandboxSettings",
     "TelemetrySettings",
     "GovernanceSettings",
+    "ArtifactsSettings",
     "load_settings",
     "DEFAULT_DB",
 ]
@@ -143,8 +144,18 @@ class GovernanceSettings(_Section):
 
     policies_dir: str | None = None
     """Cedar policies and schema; unset: ``./policies`` if present, else Stalwart's defaults."""
-    checkpoint_dir: str | None = ".stalwart/audit-checkpoints"
-    """Write-once directory where signed audit checkpoints are anchored, outside the database."""
+    anchor_url: str = "file:.stalwart/audit-checkpoints"
+    """Where signed audit checkpoints are anchored, outside the database, write-once:
+    ``file:DIR`` or ``s3://bucket/prefix`` (with object lock retention when the bucket has object
+    lock). Each audit log writes under ``<anchor_url>/<log id>/``, so logs never share anchors."""
+    anchor_s3_endpoint_url: str | None = None
+    """S3-compatible server of an ``s3://`` ``anchor_url``; unset: ``artifacts.s3_endpoint_url``,
+    then ``AWS_ENDPOINT_URL_S3``/AWS. Credentials come from the standard ``AWS_*`` variables."""
+    anchor_retention_days: float = Field(7 * 365, gt=0)
+    """Object-lock retention (COMPLIANCE mode) of each anchored checkpoint, where the bucket has
+    object lock enabled."""
+    checkpoint_dir: str | None = None
+    """Deprecated: a directory for the anchors; same as ``anchor_url = "file:DIR"``."""
     signing_key_file: str | None = None
     """Ed25519 private key (base64, 32 bytes) that signs audit checkpoints; unset: kept in the store."""
     checkpoint_every: int = Field(1000, ge=1)
@@ -157,6 +168,53 @@ class GovernanceSettings(_Section):
     """Risk score above which the action is blocked unless two people approve an override."""
     review_sample_rate: float = Field(0.10, ge=0, le=1)
     """Share of auto-approved low-risk actions sampled for post-hoc review."""
+
+    @field_validator("anchor_url")
+    @classmethod
+    def _check_anchor_url(cls, v: str) -> str:
+        from stalwart.store import parse_blob_url
+
+        parse_blob_url(v, setting="governance.anchor_url")
+        return v
+
+    @field_validator("anchor_s3_endpoint_url")
+    @classmethod
+    def _check_anchor_endpoint(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ConfigError(f"governance.anchor_s3_endpoint_url = {v!r} must be an http:// or https:// URL")
+        return v
+
+    @model_validator(mode="after")
+    def _legacy_checkpoint_dir(self) -> GovernanceSettings:
+        if self.checkpoint_dir and "anchor_url" not in self.model_fields_set:
+            self.anchor_url = f"file:{self.checkpoint_dir}"
+        return self
+
+
+class ArtifactsSettings(_Section):
+    """The ``[artifacts]`` section (``STALWART_ARTIFACTS__*``): large tool results and payloads."""
+
+    url: str = "file:.stalwart/artifacts"
+    """Where artifacts are kept, encrypted: ``file:DIR`` (one host) or ``s3://bucket/prefix``
+    (any S3-compatible server; every host of a fleet must see the same store)."""
+    s3_endpoint_url: str | None = None
+    """The S3-compatible server (``http://127.0.0.1:9000``); unset: AWS, or ``AWS_ENDPOINT_URL_S3``.
+    Credentials and region come only from the standard ``AWS_*`` environment variables."""
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, v: str) -> str:
+        from stalwart.store import parse_blob_url
+
+        parse_blob_url(v, setting="artifacts.url")
+        return v
+
+    @field_validator("s3_endpoint_url")
+    @classmethod
+    def _check_endpoint(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ConfigError(f"artifacts.s3_endpoint_url = {v!r} must be an http:// or https:// URL")
+        return v
 
 
 def _toml_path() -> Path | None:
@@ -206,6 +264,7 @@ class Settings(BaseSettings):
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)  # type: ignore[arg-type]
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)  # type: ignore[arg-type]
     governance: GovernanceSettings = Field(default_factory=GovernanceSettings)  # type: ignore[arg-type]
+    artifacts: ArtifactsSettings = Field(default_factory=ArtifactsSettings)  # type: ignore[arg-type]
     prompts_dir: str | None = None
     """Directory of prompt templates (``NAME@VERSION.toml``); the app's own directory by default."""
     redis_url: str | None = None

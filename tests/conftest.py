@@ -100,3 +100,65 @@ def db_url(request, tmp_path) -> Iterator[str]:  # type: ignore[no-untyped-def]
         yield url
     finally:
         drop_pg_database(url)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """A real S3-compatible server (moto's standalone server, a subprocess on a free port) for the
+    session; yields its endpoint URL and sets dummy ``AWS_*`` credentials and region meanwhile.
+
+    What moto does not emulate faithfully: ``GetObjectRetention`` answers 500 (read retention with
+    ``HeadObject``); no durability, replication or multi-node consistency. It does keep versions and
+    refuse deleting a version under COMPLIANCE retention, and honours ``If-None-Match: *``."""
+    import urllib.request
+
+    pytest.importorskip("moto.server", reason="moto[server] (dev extra) is needed for the S3 tests")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        if proc.poll() is not None:
+            pytest.fail(f"moto's S3 server exited at start (code {proc.returncode})")
+        try:
+            with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1):
+                break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        pytest.fail("moto's S3 server did not answer within 30 s")
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    saved = {k: os.environ.get(k) for k in [*env, "AWS_SESSION_TOKEN", "AWS_PROFILE"]}
+    os.environ.update(env)
+    for k in ("AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        os.environ.pop(k, None)
+    try:
+        yield endpoint
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -183,11 +183,10 @@ async def _verify_audit(app: Any) -> None:
 
     gov = await app.governance()
     await gov.audit.checkpoint()
-    report = await verify_chain(app.store, await gov.audit.public_key(),
-                                checkpoint_dir=app.settings.governance.checkpoint_dir)
+    report = await verify_chain(app.store, await gov.audit.public_key(), anchor=gov.audit.anchor)
     status = "[green]intact[/green]" if report.ok else f"[red]TAMPERED[/red] ({report.reason})"
     console.print(f"hash chain {status}: {report.checked} entries, {report.checkpoints} signed checkpoints "
-                  f"anchored in {app.settings.governance.checkpoint_dir}")
+                  f"anchored in {gov.audit.anchor.where}/{report.log_id}")
 
 
 def _email_of(results: list[str | None]) -> str:

@@ -114,20 +114,26 @@ def review_escalate(review_id: str, who: str | None = _ME, note: str = typer.Opt
 
 @audit_cli.command("verify")
 def audit_verify(
-    checkpoint_dir: Path | None = typer.Option(None, help="Where signed checkpoints are anchored."),
+    anchor_url: str | None = typer.Option(
+        None, help="Where signed checkpoints are anchored (file:DIR or s3://bucket/prefix); default: "
+        "governance.anchor_url."),
+    checkpoint_dir: Path | None = typer.Option(None, help="Deprecated: same as --anchor-url file:DIR."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Check the whole chain and every signed checkpoint. Exit 0 intact, 1 tampered (names the first bad entry)."""
-    from stalwart.governance import verify_chain
+    from stalwart.governance import open_anchor, verify_chain
 
     app = load_app()
+    url = anchor_url or (f"file:{checkpoint_dir}" if checkpoint_dir else None)
 
     async def go() -> Any:
         try:
             gov = await app.governance()
             key = await gov.audit.public_key()
-            cp = checkpoint_dir or app.settings.governance.checkpoint_dir
-            return await verify_chain(app.store, key, checkpoint_dir=cp)
+            s = app.settings
+            anchor = gov.audit.anchor if url is None else open_anchor(
+                url, s3_endpoint_url=s.governance.anchor_s3_endpoint_url or s.artifacts.s3_endpoint_url)
+            return await verify_chain(app.store, key, anchor=anchor)
         finally:
             await app.close()
 
@@ -135,11 +141,14 @@ def audit_verify(
     if json_out:
         print_json({"ok": report.ok, "checked": report.checked, "first_bad_event_id": report.first_bad_event_id,
                     "first_bad_seq": report.first_bad_seq, "reason": report.reason,
-                    "checkpoints": report.checkpoints})
-    elif report.ok:
-        console.print(f"[green]audit log intact[/green]: {report.checked} entries, {report.checkpoints} signed "
-                      "checkpoints verified")
+                    "checkpoints": report.checkpoints, "log_id": report.log_id, "warnings": list(report.warnings)})
     else:
+        for warning in report.warnings:  # a misplaced anchor of another log: said, never this log's tampering
+            err_console.print(f"[yellow]warning[/yellow]: {warning}")
+    if not json_out and report.ok:
+        console.print(f"[green]audit log intact[/green]: {report.checked} entries, {report.checkpoints} signed "
+                      f"checkpoints verified (audit log {report.log_id})")
+    elif not json_out:
         err_console.print(f"[bold red]audit log TAMPERED[/bold red]: first bad entry {report.first_bad_event_id} "
                           f"(seq {report.first_bad_seq}): {report.reason}")
     if not report.ok:

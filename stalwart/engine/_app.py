@@ -792,12 +792,15 @@ class App:
         return self._memory
 
     async def artifacts(self) -> Any:
-        """The artifact store (encrypted at rest, content-addressed) under ``.stalwart/artifacts``."""
+        """The artifact store (encrypted at rest, content-addressed) at ``settings.artifacts.url``
+        (a directory or an S3-compatible bucket shared by every host)."""
         if self._artifacts is None:
             from stalwart.guard import load_master_key
-            from stalwart.store import ArtifactStore, FileBlobs
+            from stalwart.store import ArtifactStore, open_blobs
 
-            self._artifacts = ArtifactStore(await self.connect(), FileBlobs(".stalwart/artifacts"),
+            a = self.settings.artifacts
+            blobs = open_blobs(a.url, endpoint_url=a.s3_endpoint_url, setting="artifacts.url")
+            self._artifacts = ArtifactStore(await self.connect(), blobs,
                                             master_key=load_master_key(self.settings.guard), clock=self.clock.time)
         return self._artifacts
 

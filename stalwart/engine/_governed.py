@@ -29,7 +29,14 @@ class Governance:
     """The app's governance services, built once when the app connects."""
 
     def __init__(self, app: App) -> None:
-        from stalwart.governance import AuditLog, KillSwitch, PolicyEngine, ReviewQueue, RiskScorer
+        from stalwart.governance import (
+            AuditLog,
+            KillSwitch,
+            PolicyEngine,
+            ReviewQueue,
+            RiskScorer,
+            open_anchor,
+        )
 
         s = app.settings.governance
         store = app.store
@@ -39,7 +46,8 @@ class Governance:
             signing_key=_read_key(s.signing_key_file),
             checkpoint_every=s.checkpoint_every,
             checkpoint_interval_s=s.checkpoint_interval_s,
-            checkpoint_dir=s.checkpoint_dir,
+            anchor=open_anchor(s.anchor_url, retention_days=s.anchor_retention_days, clock=app.clock.time,
+                               s3_endpoint_url=s.anchor_s3_endpoint_url or app.settings.artifacts.s3_endpoint_url),
             clock=app.clock.time,
         )
         self.policy = PolicyEngine(policies_dir(app), store=store, audit=self.audit, clock=app.clock.time)

@@ -1,7 +1,8 @@
 """stalwart.governance — prove what happened, why, and who authorised it; stop everything in seconds.
 
 - :class:`AuditLog` / :func:`verify_chain`: an append-only, hash-chained audit log with signed
-  Ed25519 checkpoints anchored outside the database, RFC 6962 inclusion and consistency proofs.
+  Ed25519 checkpoints anchored outside the database (:func:`open_anchor`: a directory or an S3
+  bucket, keyed by the log's identity), RFC 6962 inclusion and consistency proofs.
   Step entries join the step's own transaction (:meth:`AuditLog.prepare`, :func:`chain_insert_sql`).
 - :class:`PolicyEngine`: Cedar policies from ``policies/``, versioned, reloaded atomically,
   changed by two people.
@@ -11,7 +12,7 @@
 - :class:`Compliance`: GDPR export and erasure, audit evidence, the AI inventory.
 """
 
-from stalwart.governance._anchor import CheckpointAnchor, DirectoryAnchor
+from stalwart.governance._anchor import BlobAnchor, CheckpointAnchor, DirectoryAnchor, open_anchor
 from stalwart.governance._audit import AuditLog, PreparedAudit
 from stalwart.governance._chain import GENESIS, chain_hash
 from stalwart.governance._checkpoint import Checkpoint
@@ -32,6 +33,7 @@ __all__ = [
     "GENESIS",
     "AuditEvent",
     "AuditLog",
+    "BlobAnchor",
     "Checkpoint",
     "CheckpointAnchor",
     "Compliance",
@@ -51,6 +53,7 @@ __all__ = [
     "Webhook",
     "chain_hash",
     "chain_insert_sql",
+    "open_anchor",
     "register_sqlite_functions",
     "verify_chain",
     "verify_consistency",

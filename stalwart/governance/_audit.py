@@ -8,7 +8,10 @@ audit entry, and a rolled-back step leaves none.
 
 Checkpoints are signed every ``checkpoint_every`` entries or ``checkpoint_interval_s`` seconds,
 whichever comes first (call :meth:`after_commit` after a commit that carried audit bodies, or run
-:meth:`run_checkpointer`), and are copied to ``checkpoint_dir`` when one is given.
+:meth:`run_checkpointer`). Each carries the log's identity (:meth:`AuditLog.log_id`, created once
+with the database) and is copied, write-once, to the ``anchor`` (``open_anchor(anchor_url)``, or
+``checkpoint_dir``) under that identity. An anchor that cannot be written (S3 down) is logged and
+retried at the next checkpoint; it never fails a run: the database keeps the checkpoint meanwhile.
 """
 
 from __future__ import annotations
@@ -60,7 +63,8 @@ class AuditLog:
     """The tamper-evident audit log of one store.
 
     ``signing_key``: an Ed25519 private key, 32 raw bytes or PEM; ``None`` uses a key generated
-    once and kept in the store (fine embedded; see :mod:`._signing_key`). ``clock`` and ``new_id``
+    once and kept in the store (fine embedded; see :mod:`._signing_key`). ``anchor``: where
+    checkpoints are copied (:func:`open_anchor`); ``checkpoint_dir`` is the older directory form. ``clock`` and ``new_id``
     are injected so that tests and replays are deterministic.
     """
 
@@ -89,11 +93,21 @@ class AuditLog:
             DirectoryAnchor(checkpoint_dir) if checkpoint_dir else None
         )
         self._key = load_private_key(signing_key) if signing_key is not None else None
+        self._log_id: str | None = None
+        self._unanchored: list[Checkpoint] = []
+        self.anchor_failures = 0
+        """Anchor writes that failed (each is retried at the next checkpoint)."""
         self._since_checkpoint = 0
         self._last_checkpoint_at = clock()
         self._cp_lock = asyncio.Lock()
 
-    # -- keys ----------------------------------------------------------------------------------
+    # -- identity and keys ---------------------------------------------------------------------
+    async def log_id(self) -> str:
+        """This log's identity: a random id created once with the database, never changed."""
+        if self._log_id is None:
+            self._log_id = await self.db.log_id()
+        return self._log_id
+
     async def signing_key(self) -> Any:
         if self._key is None:
             self._key = await stored_signing_key(self.store, self.clock)
@@ -136,6 +150,7 @@ class AuditLog:
         async with self._cp_lock:
             self._since_checkpoint = 0
             self._last_checkpoint_at = self.clock()
+            await self._anchor_pending()
             size, _ = await self.db.head()
             cps = await self.db.checkpoints()
             last = cps[-1] if cps else None
@@ -150,12 +165,26 @@ class AuditLog:
                 )
             frontier.extend(leaf_hash(h) for h in hashes)
             cp = sign_checkpoint(
-                await self.signing_key(), size, hashes[-1], frontier.root(), self.clock(), frontier.to_bytes()
+                await self.signing_key(), size, hashes[-1], frontier.root(), self.clock(), frontier.to_bytes(),
+                log_id=await self.log_id(),
             )
             await self.db.add_checkpoint(cp)
             if self.anchor is not None:
-                await asyncio.to_thread(self.anchor.put, cp)
+                self._unanchored.append(cp)
+                await self._anchor_pending()
             return cp
+
+    async def _anchor_pending(self) -> None:
+        while self._unanchored and self.anchor is not None:
+            cp = self._unanchored[0]
+            try:
+                await self.anchor.put(cp)
+            except Exception as exc:  # noqa: BLE001 - the DB holds the checkpoint; retried next time
+                self.anchor_failures += 1
+                _log.error("audit checkpoint %d not anchored in %s (retried at the next checkpoint): %s",
+                           cp.tree_size, self.anchor.where, exc)
+                return
+            self._unanchored.pop(0)
 
     async def run_checkpointer(self, interval_s: float | None = None) -> None:
         """Sign a checkpoint every ``interval_s`` seconds (for a worker's background task)."""

@@ -1,4 +1,10 @@
-"""Signed checkpoints: an Ed25519 signature over (tree size, chain head, Merkle root, time)."""
+"""Signed checkpoints: an Ed25519 signature over (audit log id, tree size, chain head, Merkle root,
+time).
+
+The log id (see :func:`~stalwart.governance._identity.audit_log_id`) binds a checkpoint to the one
+database it was signed for; checkpoints signed before logs had ids carry ``log_id=""`` and keep
+their original (v1) signed message.
+"""
 
 from __future__ import annotations
 
@@ -17,11 +23,13 @@ __all__ = [
 ]
 
 _DOMAIN = b"stalwart-audit-checkpoint-v1\n"
+_DOMAIN_V2 = b"stalwart-audit-checkpoint-v2\n"
 
 
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
-    """The chain's state at ``tree_size`` entries, signed by the key named ``key_id``."""
+    """The chain's state at ``tree_size`` entries of the audit log ``log_id``, signed by the key
+    named ``key_id``."""
 
     tree_size: int
     head_hash: bytes
@@ -30,13 +38,15 @@ class Checkpoint:
     key_id: str
     signature: bytes
     frontier: bytes = b""
+    log_id: str = ""
 
     def message(self) -> bytes:
-        return _message(self.tree_size, self.head_hash, self.root_hash, self.signed_at, self.key_id)
+        return _message(self.tree_size, self.head_hash, self.root_hash, self.signed_at, self.key_id, self.log_id)
 
     def to_json(self) -> dict[str, Any]:
         """The form written to an external anchor (no frontier: it is derivable)."""
         return {
+            "log_id": self.log_id,
             "tree_size": self.tree_size,
             "head_hash": self.head_hash.hex(),
             "root_hash": self.root_hash.hex(),
@@ -54,14 +64,18 @@ class Checkpoint:
             signed_at=float(data["signed_at"]),
             key_id=str(data["key_id"]),
             signature=base64.b64decode(data["signature"]),
+            log_id=str(data.get("log_id", "")),
         )
 
     def same_as(self, other: Checkpoint) -> bool:
         return self.to_json() == other.to_json()
 
 
-def _message(size: int, head: bytes, root: bytes, at: float, kid: str) -> bytes:
-    return _DOMAIN + f"{size}\n{head.hex()}\n{root.hex()}\n{at!r}\n{kid}".encode()
+def _message(size: int, head: bytes, root: bytes, at: float, kid: str, log_id: str = "") -> bytes:
+    body = f"{size}\n{head.hex()}\n{root.hex()}\n{at!r}\n{kid}"
+    if not log_id:
+        return _DOMAIN + body.encode()
+    return _DOMAIN_V2 + f"{log_id}\n{body}".encode()
 
 
 def load_private_key(value: Any) -> Any:
@@ -112,11 +126,19 @@ def key_id(public_key: Any) -> str:
 
 
 def sign_checkpoint(
-    private_key: Any, tree_size: int, head: bytes, root: bytes, at: float, frontier: bytes = b""
+    private_key: Any,
+    tree_size: int,
+    head: bytes,
+    root: bytes,
+    at: float,
+    frontier: bytes = b"",
+    *,
+    log_id: str = "",
 ) -> Checkpoint:
+    """Sign the chain's state at ``tree_size`` for the audit log ``log_id``."""
     kid = key_id(private_key.public_key())
-    sig = private_key.sign(_message(tree_size, head, root, at, kid))
-    return Checkpoint(tree_size, head, root, at, kid, sig, frontier)
+    sig = private_key.sign(_message(tree_size, head, root, at, kid, log_id))
+    return Checkpoint(tree_size, head, root, at, kid, sig, frontier, log_id)
 
 
 def checkpoint_valid(cp: Checkpoint, public_key: Any) -> bool:

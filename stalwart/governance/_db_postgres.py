@@ -22,7 +22,7 @@ from stalwart.governance._where import check_table, where_sql
 __all__ = ["CHAIN_INSERT", "PostgresGovDb"]
 
 from stalwart.store._audit_sql import AUDIT_INSERT_POSTGRES as CHAIN_INSERT  # noqa: E402
-_CP_COLS = "tree_size, head_hash, root_hash, signed_at, key_id, signature, frontier"
+_CP_COLS = "tree_size, head_hash, root_hash, signed_at, key_id, signature, frontier, log_id"
 
 _PAYLOAD_SCRUB = (
     (
@@ -134,16 +134,23 @@ class PostgresGovDb:
             cur = await conn.execute("DELETE FROM audit_log WHERE seq <= %s", (upto_seq,))
             return cur.rowcount
 
+    async def log_id(self) -> str:
+        rows = await self._q("SELECT log_id FROM audit_identity WHERE id = 1")
+        if not rows:
+            raise StoreError(f"the audit log of {self.store.safe_url} has no identity (migration 0005 missing)")
+        return str(rows[0][0])
+
     async def add_checkpoint(self, cp: Checkpoint) -> None:
         await self._q(
-            f"INSERT INTO audit_checkpoints ({_CP_COLS}) VALUES (%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
-            (cp.tree_size, cp.head_hash, cp.root_hash, cp.signed_at, cp.key_id, cp.signature, cp.frontier),
+            f"INSERT INTO audit_checkpoints ({_CP_COLS}) VALUES (%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
+            (cp.tree_size, cp.head_hash, cp.root_hash, cp.signed_at, cp.key_id, cp.signature, cp.frontier,
+             cp.log_id),
         )
 
     async def checkpoints(self) -> list[Checkpoint]:
         rows = await self._q(f"SELECT {_CP_COLS} FROM audit_checkpoints ORDER BY tree_size")
         return [
-            Checkpoint(int(r[0]), bytes(r[1]), bytes(r[2]), float(r[3]), r[4], bytes(r[5]), bytes(r[6]))
+            Checkpoint(int(r[0]), bytes(r[1]), bytes(r[2]), float(r[3]), r[4], bytes(r[5]), bytes(r[6]), str(r[7]))
             for r in rows
         ]
 

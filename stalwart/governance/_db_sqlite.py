@@ -21,7 +21,7 @@ __all__ = ["CHAIN_INSERT", "SqliteGovDb", "register_functions"]
 
 from stalwart.store._audit_sql import AUDIT_INSERT_SQLITE as CHAIN_INSERT  # noqa: E402
 _HEAD = "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
-_CP_COLS = "tree_size, head_hash, root_hash, signed_at, key_id, signature, frontier"
+_CP_COLS = "tree_size, head_hash, root_hash, signed_at, key_id, signature, frontier, log_id"
 
 _PAYLOAD_SCRUB = (
     (
@@ -156,10 +156,16 @@ class SqliteGovDb:
             cur.execute("DELETE FROM audit_log WHERE seq <= ?", (upto_seq,))
             return cur.rowcount
 
+    async def log_id(self) -> str:
+        rows = self._q("SELECT log_id FROM audit_identity WHERE id = 1")
+        if not rows:
+            raise StoreError(f"the audit log of {self.store.safe_url} has no identity (migration 0005 missing)")
+        return str(rows[0][0])
+
     async def add_checkpoint(self, cp: Checkpoint) -> None:
         with self.store._tx() as cur:
             cur.execute(
-                f"INSERT INTO audit_checkpoints ({_CP_COLS}) VALUES (?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
+                f"INSERT INTO audit_checkpoints ({_CP_COLS}) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
                 (
                     cp.tree_size,
                     cp.head_hash,
@@ -168,12 +174,13 @@ class SqliteGovDb:
                     cp.key_id,
                     cp.signature,
                     cp.frontier,
+                    cp.log_id,
                 ),
             )
 
     async def checkpoints(self) -> list[Checkpoint]:
         return [
-            Checkpoint(int(r[0]), bytes(r[1]), bytes(r[2]), float(r[3]), r[4], bytes(r[5]), bytes(r[6]))
+            Checkpoint(int(r[0]), bytes(r[1]), bytes(r[2]), float(r[3]), r[4], bytes(r[5]), bytes(r[6]), str(r[7]))
             for r in self._q(f"SELECT {_CP_COLS} FROM audit_checkpoints ORDER BY tree_size")
         ]
 

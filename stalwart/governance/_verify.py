@@ -5,10 +5,16 @@ the seq run or the prev-hash link; a reordered pair fails both; a consistently r
 (triggers dropped, hashes recomputed) no longer matches the signed head at the next checkpoint;
 a truncated tail is shorter than the largest signed checkpoint (kept outside the database too).
 Entries after the last checkpoint are protected by the chain only until the next checkpoint.
+
+Anchors are read only under this log's own id. A checkpoint found there that names another log
+(a copied or misplaced file) is reported as such in ``warnings`` and ignored: it says nothing
+about this log, and it is not this log's tampering. A checkpoint *in this database* that names
+another log is a failure.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -35,6 +41,8 @@ class VerifyReport:
     first_bad_seq: int | None = None
     checkpoints: int = 0
     tree_size: int = 0
+    log_id: str = ""
+    warnings: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -45,6 +53,8 @@ class VerifyReport:
             "reason": self.reason,
             "checkpoints": self.checkpoints,
             "tree_size": self.tree_size,
+            "log_id": self.log_id,
+            "warnings": list(self.warnings),
         }
 
 
@@ -54,6 +64,28 @@ def _event_id(body: str) -> str | None:
     except (ValueError, AttributeError):
         return None
     return str(value) if value is not None else None
+
+
+def _foreign(
+    log_id: str, db_cps: list[Checkpoint], anchored: list[tuple[str, Checkpoint]], where: str
+) -> tuple[list[Checkpoint], list[str], str]:
+    """Split off checkpoints of other logs: anchored ones become warnings, stored ones a failure."""
+    for cp in db_cps:
+        if cp.log_id and cp.log_id != log_id:
+            return [], [], (
+                f"checkpoint at size {cp.tree_size} in this database belongs to audit log {cp.log_id},"
+                f" not to this log ({log_id})"
+            )
+    own, warnings = [], []
+    for name, cp in anchored:
+        if cp.log_id == log_id:
+            own.append(cp)
+        else:
+            warnings.append(
+                f"the anchored checkpoint {where}/{name} belongs to audit log {cp.log_id or '(none: legacy)'},"
+                f" not to this log ({log_id}): a copied or misplaced anchor, ignored"
+            )
+    return own, warnings, ""
 
 
 def _merge(db_cps: list[Checkpoint], anchored: list[Checkpoint]) -> tuple[dict[int, Checkpoint], str]:
@@ -84,19 +116,29 @@ async def verify_chain(
         public_key = await stored_public_key(store)
     key = load_public_key(public_key) if public_key is not None else None
     anchor = anchor or (DirectoryAnchor(checkpoint_dir) if checkpoint_dir else None)
-    merged, conflict = _merge(await db.checkpoints(), anchor.list() if anchor else [])
+    log_id = await db.log_id()
+    db_cps = await db.checkpoints()
+    anchored = await anchor.list(log_id) if anchor else []
+    own, warnings, foreign = _foreign(log_id, db_cps, anchored, anchor.where if anchor else "")
+    if foreign:
+        return VerifyReport(False, 0, reason=foreign, checkpoints=len(db_cps), log_id=log_id)
+    merged, conflict = _merge(db_cps, own)
     n_cps = len(merged)
+
+    def report(*args: Any, **kw: Any) -> VerifyReport:
+        return dataclasses.replace(VerifyReport(*args, **kw), log_id=log_id, warnings=tuple(warnings))
+
     if conflict:
-        return VerifyReport(False, 0, reason=conflict, checkpoints=n_cps)
+        return report(False, 0, reason=conflict, checkpoints=n_cps)
     if merged and key is None:
-        return VerifyReport(
+        return report(
             False, 0, reason="no public key to check the signed checkpoints", checkpoints=n_cps
         )
     kid = key_id(key) if key is not None else ""
     for size in sorted(merged):
         cp = merged[size]
         if cp.key_id != kid or not checkpoint_valid(cp, key):
-            return VerifyReport(
+            return report(
                 False, 0, reason=f"checkpoint at size {size} has an invalid signature", checkpoints=n_cps
             )
 
@@ -104,7 +146,7 @@ async def verify_chain(
     start, prev = await db.start()
     sizes = sorted(s for s in merged if s > start)
     if start in merged and merged[start].head_hash != prev:
-        return VerifyReport(
+        return report(
             False,
             0,
             reason=f"the retention purge anchor disagrees with checkpoint {start}",
@@ -114,7 +156,7 @@ async def verify_chain(
     frontier: Frontier | None = None
     if merkle:
         if start:
-            return VerifyReport(
+            return report(
                 False,
                 0,
                 reason="Merkle roots cannot be recomputed after a retention purge",
@@ -128,7 +170,7 @@ async def verify_chain(
     sha = hashlib.sha256
 
     def bad(seq: int, body: str | None, reason: str) -> VerifyReport:
-        return VerifyReport(
+        return report(
             False, expected - start, _event_id(body) if body else None, reason, seq, n_cps, expected
         )
 
@@ -162,7 +204,7 @@ async def verify_chain(
                 next_cp = next(cp_iter, -1)
     if next_cp != -1:
         missing = max(sizes)
-        return VerifyReport(
+        return report(
             False,
             expected - start,
             None,
@@ -173,7 +215,7 @@ async def verify_chain(
             expected,
         )
     if expected < head_size:
-        return VerifyReport(
+        return report(
             False,
             expected - start,
             None,
@@ -182,4 +224,4 @@ async def verify_chain(
             n_cps,
             expected,
         )
-    return VerifyReport(True, expected - start, None, "intact", None, n_cps, expected)
+    return report(True, expected - start, None, "intact", None, n_cps, expected)

@@ -5,7 +5,8 @@
 the same contract suite (``tests/integration/test_store_contract.py``).
 """
 
-from stalwart.store._artifacts import ArtifactMissing, ArtifactRef, ArtifactStore, FileBlobs, S3Blobs, is_artifact_ref
+from stalwart.store._artifacts import ArtifactMissing, ArtifactRef, ArtifactStore, is_artifact_ref
+from stalwart.store._blobs import Blobs, BlobUrl, FileBlobs, S3Blobs, open_blobs, parse_blob_url
 from stalwart.store._bus import OutboxPublisher, format_event, rebuild_run, tail_events
 from stalwart.store._keys import Keyring
 from stalwart.store._open import open_store
@@ -25,8 +26,12 @@ __all__ = [
     "ArtifactMissing",
     "ArtifactRef",
     "ArtifactStore",
+    "Blobs",
+    "BlobUrl",
     "FileBlobs",
     "S3Blobs",
+    "open_blobs",
+    "parse_blob_url",
     "is_artifact_ref",
     "OutboxPublisher",
     "format_event",

@@ -4,8 +4,10 @@ of the database, encrypted with the org's (or the data subject's) data key.
 Rows keep only what identifies and checks a payload: ``(org, key_id, sha256, size)``. The journal
 holds an :class:`ArtifactRef` (``{"$artifact": ..., "sha256": ..., "size": ...}``) in place of the
 value. Objects are named ``{org}/{key_id}/{sha256}``, so identical payloads of one owner are kept
-once. Two backends implement :class:`Blobs`: :class:`FileBlobs` (a directory, the default) and
-:class:`S3Blobs` (any S3-compatible server, AWS Signature V4 over httpx).
+once. Objects live in a :class:`~stalwart.store._blobs.Blobs` backend opened from the
+``[artifacts] url`` setting (:func:`~stalwart.store._blobs.open_blobs`): a directory (``file:``,
+the default) or any S3-compatible bucket (``s3://``), so a run taken over by another host reads
+the same artifacts.
 
 Retention: each artifact has an expiry (the latest of its writers'); :meth:`ArtifactStore.sweep`
 deletes expired ones. Erasure: :meth:`ArtifactStore.erase_subject` deletes a subject's objects and
@@ -14,21 +16,16 @@ shreds their key.
 
 from __future__ import annotations
 
-import asyncio
-import datetime as _dt
 import hashlib
-import hmac
 import json
-import os
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Protocol
-from urllib.parse import quote, urlsplit
+from typing import Any
 
-from stalwart.errors import StoreError, StoreUnavailable
+from stalwart.errors import StoreError
+from stalwart.store._blobs import Blobs, FileBlobs, S3Blobs
 from stalwart.store._keys import Keyring
 from stalwart.store._sql import SqlRunner
 
@@ -85,186 +82,6 @@ class ArtifactRef:
 def is_artifact_ref(value: Any) -> bool:
     """True for the JSON form of an :class:`ArtifactRef` (a journal value kept out of the row)."""
     return isinstance(value, dict) and "$artifact" in value and "sha256" in value
-
-
-# -- backends ----------------------------------------------------------------------------------
-class Blobs(Protocol):
-    """Where encrypted objects live."""
-
-    kind: str
-
-    async def put(self, name: str, data: bytes) -> None: ...
-
-    async def get(self, name: str) -> bytes | None: ...
-
-    async def delete(self, name: str) -> bool: ...
-
-
-class FileBlobs:
-    """Objects as files under ``root`` (written to a temporary name, then renamed into place)."""
-
-    kind = "filesystem"
-
-    def __init__(self, root: str | os.PathLike[str]) -> None:
-        self.root = Path(root)
-
-    def _path(self, name: str) -> Path:
-        parts = name.split("/")
-        if any(p in ("", ".", "..") for p in parts):
-            raise StoreError("invalid artifact name")
-        return self.root.joinpath(*parts)
-
-    def _put(self, name: str, data: bytes) -> None:
-        path = self._path(name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-
-    async def put(self, name: str, data: bytes) -> None:
-        await asyncio.to_thread(self._put, name, data)
-
-    async def get(self, name: str) -> bytes | None:
-        try:
-            return await asyncio.to_thread(self._path(name).read_bytes)
-        except FileNotFoundError:
-            return None
-
-    async def delete(self, name: str) -> bool:
-        try:
-            self._path(name).unlink()
-            return True
-        except FileNotFoundError:
-            return False
-
-
-def _sigv4_headers(
-    method: str,
-    url: str,
-    payload: bytes,
-    *,
-    access_key: str,
-    secret_key: str,
-    region: str,
-    now: _dt.datetime,
-) -> dict[str, str]:
-    """AWS Signature Version 4 headers for a request without a query string."""
-    parts = urlsplit(url)
-    amz_date = now.strftime("%Y%m%dT%H%M%SZ")
-    day = amz_date[:8]
-    payload_hash = hashlib.sha256(payload).hexdigest()
-    host = parts.netloc
-    canonical_headers = f"host:{host}\nx-amz-content-sha256:{payload_hash}\nx-amz-date:{amz_date}\n"
-    signed = "host;x-amz-content-sha256;x-amz-date"
-    canonical = "\n".join([method, parts.path or "/", parts.query, canonical_headers, signed, payload_hash])
-    scope = f"{day}/{region}/s3/aws4_request"
-    to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
-    key = f"AWS4{secret_key}".encode()
-    for part in (day, region, "s3", "aws4_request"):
-        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-    signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
-    return {
-        "x-amz-date": amz_date,
-        "x-amz-content-sha256": payload_hash,
-        "authorization": f"AWS4-HMAC-SHA256 Credential={access_key}/{scope}, SignedHeaders={signed}, "
-        f"Signature={signature}",
-    }
-
-
-class S3Blobs:
-    """Objects in a bucket of an S3-compatible server (path-style URLs, Signature V4).
-
-    Credentials are read from the environment variables named by ``access_key_env`` and
-    ``secret_key_env`` (never from config files), unless given directly.
-    """
-
-    kind = "s3"
-
-    def __init__(
-        self,
-        endpoint: str,
-        bucket: str,
-        *,
-        access_key: str | None = None,
-        secret_key: str | None = None,
-        access_key_env: str = "AWS_ACCESS_KEY_ID",
-        secret_key_env: str = "AWS_SECRET_ACCESS_KEY",
-        region: str = "us-east-1",
-        prefix: str = "",
-        timeout_s: float = 30.0,
-    ) -> None:
-        from stalwart.errors import ConfigError
-
-        self.endpoint = endpoint.rstrip("/")
-        self.bucket = bucket
-        self.region = region
-        self.prefix = prefix.strip("/")
-        self._access = access_key or os.environ.get(access_key_env, "")
-        self._secret = secret_key or os.environ.get(secret_key_env, "")
-        if not self._access or not self._secret:
-            raise ConfigError(
-                f"the S3 artifact store needs credentials: set {access_key_env} and {secret_key_env}"
-            )
-        self._timeout = timeout_s
-        self._client: Any = None
-
-    def _url(self, name: str | None = None) -> str:
-        base = f"{self.endpoint}/{quote(self.bucket, safe='')}"
-        if name is None:
-            return base
-        key = f"{self.prefix}/{name}" if self.prefix else name
-        return f"{base}/{quote(key, safe='/-_.~')}"
-
-    async def _request(self, method: str, url: str, body: bytes = b"") -> Any:
-        import httpx
-
-        if self._client is None:
-            self._client = httpx.AsyncClient(timeout=self._timeout)
-        headers = _sigv4_headers(
-            method, url, body, access_key=self._access, secret_key=self._secret, region=self.region,
-            now=_dt.datetime.now(_dt.UTC),
-        )
-        try:
-            return await self._client.request(method, url, content=body, headers=headers)
-        except httpx.HTTPError as exc:
-            raise StoreUnavailable(f"the S3 artifact store at {self.endpoint} is not reachable: {exc}") from exc
-
-    def _fail(self, resp: Any, what: str) -> StoreError:
-        err = StoreUnavailable if resp.status_code >= 500 else StoreError
-        return err(f"S3 {what} failed at {self.endpoint}: HTTP {resp.status_code} {resp.text[:200]}")
-
-    async def ensure_bucket(self) -> None:
-        """Create the bucket if it does not exist."""
-        resp = await self._request("PUT", self._url())
-        if resp.status_code not in (200, 409):
-            raise self._fail(resp, f"creating bucket {self.bucket}")
-
-    async def put(self, name: str, data: bytes) -> None:
-        resp = await self._request("PUT", self._url(name), data)
-        if resp.status_code != 200:
-            raise self._fail(resp, "PUT")
-
-    async def get(self, name: str) -> bytes | None:
-        resp = await self._request("GET", self._url(name))
-        if resp.status_code == 404:
-            return None
-        if resp.status_code != 200:
-            raise self._fail(resp, "GET")
-        return bytes(resp.content)
-
-    async def delete(self, name: str) -> bool:
-        resp = await self._request("DELETE", self._url(name))
-        if resp.status_code not in (200, 204, 404):
-            raise self._fail(resp, "DELETE")
-        return resp.status_code != 404
-
-    async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
 
 
 # -- the store ---------------------------------------------------------------------------------

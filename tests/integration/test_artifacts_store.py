@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from stalwart.errors import ConfigError, StoreError
-from stalwart.store import open_store
+from stalwart.store import open_blobs, open_store
 from stalwart.store._artifacts import ArtifactMissing, ArtifactStore, FileBlobs, S3Blobs, is_artifact_ref
 from stalwart.store._sql import SqlRunner
 
@@ -26,26 +26,15 @@ class Clock:
         return self.t
 
 
-@pytest.fixture(scope="module")
-def s3_endpoint():  # type: ignore[no-untyped-def]
-    pytest.importorskip("moto.server", reason="moto[server] (dev extra) is needed for the S3 tests")
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
 @pytest.fixture(params=["filesystem", "s3"])
 async def artifacts(request, db_url, tmp_path):  # type: ignore[no-untyped-def]
     store = await open_store(db_url, migrate=True)
     if request.param == "filesystem":
         blobs = FileBlobs(tmp_path / "artifacts")
     else:
-        endpoint = request.getfixturevalue("s3_endpoint")
-        blobs = S3Blobs(endpoint, f"b{os.urandom(6).hex()}", access_key="test", secret_key="test")
+        endpoint = request.getfixturevalue("s3_server")
+        blobs = open_blobs(f"s3://b{os.urandom(6).hex()}/artifacts", endpoint_url=endpoint)
+        assert isinstance(blobs, S3Blobs)
         await blobs.ensure_bucket()
     clock = Clock()
     arts = ArtifactStore(store, blobs, master_key=MASTER, clock=clock.time, default_ttl_s=3600)
@@ -130,8 +119,13 @@ def test_missing_master_key_fails_closed(tmp_path: Path) -> None:
         ArtifactStore(object(), FileBlobs(tmp_path), master_key=None)
 
 
-def test_s3_without_credentials_names_the_variables(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.delenv("AWS_ACCESS_KEY_ID", raising=False)
-    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY", raising=False)
+def test_s3_without_credentials_names_the_variables(monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ROLE_ARN",
+                "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     with pytest.raises(ConfigError, match="AWS_ACCESS_KEY_ID"):
-        S3Blobs("http://127.0.0.1:9", "b")
+        open_blobs("s3://bucket/prefix", endpoint_url="http://127.0.0.1:9")
