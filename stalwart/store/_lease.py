@@ -33,7 +33,9 @@ class LeaderLease:
         return self.holder == holder and self.expires_at > now
 
 
-def decide_lease(current: LeaderLease | None, name: str, holder: str, now: float, ttl_s: float) -> LeaderLease | None:
+def decide_lease(
+    current: LeaderLease | None, name: str, holder: str, now: float, ttl_s: float
+) -> LeaderLease | None:
     """The lease after ``holder`` asks for ``name`` at ``now``, or ``None`` when another holds it.
 
     * nobody holds it (no row, or the row expired, or it was released): a new term, ``epoch + 1``;
