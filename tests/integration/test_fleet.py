@@ -6,6 +6,7 @@ real ``stalwart worker`` processes on one PostgreSQL database (gauges, kill -9 o
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -90,6 +91,22 @@ async def _overdue_review(app: sw.App, clock: Clock) -> str:
     return str(review.id)
 
 
+def _metric(name: str, **labels: str) -> float | None:
+    from stalwart.telemetry import METRICS
+
+    return METRICS.registry.get_sample_value(name, labels)
+
+
+async def _until(fleet: Fleet, cond: Any) -> None:
+    """Tick ``fleet`` until ``cond()`` holds (the kill switch read is cached for 250 ms on PostgreSQL)."""
+    for _ in range(100):
+        await fleet.tick()
+        if cond():
+            return
+        await asyncio.sleep(0.05)
+    pytest.fail("the fleet never refreshed the gauge")
+
+
 @pytest.mark.asyncio
 async def test_one_leader_escalates_once_purges_and_hands_over(
     db_url: str, tmp_path: Path, webhook: tuple[str, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
@@ -112,6 +129,16 @@ async def test_one_leader_escalates_once_purges_and_hands_over(
         assert await a.tick() is True and await b.tick() is False
         assert a.lease is not None and a.lease.epoch == 1 and b.lease is None
         assert a.done["escalation"] == 1 and b.done["escalation"] == 0
+        assert _metric("agent_human_review_queue_depth") == 1  # counted by the leader
+        assert _metric("agent_queue_depth", state="pending") == 0
+
+        # the kill switch gauge follows the switch in every process, with no step committed anywhere
+        gov_b = await apps[1].governance()
+        await gov_b.kill_switch.engage("drill", "ops-1")
+        await _until(b, lambda: _metric("agent_kill_switch_active") == 1)
+        await gov_b.kill_switch.release("ops-1")
+        await gov_b.kill_switch.release("ops-2")
+        await _until(b, lambda: _metric("agent_kill_switch_active") == 0)
         for _ in range(3):  # both keep ticking; the review is escalated exactly once
             clock.t += 6
             await a.tick()
@@ -228,8 +255,6 @@ def _wait(what: str, cond: Any, log: Path, timeout: float = 120.0) -> Any:
 def test_two_workers_one_leader_kill_dash_nine_and_takeover(
     pg_url: str, tmp_path: Path, webhook: tuple[str, list[dict[str, Any]]]
 ) -> None:
-    import asyncio
-
     hook, received = webhook
     work = tmp_path / "work"  # the workers' folder; the artifact blobs are where their default puts them
     work.mkdir()
