@@ -193,7 +193,7 @@ async def test_fleet_counts_by_queue_state(store) -> None:  # type: ignore[no-un
     assert (empty.pending, empty.waiting, empty.running, empty.dead_letter, empty.reviews) == (0, 0, 0, 0, 0)
     for i in range(4):
         await store.create_run(_run(f"r{i}"))
-    [c0, c1, c2] = await store.claim_runs("w", ["wf@1"], 101.0, 10, 3)
+    [_c0, c1, c2] = await store.claim_runs("w", ["wf@1"], 101.0, 10, 3)
     await store.set_run_state(c1.run.id, c1.run.epoch, "WAITING", 101.0, wake_at=500.0, release=True)
     await store.set_run_state(c2.run.id, c2.run.epoch, "DEAD_LETTER", 101.0,
                               dead_letter=DeadLetter(c2.run.id, "wf", "1", "boom", {}, 101.0, 0), release=True)
