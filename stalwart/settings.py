@@ -21,6 +21,7 @@ __all__ = [
     "Settings",
     "ServerSettings",
     "WorkerSettings",
+    "FleetSettings",
     "ModelEntry",
     "RouteEntry",
     "GuardSettings",
@@ -65,6 +66,24 @@ class WorkerSettings(_Section):
     """Consecutive failures that open a tool's circuit breaker."""
     breaker_reset_s: float = Field(30.0, gt=0)
     """How long a breaker stays open before letting one trial call through (half-open)."""
+
+
+class FleetSettings(_Section):
+    """Fleet duties: every ``stalwart worker`` and ``stalwart server`` takes part in one election
+    (a lease in the store); the holder alone runs them. STALWART_FLEET__*."""
+
+    enabled: bool = True
+    """Whether this process takes part in the election (a process that does not never runs duties)."""
+    lease_s: float = Field(30.0, gt=0)
+    """How long the leader's lease lasts without renewal: a killed leader is replaced within this."""
+    gauges_interval_s: float = Field(15.0, gt=0)
+    """How often the leader counts the queue, review queue, DLQ and in-flight runs for the gauges."""
+    escalation_interval_s: float = Field(30.0, gt=0)
+    """How often the leader escalates reviews past their SLA (and sends the escalation notices)."""
+    retention_interval_s: float = Field(3600.0, gt=0)
+    """How often the leader purges what retention expired: audit entries, artifacts, memory items."""
+    audit_retention_days: float = Field(7 * 365, gt=0)
+    """Audit entries older than this are purged (the chain still verifies across the purge)."""
 
 
 class ModelEntry(_Section):
@@ -265,6 +284,7 @@ class Settings(BaseSettings):
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)  # type: ignore[arg-type]
     governance: GovernanceSettings = Field(default_factory=GovernanceSettings)  # type: ignore[arg-type]
     artifacts: ArtifactsSettings = Field(default_factory=ArtifactsSettings)  # type: ignore[arg-type]
+    fleet: FleetSettings = Field(default_factory=FleetSettings)  # type: ignore[arg-type]
     prompts_dir: str | None = None
     """Directory of prompt templates (``NAME@VERSION.toml``); the app's own directory by default."""
     redis_url: str | None = None

@@ -95,9 +95,14 @@ def create_app(
         if embedded_worker:
             worker = app.worker(concurrency=worker_concurrency)
             await worker.start()
+        from stalwart.engine import start_fleet
+
+        fleet = await start_fleet(app)  # the server stands for the fleet duties too
         try:
             yield
         finally:
+            if fleet is not None:
+                await fleet.stop()
             if worker is not None:
                 log.info("draining the embedded worker")
                 await worker.stop()

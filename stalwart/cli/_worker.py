@@ -37,6 +37,9 @@ def worker(
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await w.start()
+        from stalwart.engine import start_fleet
+
+        fleet = await start_fleet(app, holder=w.worker_id)  # one elected process runs the fleet duties
         publisher = None
         if nats:
             from stalwart.store import OutboxPublisher
@@ -47,6 +50,8 @@ def worker(
         await stop.wait()
         err_console.print("draining: in-flight runs finish their current step and release their leases")
         await w.stop()
+        if fleet is not None:
+            await fleet.stop()
         if publisher is not None:
             await asyncio.wait_for(publisher, 10)
         await app.close()

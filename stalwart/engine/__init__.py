@@ -4,6 +4,7 @@ from stalwart.engine._app import KILL_SWITCH_FLAG, App, RunInfo
 from stalwart.engine._breaker import BreakerPolicy, BreakerState
 from stalwart.engine._context import Context
 from stalwart.engine._definitions import ToolDef, WorkflowDef
+from stalwart.engine._fleet import FLEET_LEASE, Fleet, start_fleet
 from stalwart.engine._ids import Clock, SystemClock
 from stalwart.engine._retry import RetryPolicy
 from stalwart.engine._states import TRANSITIONS, RunStatus, check_transition
@@ -25,4 +26,7 @@ __all__ = [
     "Clock",
     "SystemClock",
     "KILL_SWITCH_FLAG",
+    "FLEET_LEASE",
+    "Fleet",
+    "start_fleet",
 ]

@@ -9,6 +9,7 @@ from stalwart.store._artifacts import ArtifactMissing, ArtifactRef, ArtifactStor
 from stalwart.store._blobs import Blobs, BlobUrl, FileBlobs, S3Blobs, open_blobs, parse_blob_url
 from stalwart.store._bus import OutboxPublisher, format_event, rebuild_run, tail_events
 from stalwart.store._keys import Keyring
+from stalwart.store._lease import FleetCounts, LeaderLease, decide_lease
 from stalwart.store._open import open_store
 from stalwart.store._protocol import Store
 from stalwart.store._records import (
@@ -38,6 +39,9 @@ __all__ = [
     "rebuild_run",
     "tail_events",
     "Keyring",
+    "FleetCounts",
+    "LeaderLease",
+    "decide_lease",
     "Store",
     "open_store",
     "parse_db_url",

@@ -21,6 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from stalwart.errors import LeaseLost, RunNotFound, StoreError, StoreUnavailable
 from stalwart.store._audit_sql import AUDIT_INSERT_POSTGRES
+from stalwart.store._lease import FLEET_COUNTS_SQL, FleetCounts, LeaderLease, decide_lease
 from stalwart.store._migrations import load_migrations
 from stalwart.store._records import (
     Claim,
@@ -570,6 +571,46 @@ class PostgresStore:
     async def counter_get(self, namespace: str, key: str) -> float:
         rows = await self._fetch("SELECT value FROM counters WHERE namespace=%s AND key=%s", (namespace, key))
         return float(rows[0][0]) if rows else 0.0
+
+    # -- leader leases and fleet counts -----------------------------------------------------
+    @_translate
+    async def acquire_leader(self, name: str, holder: str, now: float, ttl_s: float) -> LeaderLease:
+        async with self._pool.connection() as conn, conn.transaction():
+            # The placeholder row (epoch 0, expired) gives FOR UPDATE something to lock on the first
+            # race; decide_lease treats it as a lease nobody holds.
+            await conn.execute(
+                "INSERT INTO leader_leases (name, holder, epoch, acquired_at, expires_at)"
+                " VALUES (%s, '', 0, 0, 0) ON CONFLICT (name) DO NOTHING",
+                (name,),
+            )
+            cur = await conn.execute(
+                "SELECT holder, epoch, acquired_at, expires_at FROM leader_leases WHERE name=%s FOR UPDATE", (name,)
+            )
+            row = await cur.fetchone()
+            assert row is not None
+            current = LeaderLease(name, row[0], int(row[1]), float(row[2]), float(row[3]))
+            new = decide_lease(current, name, holder, now, ttl_s)
+            if new is None:
+                return current
+            await conn.execute(
+                "UPDATE leader_leases SET holder=%s, epoch=%s, acquired_at=%s, expires_at=%s WHERE name=%s",
+                (new.holder, new.epoch, new.acquired_at, new.expires_at, name),
+            )
+            return new
+
+    @_translate
+    async def release_leader(self, name: str, holder: str, epoch: int, now: float) -> bool:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "UPDATE leader_leases SET expires_at=%s WHERE name=%s AND holder=%s AND epoch=%s AND expires_at>%s",
+                (now, name, holder, epoch, now),
+            )
+            return cur.rowcount > 0
+
+    @_translate
+    async def fleet_counts(self, now: float) -> FleetCounts:
+        rows = await self._fetch(FLEET_COUNTS_SQL, (now, now, now, now))  # one statement, one snapshot
+        return FleetCounts(*(int(v or 0) for v in rows[0]))
 
     # -- outbox ------------------------------------------------------------------------------
     @_translate

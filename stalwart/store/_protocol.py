@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
+from stalwart.store._lease import FleetCounts, LeaderLease
 from stalwart.store._records import (
     Claim,
     DeadLetter,
@@ -181,6 +182,23 @@ class Store(Protocol):
         ...
 
     async def counter_get(self, namespace: str, key: str) -> float: ...
+
+    # -- leader leases and fleet counts -----------------------------------------------------
+    async def acquire_leader(self, name: str, holder: str, now: float, ttl_s: float) -> LeaderLease:
+        """Take, renew or fail to take the lease of duty group ``name``, atomically.
+
+        Applies :func:`~stalwart.store.decide_lease` under a row lock and returns the lease as it
+        stands afterwards: ``holder`` leads iff ``lease.held_by(holder, now)``.
+        """
+        ...
+
+    async def release_leader(self, name: str, holder: str, epoch: int, now: float) -> bool:
+        """Give the lease up at once (a graceful stop) if ``holder`` still holds term ``epoch``."""
+        ...
+
+    async def fleet_counts(self, now: float) -> FleetCounts:
+        """Runs by queue state, the DLQ size and the open reviews, counted in one snapshot."""
+        ...
 
     # -- outbox ------------------------------------------------------------------------------
     async def outbox_after(self, after_id: int, limit: int = 500) -> list[OutboxEvent]: ...

@@ -19,6 +19,7 @@ from typing import Any
 
 from stalwart.errors import LeaseLost, RunNotFound, StoreError, StoreUnavailable
 from stalwart.store._audit_sql import AUDIT_INSERT_SQLITE
+from stalwart.store._lease import FLEET_COUNTS_SQL, FleetCounts, LeaderLease, decide_lease
 from stalwart.store._migrations import load_migrations
 from stalwart.store._records import (
     Claim,
@@ -530,6 +531,37 @@ class SqliteStore:
     async def counter_get(self, namespace: str, key: str) -> float:
         rows = self._q("SELECT value FROM counters WHERE namespace=? AND key=?", (namespace, key))
         return float(rows[0][0]) if rows else 0.0
+
+    # -- leader leases and fleet counts -----------------------------------------------------
+    async def acquire_leader(self, name: str, holder: str, now: float, ttl_s: float) -> LeaderLease:
+        with self._tx() as cur:  # BEGIN IMMEDIATE: the write lock is held from the read on
+            row = cur.execute(
+                "SELECT holder, epoch, acquired_at, expires_at FROM leader_leases WHERE name=?", (name,)
+            ).fetchone()
+            current = None if row is None else LeaderLease(name, row[0], int(row[1]), float(row[2]), float(row[3]))
+            new = decide_lease(current, name, holder, now, ttl_s)
+            if new is None:
+                assert current is not None
+                return current
+            cur.execute(
+                "INSERT INTO leader_leases (name, holder, epoch, acquired_at, expires_at) VALUES (?,?,?,?,?)"
+                " ON CONFLICT (name) DO UPDATE SET holder=excluded.holder, epoch=excluded.epoch,"
+                " acquired_at=excluded.acquired_at, expires_at=excluded.expires_at",
+                (name, new.holder, new.epoch, new.acquired_at, new.expires_at),
+            )
+            return new
+
+    async def release_leader(self, name: str, holder: str, epoch: int, now: float) -> bool:
+        with self._tx() as cur:
+            cur.execute(
+                "UPDATE leader_leases SET expires_at=? WHERE name=? AND holder=? AND epoch=? AND expires_at>?",
+                (now, name, holder, epoch, now),
+            )
+            return cur.rowcount > 0
+
+    async def fleet_counts(self, now: float) -> FleetCounts:
+        rows = self._q(FLEET_COUNTS_SQL.replace("%s", "?"), (now, now, now, now))
+        return FleetCounts(*(int(v or 0) for v in rows[0]))
 
     # -- outbox ------------------------------------------------------------------------------
     async def outbox_after(self, after_id: int, limit: int = 500) -> list[OutboxEvent]:

@@ -167,12 +167,15 @@ def step_spans(
         tin, tout = int(_num(meta, "tokens_in")), int(_num(meta, "tokens_out"))
         cost = _num(meta, "cost_usd")
         latency = _num(meta, "latency_ms", elapsed_ms)
-        name = SPAN.CHAT.format(model=model)
+        request_model = str(meta.get("model_id") or model)
+        # semconv names a client span `{gen_ai.operation.name} {gen_ai.request.model}`; the registry
+        # entry's name ("primary", "local") stays in stalwart.model.name.
+        name = SPAN.CHAT.format(model=request_model)
         span_kind = "client"
         extra = {
             GEN_AI.OPERATION_NAME: GEN_AI.OP_CHAT,
             GEN_AI.PROVIDER_NAME: str(meta.get("provider") or ""),
-            GEN_AI.REQUEST_MODEL: str(meta.get("model_id") or model),
+            GEN_AI.REQUEST_MODEL: request_model,
             GEN_AI.RESPONSE_MODEL: str(meta.get("response_model") or meta.get("model_id") or model),
             GEN_AI.USAGE_INPUT_TOKENS: tin,
             GEN_AI.USAGE_OUTPUT_TOKENS: tout,

@@ -420,6 +420,17 @@ class Telemetry:
         except Exception as exc:  # noqa: BLE001 - telemetry never raises into its host
             self._failed("set_queue_depth", exc)
 
+    def clear_fleet_gauges(self) -> None:
+        """This process stopped (or never started) counting the fleet: queue depth has no series,
+        the review queue and DLQ depth read 0, so ``max()`` and ``sum()`` over processes both give
+        the leader's count, never a stale or doubled one."""
+        try:
+            self.metrics.queue_depth.clear()
+            self.metrics.review_queue.set(0)
+            self.metrics.dlq_depth.set(0)
+        except Exception as exc:  # noqa: BLE001 - telemetry never raises into its host
+            self._failed("clear_fleet_gauges", exc)
+
     def set_inflight(self, n: int) -> None:
         """Runs this worker process is executing now."""
         try:

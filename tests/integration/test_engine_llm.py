@@ -189,3 +189,29 @@ async def test_a_provider_changing_the_model_behind_a_name_is_noticed(srv: FakeL
     assert entry.meta["model_changed"]["was"] == "gpt-4o-2024-05-13"
     assert entry.meta["model_changed"]["now"] == entry.meta["response_model"]
     await app.close()
+
+
+async def test_a_finished_run_observes_its_cost_against_its_budget(srv: FakeLLMServer, sqlite_url: str) -> None:
+    """The seed's alert "cost per run p95 > 1.5x budget" reads agent_run_budget_ratio: every run of a
+    workflow with a USD budget must observe spend / budget there when it ends."""
+    from stalwart.telemetry import METRICS
+
+    app = sw.App("llm-cost", settings=priced_settings(srv, sqlite_url))
+
+    @app.workflow(name="priced", version="1", budget=sw.Budget(max_usd=0.01))
+    async def priced(ctx: sw.Context) -> str:
+        await ctx.llm("default", messages=[{"role": "user", "content": "order A-1001, refund $12"}])
+        return "ok"
+
+    def sample(name: str) -> float:
+        return METRICS.registry.get_sample_value(name, {"workflow": "priced"}) or 0.0
+
+    before = sample("agent_run_budget_ratio_count"), sample("agent_run_budget_ratio_sum")
+    async with app.worker(concurrency=1):
+        rid = await app.start("priced")
+        assert await app.result(rid, timeout=30) == "ok"
+    cost = (await app.get_run(rid)).meta["cost_usd"]
+    assert cost > 0
+    assert sample("agent_run_budget_ratio_count") == before[0] + 1
+    assert sample("agent_run_budget_ratio_sum") - before[1] == pytest.approx(cost / 0.01)
+    await app.close()

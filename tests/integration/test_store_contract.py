@@ -151,3 +151,53 @@ async def test_list_runs_filters(store) -> None:  # type: ignore[no-untyped-def]
     assert [r.id for r in await store.list_runs(workflow="b")] == ["r2"]
     assert [r.id for r in await store.list_runs(org="acme")] == ["r1"]
     assert [r.id for r in await store.list_runs(status="PENDING", limit=1)] in (["r1"], ["r2"])
+
+
+async def test_leader_lease_one_holder_renewal_takeover_and_release(store) -> None:  # type: ignore[no-untyped-def]
+    a = await store.acquire_leader("fleet", "a", 100.0, 10.0)
+    assert a.held_by("a", 100.0) and a.epoch == 1 and a.expires_at == 110.0
+    b = await store.acquire_leader("fleet", "b", 105.0, 10.0)
+    assert not b.held_by("b", 105.0) and b.holder == "a" and b.epoch == 1  # refused, unchanged
+    a2 = await store.acquire_leader("fleet", "a", 108.0, 10.0)
+    assert a2.held_by("a", 108.0) and a2.epoch == 1 and a2.expires_at == 118.0  # renewed, same term
+    b2 = await store.acquire_leader("fleet", "b", 118.0, 10.0)  # a stopped renewing: b takes over
+    assert b2.held_by("b", 118.0) and b2.epoch == 2
+    assert not (await store.acquire_leader("fleet", "a", 119.0, 10.0)).held_by("a", 119.0)
+    assert not await store.release_leader("fleet", "a", 1, 119.0)  # a deposed holder cannot release
+    assert await store.release_leader("fleet", "b", 2, 119.0)
+    a3 = await store.acquire_leader("fleet", "a", 119.5, 10.0)  # released: free at once, a new term
+    assert a3.held_by("a", 119.5) and a3.epoch == 3
+    other = await store.acquire_leader("other-duties", "b", 119.5, 10.0)  # groups are independent
+    assert other.held_by("b", 119.5) and other.epoch == 1
+
+
+async def test_leader_lease_race_has_exactly_one_winner(store) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    from stalwart.store import open_store as _open
+
+    others = [await _open(store.safe_url if store.kind == "sqlite" else store.url) for _ in range(3)]
+    try:
+        got = await asyncio.gather(
+            *(s.acquire_leader("fleet", f"h{i}", 100.0, 30.0) for i, s in enumerate([store, *others]))
+        )
+    finally:
+        for s in others:
+            await s.close()
+    winners = {g.holder for g in got if g.held_by(g.holder, 100.0)}
+    assert len(winners) == 1 and all(g.holder in winners and g.epoch == 1 for g in got)
+
+
+async def test_fleet_counts_by_queue_state(store) -> None:  # type: ignore[no-untyped-def]
+    empty = await store.fleet_counts(100.0)
+    assert (empty.pending, empty.waiting, empty.running, empty.dead_letter, empty.reviews) == (0, 0, 0, 0, 0)
+    for i in range(4):
+        await store.create_run(_run(f"r{i}"))
+    [_c0, c1, c2] = await store.claim_runs("w", ["wf@1"], 101.0, 10, 3)
+    await store.set_run_state(c1.run.id, c1.run.epoch, "WAITING", 101.0, wake_at=500.0, release=True)
+    await store.set_run_state(c2.run.id, c2.run.epoch, "DEAD_LETTER", 101.0,
+                              dead_letter=DeadLetter(c2.run.id, "wf", "1", "boom", {}, 101.0, 0), release=True)
+    n = await store.fleet_counts(102.0)
+    assert (n.pending, n.waiting, n.running, n.dead_letter, n.reviews) == (1, 1, 1, 1, 0)
+    later = await store.fleet_counts(600.0)  # the wait is due and c0's lease expired: both claimable
+    assert (later.pending, later.waiting, later.running) == (3, 0, 0)

@@ -84,9 +84,9 @@ async def test_spans_reach_an_otlp_http_receiver(receiver: tuple[str, type[_Rece
     }
     assert resources == {"stalwart-test"}
     by_name = {s.name: s for s in spans}
-    assert set(by_name) == {"workflow.run", "chat primary", "execute_tool lookup_order"}
+    assert set(by_name) == {"workflow.run", "chat gpt-4o-2024-08-06", "execute_tool lookup_order"}
     assert {s.trace_id.hex() for s in spans} == {TRACE}
-    root, chat = by_name["workflow.run"], by_name["chat primary"]
+    root, chat = by_name["workflow.run"], by_name["chat gpt-4o-2024-08-06"]
     assert root.span_id.hex() == root_span_id(run.id) and root.parent_span_id == b""
     assert chat.span_id.hex() == step_span_id(run.id, 0, 1) and chat.parent_span_id == root.span_id
     assert chat.start_time_unix_nano == 1001 * 10**9 and chat.end_time_unix_nano == 1002 * 10**9

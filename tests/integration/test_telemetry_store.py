@@ -39,7 +39,7 @@ async def test_spans_persist_and_a_resume_adds_to_the_same_trace(store: object) 
         await asyncio.sleep(0.02)
         if await load_spans(store, run.id):
             break
-    assert [s.name for s in await load_spans(store, run.id)] == ["chat primary"]
+    assert [s.name for s in await load_spans(store, run.id)] == ["chat gpt-4o-2024-08-06"]
     await first.close()
 
     second = Telemetry(
@@ -51,14 +51,14 @@ async def test_spans_persist_and_a_resume_adds_to_the_same_trace(store: object) 
     second.run_finished(run, "COMPLETED", duration_s=10, cost_usd=0.006, tokens=1500)
     spans = await second.trace(run.id)
     await second.close()
-    assert sorted(s.name for s in spans) == ["chat primary", "execute_tool lookup_order", "workflow.run"]
+    assert sorted(s.name for s in spans) == ["chat gpt-4o-2024-08-06", "execute_tool lookup_order", "workflow.run"]
     assert len({s.trace_id for s in spans}) == 1
     rebuilt = trace_from_journal(
         make_run(status="COMPLETED", finished_at=1010.0), [llm_entry(), tool_entry()]
     )
     assert {s.span_id for s in spans} == {s.span_id for s in rebuilt}
     tree = trace_text(spans).splitlines()
-    assert tree[0].startswith("workflow.run") and tree[1].startswith("  chat primary")
+    assert tree[0].startswith("workflow.run") and tree[1].startswith("  chat gpt-4o-2024-08-06")
 
 
 async def test_store_spans_can_be_switched_off(store: object) -> None:

@@ -52,6 +52,18 @@ def _check_args(args: list[str]) -> dict[str, str]:
     return given
 
 
+def _scrapable(addr: str | None) -> bool:
+    """Whether a ``--metrics-addr`` value can be reached from another host (``None``: the default)."""
+    import ipaddress
+
+    if addr is None:  # the option's own default
+        addr = next(p.default for p in _command("worker").params if "--metrics-addr" in getattr(p, "opts", []))
+    try:
+        return not ipaddress.ip_address(str(addr)).is_loopback
+    except ValueError:
+        return str(addr) not in ("localhost",)
+
+
 def _routes() -> set[str]:
     import stalwart as sw
     from stalwart.api import create_app
@@ -106,6 +118,7 @@ def test_compose_has_the_stack_and_real_commands() -> None:
     assert jobs["stalwart-api"]["static_configs"][0]["targets"] == [f"api:{API_PORT}"]
     assert jobs["stalwart-api"]["metrics_path"] in _routes()
     assert jobs["stalwart-worker"]["dns_sd_configs"][0]["port"] == int(worker_opts["--metrics-port"])
+    assert _scrapable(worker_opts.get("--metrics-addr")), "worker metrics bound where Prometheus cannot reach"
     for mount in services["prometheus"]["volumes"]:
         assert (DEPLOY / mount.split(":")[0]).resolve().is_file(), mount
     for name in ("api", "worker", "migrate"):
@@ -143,6 +156,15 @@ def test_kubernetes_manifests() -> None:
             assert "--no-worker" in opts and ports["http"] == API_PORT and "readinessProbe" in container
         else:
             assert ports["metrics"] == int(opts["--metrics-port"])
+            notes = spec["template"]["metadata"]["annotations"]
+            assert notes["prometheus.io/scrape"] == "true" and int(notes["prometheus.io/port"]) == ports["metrics"]
+            assert notes["prometheus.io/path"] in routes
+            addr = opts.get("--metrics-addr")
+            if addr == "$(POD_IP)":  # Kubernetes expands it from the container's env
+                env = {e["name"]: e for e in container.get("env", [])}
+                assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+            else:
+                assert _scrapable(addr), f"worker metrics bound to {addr!r}: unreachable from Prometheus"
     (hpa,) = by_kind["HorizontalPodAutoscaler"]
     assert hpa["spec"]["scaleTargetRef"]["name"] == "stalwart-worker"
     metric = hpa["spec"]["metrics"][0]["external"]["metric"]["name"]

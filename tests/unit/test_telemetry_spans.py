@@ -121,7 +121,8 @@ def tool_entry(seq: int = 1, **kw: Any) -> JournalEntry:
 
 def test_chat_span_carries_genai_and_common_attributes() -> None:
     [span] = step_spans(make_run(), llm_entry())
-    assert span.name == "chat primary"
+    assert span.name == "chat gpt-4o-2024-08-06"  # semconv: {operation} {gen_ai.request.model}
+    assert span.name == f"chat {span.attributes[GEN_AI.REQUEST_MODEL]}"
     assert span.kind == "client"
     a = span.attributes
     assert a[GEN_AI.OPERATION_NAME] == "chat"
@@ -173,7 +174,7 @@ def test_policy_and_guard_children_from_meta() -> None:
         ],
     )
     spans = step_spans(make_run(), llm_entry(meta=meta))
-    assert [s.name for s in spans] == ["chat primary", "guard.scan"]
+    assert [s.name for s in spans] == ["chat gpt-4o-2024-08-06", "guard.scan"]
     assert spans[1].parent_span_id == spans[0].span_id
     assert spans[1].attributes[ATTR.GUARD_PII_TYPES] == ["EMAIL_ADDRESS"]
     tmeta = {"duration_ms": 5, "policy": {"decision": "deny", "latency_ms": 1}}
