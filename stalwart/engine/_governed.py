@@ -26,9 +26,16 @@ _AMOUNT_KEYS = ("cents", "amount_cents", "amount")
 
 
 class Governance:
-    """The app's governance services, built once when the app connects."""
+    """The app's governance services, built once when the app connects: the ONE construction site.
 
-    def __init__(self, app: App) -> None:
+    The engine, the HTTP API and the CLI all use this object (``await app.governance()``), so they
+    share one audit log (signing key, anchors), one policy engine, one review queue, one risk
+    scorer, one kill switch and one compliance service. ``broker`` is the app's credential broker:
+    engaging the kill switch from any entry point bumps its epoch, revoking every credential
+    minted so far.
+    """
+
+    def __init__(self, app: App, broker: Any = None) -> None:
         from stalwart.governance import AuditLog, KillSwitch, PolicyEngine, ReviewQueue, RiskScorer
 
         s = app.settings.governance
@@ -53,8 +60,33 @@ class Governance:
             validate_args=self._validate_args,
             sample_rate=s.review_sample_rate,
         )
-        self.kill_switch = KillSwitch(store, self.audit, broker=None, clock=app.clock.time,
+        self.kill_switch = KillSwitch(store, self.audit, broker=broker, clock=app.clock.time,
                                       webhook_url=app.settings.webhook_url)
+        self._compliance: Any = None
+
+    async def compliance(self) -> Any:
+        """GDPR export and erasure, evidence and inventory (``stalwart.governance.Compliance``),
+        reaching the runs, the vault, every memory tier and the artifact store.
+
+        Built on first use: the vault and the artifact store need the master key. Without it both
+        are absent, and :meth:`Compliance.erase` reports what it could not reach.
+        """
+        if self._compliance is None:
+            from stalwart.errors import ConfigError
+            from stalwart.governance import Compliance
+            from stalwart.memory import Memory
+
+            app = self.app
+            try:
+                artifacts = await app.artifacts()
+            except ConfigError:
+                artifacts = None
+            # Export and erasure only read and delete rows: a Memory that never embeds is enough,
+            # and the app's own (with its embedder) is used when it is already loaded.
+            memory = app._memory or Memory(app.store, app.guard(), clock=app.clock.time)
+            self._compliance = Compliance(app.store, self.audit, await app.vault(required=False),
+                                          app.clock.time, memory=memory, artifacts=artifacts)
+        return self._compliance
 
     async def _on_decision(self, review: Any) -> None:
         await self.app.signal(review.run_id, f"review:{review.id}", review.signal_payload())
