@@ -59,8 +59,8 @@ async def _revoked(db: str, token: str) -> str:
 def _cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     full = {**os.environ, "STALWART_MASTER_KEY": MASTER, **(env or {})}
     full.pop("STALWART_DB", None)
-    return subprocess.run([sys.executable, "-m", "stalwart.cli", *args], cwd=cwd, env=full, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "stalwart.cli", *args], check=False, cwd=cwd, env=full,
+                          capture_output=True, text=True, timeout=120)
 
 
 @pytest.mark.asyncio
@@ -130,7 +130,12 @@ def _api_verify(db: str) -> dict[str, Any]:
 
 def test_api_and_cli_audit_verify_agree_with_a_signing_key_file(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-    from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        NoEncryption,
+        PrivateFormat,
+        PublicFormat,
+    )
 
     raw = Ed25519PrivateKey.generate().private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
     key_file = tmp_path / "audit-signing.key"
