@@ -5,7 +5,12 @@ readable, another subject is untouched, and the audit chain still verifies."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +20,7 @@ import stalwart as sw
 from stalwart.errors import InvalidInput
 from stalwart.guard import Vault
 from stalwart.memory import LexicalEmbedder, Memory
-from stalwart.store import ArtifactMissing, ArtifactRef
-
-pytestmark = pytest.mark.asyncio
+from stalwart.store import ArtifactMissing, ArtifactRef, open_store
 
 MASTER = bytes(range(32))
 SUBJECT, OTHER = "cust-7", "cust-99"
@@ -46,6 +49,7 @@ async def _run(app: sw.App, subject: str, email: str) -> str:
     return run_id
 
 
+@pytest.mark.asyncio
 async def test_export_then_erase_reaches_runs_memory_artifacts_and_vault(  # type: ignore[no-untyped-def]
     db_url: str, tmp_path: Path, monkeypatch
 ) -> None:
@@ -131,6 +135,7 @@ async def test_export_then_erase_reaches_runs_memory_artifacts_and_vault(  # typ
         await app.close()
 
 
+@pytest.mark.asyncio
 async def test_api_export_is_scoped_to_the_callers_org(db_url: str, tmp_path: Path, monkeypatch) -> Any:  # type: ignore[no-untyped-def]
     """Memory held in another org is not exported to this org, and blocks an org admin's erasure."""
     from stalwart.api._governance import Governance as ApiGovernance
@@ -153,3 +158,32 @@ async def test_api_export_is_scoped_to_the_callers_org(db_url: str, tmp_path: Pa
         assert len(await memory.subject_items("globex", SUBJECT)) == 1  # nothing was erased
     finally:
         await app.close()
+
+
+def test_cli_export_and_erase_reach_memory(tmp_path: Path) -> None:
+    """``stalwart compliance export|erase`` use the app's one compliance service: memory included."""
+    db = f"sqlite:///{tmp_path / 'cli.db'}"
+
+    async def remember() -> None:
+        store = await open_store(db, migrate=True)
+        try:
+            memory = Memory(store, sw.App("seed", db=db).guard(), embedder=LexicalEmbedder())
+            await memory.remember("acme", SUBJECT, "prefers email over phone calls", "preference")
+        finally:
+            await store.close()
+
+    asyncio.run(remember())
+    env = {**os.environ, "STALWART_MASTER_KEY": base64.b64encode(MASTER).decode()}
+    env.pop("STALWART_DB", None)
+
+    def cli(*args: str) -> Any:
+        out = subprocess.run([sys.executable, "-m", "stalwart.cli", "--db", db, *args], check=False, cwd=tmp_path,
+                             env=env, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stdout + out.stderr
+        return json.loads(out.stdout)
+
+    assert [m["text"] for m in cli("compliance", "export", SUBJECT, "--as", "dpo")["memory"]] == [
+        "prefers email over phone calls"
+    ]
+    assert cli("compliance", "erase", SUBJECT, "--as", "dpo")["memory_items_deleted"] == 1
+    assert cli("compliance", "export", SUBJECT, "--as", "dpo")["memory"] == []
