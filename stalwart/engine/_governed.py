@@ -74,18 +74,22 @@ class Governance:
         if self._compliance is None:
             from stalwart.errors import ConfigError
             from stalwart.governance import Compliance
+            from stalwart.guard import load_master_key
             from stalwart.memory import Memory
 
             app = self.app
             try:
-                artifacts = await app.artifacts()
-            except ConfigError:
+                load_master_key(app.settings.guard)
+            except ConfigError:  # nothing can have been sealed without it: no vault, no artifacts
                 artifacts = None
+            else:  # a misconfigured artifact store is an error, not a silently skipped part
+                artifacts = await app.artifacts()
             # Export and erasure only read and delete rows: a Memory that never embeds is enough,
             # and the app's own (with its embedder) is used when it is already loaded.
             memory = app._memory or Memory(app.store, app.guard(), clock=app.clock.time)
             self._compliance = Compliance(app.store, self.audit, await app.vault(required=False),
-                                          app.clock.time, memory=memory, artifacts=artifacts)
+                                          app.clock.time, memory=memory, artifacts=artifacts,
+                                          traces=_Traces(app.store))
         return self._compliance
 
     async def _on_decision(self, review: Any) -> None:
@@ -99,6 +103,28 @@ class Governance:
 
     async def close(self) -> None:
         await self.audit.close()
+
+
+class _Traces:
+    """The runs' persisted spans, as compliance sees them (telemetry owns the layout)."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    async def export_runs(self, run_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        from stalwart.telemetry import load_spans
+
+        out = {}
+        for rid in run_ids:
+            spans = await load_spans(self.store, rid)
+            if spans:
+                out[rid] = [s.to_dict() for s in spans]
+        return out
+
+    async def erase_runs(self, run_ids: list[str]) -> int:
+        from stalwart.telemetry import erase_spans
+
+        return await erase_spans(self.store, run_ids)
 
 
 def _read_key(path: str | None) -> bytes | None:

@@ -8,7 +8,8 @@ for them) and by the run ids of their runs. Export and erasure reach, wherever t
   memory is rebuilt from these), signals, outbox, dead letters and reviews of the subject's runs;
 - episodic and semantic memory (the subject's items in every org, and episodes of their runs);
 - the artifact store (objects under the subject's key, and those written by their runs);
-- the guard's PII vault (entries under the subject's key, and the scopes of their runs).
+- the guard's PII vault (entries under the subject's key, and the scopes of their runs);
+- the persisted traces of their runs (spans carry ``user.id`` and, with content capture, messages).
 
 Erasure deletes what can be deleted and crypto-shreds the rest: the subject's vault and artifact
 data keys are destroyed, so a copy of their ciphertext left in a backup or a bucket version can
@@ -58,8 +59,10 @@ class Compliance:
 
     ``vault``: the guard's PII vault (:class:`stalwart.guard.Vault`). ``memory``: agent memory
     (:class:`stalwart.memory.Memory`). ``artifacts``: the artifact store
-    (:class:`stalwart.store.ArtifactStore`). Each is optional; one that is absent is named in
-    the erasure summary's ``not_reached`` so that nobody mistakes a partial erasure for a full one.
+    (:class:`stalwart.store.ArtifactStore`). ``traces``: the runs' persisted spans, anything with
+    ``async export_runs(run_ids) -> {run_id: [span, ...]}`` and ``async erase_runs(run_ids) -> int``.
+    Each is optional; one that is absent is named in the erasure summary's ``not_reached`` so that
+    nobody mistakes a partial erasure for a full one.
     """
 
     def __init__(
@@ -71,12 +74,14 @@ class Compliance:
         *,
         memory: Any = None,
         artifacts: Any = None,
+        traces: Any = None,
     ) -> None:
         self.store = store
         self.audit = audit
         self.vault = vault
         self.memory = memory
         self.artifacts = artifacts
+        self.traces = traces
         self.clock = clock
         self.db = gov_db(store)
 
@@ -168,6 +173,7 @@ class Compliance:
                         vault_values[rid] = mapping
                 for scope, mapping in (await self.vault.subject_mapping(org, subject)).items():
                     vault_values.setdefault(scope, {}).update(mapping)
+        traces = await self.traces.export_runs(ids) if self.traces is not None else {}
         events = [json.loads(b) for _, b in await self.db.bodies(run_ids=ids, user_id=subject)]
         await self._record(
             "compliance.exported",
@@ -186,6 +192,7 @@ class Compliance:
             "artifacts": artifacts,
             "audit_entries": events,
             "vault": vault_values,
+            "traces": traces,
         }
 
     async def _artifact_json(self, ref: Any, run_id: str | None) -> dict[str, Any]:
@@ -227,19 +234,19 @@ class Compliance:
             if self.artifacts is not None:
                 artifacts_deleted += await self.artifacts.erase_subject(org, subject)
                 artifacts_deleted += await self.artifacts.erase_runs(org, run_ids)
+        spans_deleted = await self.traces.erase_runs(ids) if self.traces is not None else 0
         scrubbed = await self.db.scrub_runs(ids, ERASED)
         await self.db.compact()
-        not_reached = [
-            name
-            for name, part in (("vault", self.vault), ("memory", self.memory), ("artifacts", self.artifacts))
-            if part is None
-        ]
+        parts = (("vault", self.vault), ("memory", self.memory), ("artifacts", self.artifacts),
+                 ("traces", self.traces))
+        not_reached = [name for name, part in parts if part is None]
         summary: dict[str, Any] = {
             "runs": len(ids),
             "rows_scrubbed": scrubbed,
             "vault_entries_shredded": shredded,
             "memory_items_deleted": memory_deleted,
             "artifacts_deleted": artifacts_deleted,
+            "trace_batches_deleted": spans_deleted,
             "orgs": all_orgs,
             "not_reached": not_reached,
         }

@@ -1,6 +1,6 @@
 """GDPR reach, on SQLite and PostgreSQL: export and erasure through the app's one governance cover run
 inputs and outputs, journal payloads, memory (semantic items and episodes of the subject's runs), the
-artifact store (a 200 KiB tool result) and vault entries; afterwards nothing of the subject is
+artifact store (a 200 KiB tool result), vault entries and persisted traces; afterwards nothing of the subject is
 readable, another subject is untouched, and the audit chain still verifies."""
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from stalwart.errors import InvalidInput
 from stalwart.guard import Vault
 from stalwart.memory import LexicalEmbedder, Memory
 from stalwart.store import ArtifactMissing, ArtifactRef, open_store
+from stalwart.telemetry import load_spans
 
 MASTER = bytes(range(32))
 SUBJECT, OTHER = "cust-7", "cust-99"
@@ -54,6 +55,7 @@ async def test_export_then_erase_reaches_runs_memory_artifacts_and_vault(  # typ
     db_url: str, tmp_path: Path, monkeypatch
 ) -> None:
     monkeypatch.setenv("STALWART_MASTER_KEY", base64.b64encode(MASTER).decode())
+    monkeypatch.setenv("STALWART_TELEMETRY__STORE_SPANS", "true")  # traces kept in the store hold user.id
     monkeypatch.chdir(tmp_path)  # the default artifact folder is relative: keep it in this test's folder
     app = _app(db_url)
     try:
@@ -70,6 +72,8 @@ async def test_export_then_erase_reaches_runs_memory_artifacts_and_vault(  # typ
         await vault.put("acme", {"{{PHONE_1}}": "+1 555 0100"}, scope="crm", subject=SUBJECT)
         await vault.put("acme", {"{{EMAIL_1}}": OTHER_EMAIL}, scope=theirs, subject=OTHER)
 
+        assert app.telemetry is not None
+        await app.telemetry.flush()  # the runs' spans are in the store now
         gov = await app.governance()
         compliance = await gov.compliance()
         with pytest.raises(InvalidInput):
@@ -87,13 +91,14 @@ async def test_export_then_erase_reaches_runs_memory_artifacts_and_vault(  # typ
         assert texts == ["prefers email over phone calls", "support run: the customer's blender arrived broken"]
         assert bundle["vault"][mine] == {"{{EMAIL_1}}": EMAIL}
         assert bundle["vault"]["crm"] == {"{{PHONE_1}}": "+1 555 0100"}
+        assert any(sp["attributes"].get("user.id") == SUBJECT for sp in bundle["traces"][mine])
         other_bundle = await compliance.export(OTHER, requester="dpo")
         (other_artifact,) = other_bundle["artifacts"]
 
         summary = await compliance.erase(SUBJECT, requester="dpo")
         assert summary["runs"] == 1 and summary["not_reached"] == []
         assert summary["memory_items_deleted"] == 2 and summary["artifacts_deleted"] == 1
-        assert summary["vault_entries_shredded"] >= 2
+        assert summary["vault_entries_shredded"] >= 2 and summary["trace_batches_deleted"] >= 1
 
         # memory: nothing to recall, in the subject's own memory or in the org-wide episodes of their run
         assert (await memory.recall("acme", SUBJECT, "how to contact this customer?")).items == []
@@ -121,9 +126,11 @@ async def test_export_then_erase_reaches_runs_memory_artifacts_and_vault(  # typ
         assert EMAIL not in (run.input_json or "") and EMAIL not in str(run.output_json or "")
         assert EMAIL not in str([e.result_json for e in await store.journal(mine)])
         assert OTHER_EMAIL in (await store.get_run(theirs)).input_json
+        # traces: the subject's run has none left; the other's are still there
+        assert await load_spans(store, mine) == [] and await load_spans(store, theirs) != []
         # a second export finds nothing left to give
         after = await compliance.export(SUBJECT, requester="dpo")
-        assert after["memory"] == [] and after["artifacts"] == [] and after["vault"] == {}
+        assert after["memory"] == [] and after["artifacts"] == [] and after["vault"] == {} and after["traces"] == {}
         assert EMAIL not in str(after)
         # the audit chain is untouched and still verifies, erasure included
         await gov.audit.checkpoint()
