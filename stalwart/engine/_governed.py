@@ -128,11 +128,28 @@ class _Traces:
 
 
 def _read_key(path: str | None) -> bytes | None:
+    """The audit signing key from ``governance.signing_key_file`` (base64 of 32 raw Ed25519 bytes);
+    a missing or malformed file is a :class:`ConfigError` naming the setting (never a silent
+    fallback to the store-kept key: checkpoints would then verify against the wrong key)."""
     if not path:
         return None
     import base64
+    import binascii
 
-    return base64.b64decode(Path(path).read_text().strip())
+    from stalwart.errors import ConfigError
+
+    where = f"governance.signing_key_file ({path})"
+    try:
+        text = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read the audit signing key: {exc.strerror}") from None
+    try:
+        key = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ConfigError(f"{where}: the audit signing key is not valid base64") from None
+    if len(key) != 32:
+        raise ConfigError(f"{where}: the audit signing key must decode to 32 bytes (Ed25519), not {len(key)}")
+    return key
 
 
 def policies_dir(app: App) -> Path:

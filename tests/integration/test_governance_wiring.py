@@ -174,3 +174,19 @@ def test_api_and_cli_audit_verify_agree_with_a_signing_key_file(tmp_path: Path, 
     cli_report = json.loads(cli.stdout)
     assert api["ok"] is False and cli_report["ok"] is False
     assert api["first_bad"]["seq"] == cli_report["first_bad_seq"] == 1
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(None, "cannot read the audit signing key"), ("not base64!", "not valid base64"),
+     (base64.b64encode(b"short").decode(), "must decode to 32 bytes")],
+)
+def test_a_bad_signing_key_file_is_a_clear_error(tmp_path: Path, content: str | None, message: str) -> None:
+    key_file = tmp_path / "audit.key"
+    if content is not None:
+        key_file.write_text(content)
+    out = _cli("--db", f"sqlite:///{tmp_path / 'k.db'}", "audit", "verify", cwd=tmp_path,
+               env={"STALWART_GOVERNANCE__SIGNING_KEY_FILE": str(key_file)})
+    said = " ".join(out.stderr.split())  # the console wraps long lines
+    assert out.returncode == 2 and message in said and "governance.signing_key_file" in said
+    assert "Traceback" not in said
