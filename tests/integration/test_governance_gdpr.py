@@ -194,3 +194,4 @@ def test_cli_export_and_erase_reach_memory(tmp_path: Path) -> None:
     ]
     assert cli("compliance", "erase", SUBJECT, "--as", "dpo")["memory_items_deleted"] == 1
     assert cli("compliance", "export", SUBJECT, "--as", "dpo")["memory"] == []
+    assert cli("audit", "verify", "--json")["ok"] is True  # erasure leaves the audit chain intact
