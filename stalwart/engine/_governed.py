@@ -74,14 +74,21 @@ class Governance:
         if self._compliance is None:
             from stalwart.errors import ConfigError
             from stalwart.governance import Compliance
-            from stalwart.guard import load_master_key
+            from stalwart.guard import Vault, load_master_key
             from stalwart.memory import Memory
+            from stalwart.store import ArtifactStore
 
             app = self.app
+            unreachable: dict[str, str] = {}
             try:
                 load_master_key(app.settings.guard)
-            except ConfigError:  # nothing can have been sealed without it: no vault, no artifacts
+            except ConfigError as exc:  # sealed data that cannot be opened or shredded: say so, fail closed
                 artifacts = None
+                why = f"no master key: {exc}"
+                if await Vault(app.store, settings=app.settings.guard).holds_entries():
+                    unreachable["vault entries"] = why
+                if await ArtifactStore.held(app.store):
+                    unreachable["artifacts"] = why
             else:  # a misconfigured artifact store is an error, not a silently skipped part
                 artifacts = await app.artifacts()
             # Export and erasure only read and delete rows: a Memory that never embeds is enough,
@@ -89,7 +96,7 @@ class Governance:
             memory = app._memory or Memory(app.store, app.guard(), clock=app.clock.time)
             self._compliance = Compliance(app.store, self.audit, await app.vault(required=False),
                                           app.clock.time, memory=memory, artifacts=artifacts,
-                                          traces=_Traces(app.store))
+                                          traces=_Traces(app.store), unreachable=unreachable)
         return self._compliance
 
     async def _on_decision(self, review: Any) -> None:

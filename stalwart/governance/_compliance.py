@@ -62,7 +62,9 @@ class Compliance:
     (:class:`stalwart.store.ArtifactStore`). ``traces``: the runs' persisted spans, anything with
     ``async export_runs(run_ids) -> {run_id: [span, ...]}`` and ``async erase_runs(run_ids) -> int``.
     Each is optional; one that is absent is named in the erasure summary's ``not_reached`` so that
-    nobody mistakes a partial erasure for a full one.
+    nobody mistakes a partial erasure for a full one. ``unreachable``: parts known to hold data that
+    cannot be reached (name -> why, e.g. vault entries but no master key): erasure then fails closed,
+    before changing anything, and exports name them under ``not_reached``.
     """
 
     def __init__(
@@ -75,6 +77,7 @@ class Compliance:
         memory: Any = None,
         artifacts: Any = None,
         traces: Any = None,
+        unreachable: dict[str, str] | None = None,
     ) -> None:
         self.store = store
         self.audit = audit
@@ -82,6 +85,7 @@ class Compliance:
         self.memory = memory
         self.artifacts = artifacts
         self.traces = traces
+        self.unreachable = dict(unreachable or {})
         self.clock = clock
         self.db = gov_db(store)
 
@@ -193,6 +197,7 @@ class Compliance:
             "audit_entries": events,
             "vault": vault_values,
             "traces": traces,
+            "not_reached": self.unreachable,
         }
 
     async def _artifact_json(self, ref: Any, run_id: str | None) -> dict[str, Any]:
@@ -215,6 +220,14 @@ class Compliance:
         """Delete, scrub and crypto-shred ``subject`` everywhere (in every org holding their data,
         plus ``orgs``); returns what was done (also audited)."""
         _check_subject(subject)
+        if self.unreachable:
+            from stalwart.errors import ConfigError
+
+            held = " and ".join(sorted(self.unreachable))
+            raise ConfigError(
+                f"erasure refused, nothing was changed: the store holds {held} that cannot be erased here "
+                f"({next(iter(self.unreachable.values()))})"
+            )
         runs = await self.db.subject_runs(subject)
         ids = [r["id"] for r in runs]
         run_ids_by_org: dict[str, list[str]] = {}
@@ -237,9 +250,8 @@ class Compliance:
         spans_deleted = await self.traces.erase_runs(ids) if self.traces is not None else 0
         scrubbed = await self.db.scrub_runs(ids, ERASED)
         await self.db.compact()
-        parts = (("vault", self.vault), ("memory", self.memory), ("artifacts", self.artifacts),
-                 ("traces", self.traces))
-        not_reached = [name for name, part in parts if part is None]
+        reached = {"vault": self.vault, "memory": self.memory, "artifacts": self.artifacts, "traces": self.traces}
+        not_reached = [name for name, part in reached.items() if part is None]
         summary: dict[str, Any] = {
             "runs": len(ids),
             "rows_scrubbed": scrubbed,

@@ -252,6 +252,11 @@ class Vault:
             return type(args)([await self.rehydrate_args(v, org, scope=scope) for v in args])
         return args
 
+    async def holds_entries(self) -> bool:
+        """Whether the vault holds any entry at all (needs no master key: used to refuse an erasure
+        that could not shred them)."""
+        return bool(await self._store.kv_keys(NAMESPACE, "e/"))
+
     async def subject_orgs(self, subject: str) -> list[str]:
         """GDPR reach: the orgs holding a data key of ``subject`` (entries sealed for them)."""
         orgs = set()

@@ -395,6 +395,13 @@ class ArtifactStore:
         await self.keys.shred(org, subject)
         return n
 
+    @staticmethod
+    async def held(store: Any) -> int:
+        """How many artifacts ``store`` indexes (needs no master key: used to refuse an erasure that
+        could not reach them)."""
+        rows = await SqlRunner(store).fetch("SELECT COUNT(*) FROM artifacts")
+        return int(rows[0][0])
+
     async def subject_orgs(self, subject: str) -> list[str]:
         """GDPR reach: the orgs holding artifacts sealed under ``subject``'s own key."""
         orgs = [str(r[0]) for r in await self._sql.fetch("SELECT DISTINCT org FROM artifacts")]

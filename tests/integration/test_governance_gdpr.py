@@ -195,3 +195,25 @@ def test_cli_export_and_erase_reach_memory(tmp_path: Path) -> None:
     assert cli("compliance", "erase", SUBJECT, "--as", "dpo")["memory_items_deleted"] == 1
     assert cli("compliance", "export", SUBJECT, "--as", "dpo")["memory"] == []
     assert cli("audit", "verify", "--json")["ok"] is True  # erasure leaves the audit chain intact
+
+
+@pytest.mark.asyncio
+async def test_erasure_fails_closed_without_the_master_key(db_url: str, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Vault entries held but no master key to shred them: erasure refuses and changes nothing."""
+    from stalwart.errors import ConfigError
+
+    monkeypatch.delenv("STALWART_MASTER_KEY", raising=False)
+    monkeypatch.chdir(tmp_path)
+    app = sw.App("gdpr-nokey", db=db_url)
+    try:
+        store = await app.connect()
+        await Vault(store, master_key=MASTER).put("acme", {"{{EMAIL_1}}": EMAIL}, scope="crm", subject=SUBJECT)
+        memory = Memory(store, app.guard(), embedder=LexicalEmbedder(), clock=app.clock.time)
+        await memory.remember("acme", SUBJECT, "prefers email over phone calls", "preference")
+        compliance = await (await app.governance()).compliance()
+        assert list((await compliance.export(SUBJECT))["not_reached"]) == ["vault entries"]
+        with pytest.raises(ConfigError, match="erasure refused, nothing was changed.*vault entries.*master key"):
+            await compliance.erase(SUBJECT, requester="dpo")
+        assert len(await memory.subject_items("acme", SUBJECT)) == 1  # untouched: no half-done erasure
+    finally:
+        await app.close()
