@@ -66,10 +66,11 @@ class Governance:
 
     async def compliance(self) -> Any:
         """GDPR export and erasure, evidence and inventory (``stalwart.governance.Compliance``),
-        reaching the runs, the vault, every memory tier and the artifact store.
+        reaching the runs, the vault, every memory tier, the artifact store and persisted traces.
 
         Built on first use: the vault and the artifact store need the master key. Without it both
-        are absent, and :meth:`Compliance.erase` reports what it could not reach.
+        are absent; if the store still holds vault entries or artifacts, erasure is refused (fail
+        closed) with the setting named, rather than reported as done.
         """
         if self._compliance is None:
             from stalwart.errors import ConfigError
