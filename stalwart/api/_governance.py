@@ -8,7 +8,6 @@ results. A review's final decision signals its run as ``review:{id}`` with
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict
 from typing import Any
 
@@ -65,32 +64,22 @@ def review_json(r: Any) -> dict[str, Any]:
 
 
 class Governance:
-    """Audit, reviews, kill switch and compliance for one app, scoped by org."""
+    """Audit, reviews, kill switch and compliance for one app, scoped by org.
 
-    def __init__(self, app: Any, clock: Any = time.time) -> None:
-        from stalwart.governance import AuditLog
+    Every service comes from the app's one governance (``await app.governance()``): the same audit
+    log (signing key, anchors), review queue, kill switch (holding the credential broker) and
+    compliance as the engine and the CLI. Nothing is constructed here.
+    """
 
+    def __init__(self, app: Any) -> None:
         self.app = app
-        self.clock = clock
-        self.audit_log = AuditLog(app.store, clock=clock)
 
     @property
     def store(self) -> Any:
         return self.app.store
 
-    def reviews_queue(self) -> Any:
-        from stalwart.governance import ReviewQueue
-
-        async def signal_run(review: Any) -> None:
-            await self.app.signal(review.run_id, f"review:{review.id}", review.signal_payload())
-
-        return ReviewQueue(
-            self.store,
-            self.clock,
-            self.app.settings.webhook_url,
-            audit=self.audit_log,
-            on_decision=signal_run,
-        )
+    async def _gov(self) -> Any:
+        return await self.app.governance()
 
     # -- audit -----------------------------------------------------------------------------
     async def audit(
@@ -106,7 +95,7 @@ class Governance:
         user_id: str = "",
         details: dict[str, Any] | None = None,
     ) -> None:
-        await self.audit_log.record(
+        await (await self._gov()).audit.record(
             event_type,
             actor=actor,
             org_id=org,
@@ -121,12 +110,13 @@ class Governance:
     async def audit_events(
         self, *, org: str, run_id: str | None = None, user_id: str | None = None, limit: int = 200
     ) -> list[dict[str, Any]]:
+        audit_log = (await self._gov()).audit
         if run_id or user_id:
-            events = await self.audit_log.events(run_ids=[run_id] if run_id else (), user_id=user_id)
+            events = await audit_log.events(run_ids=[run_id] if run_id else (), user_id=user_id)
         else:
             from stalwart.governance import AuditEvent
 
-            rows = await self.audit_log.db.events_by_type(LISTED_EVENT_TYPES, limit=max(limit * 20, 2000))
+            rows = await audit_log.db.events_by_type(LISTED_EVENT_TYPES, limit=max(limit * 20, 2000))
             events = [AuditEvent.from_body(b) for _, b in rows]
         run_orgs: dict[str, str | None] = {}
         out = []
@@ -149,16 +139,15 @@ class Governance:
 
     async def verify(self, org: str) -> dict[str, Any]:
         """Check the whole chain; the first bad entry is named only when it belongs to ``org``."""
-        from stalwart.governance import verify_chain
-
-        report = (await verify_chain(self.store)).to_json()
+        audit_log = (await self._gov()).audit
+        report = (await audit_log.verify()).to_json()
         first_bad = None
         if not report["ok"]:
             first_bad = {"seq": report.get("first_bad_seq"), "reason": report.get("reason")}
             eid = report.get("first_bad_event_id")
             if eid:
                 mine = [
-                    e for e in await self.audit_log.events() if e.event_id == eid and run_org(e.org_id) == org
+                    e for e in await audit_log.events() if e.event_id == eid and run_org(e.org_id) == org
                 ]
                 first_bad["event_id"] = eid if mine else "(another org)"
         return {
@@ -171,14 +160,14 @@ class Governance:
     # -- reviews ---------------------------------------------------------------------------
     async def get_review(self, review_id: str) -> dict[str, Any] | None:
         try:
-            return review_json(await self.reviews_queue().get(review_id))
+            return review_json(await (await self._gov()).reviews.get(review_id))
         except InvalidInput:
             return None
 
     async def list_reviews(
         self, org: str, status: str | None = None, limit: int = 200
     ) -> list[dict[str, Any]]:
-        q = self.reviews_queue()
+        q = (await self._gov()).reviews
         found = await q.list(status, org=org, limit=limit)
         if org == DEFAULT_ORG:
             found += await q.list(status, org="", limit=limit)
@@ -195,7 +184,7 @@ class Governance:
         note: str | None,
         args: dict[str, Any] | None,
     ) -> dict[str, Any]:
-        q = self.reviews_queue()
+        q = (await self._gov()).reviews
         try:
             r = await q.decide(review["id"], reviewer, decision, args, note=note or "")
         except PolicyDenied as exc:
@@ -212,12 +201,7 @@ class Governance:
 
     # -- kill switch -----------------------------------------------------------------------
     async def _switch(self) -> Any:
-        from stalwart.governance import KillSwitch
-
-        broker = await self.app.credential_broker()
-        return KillSwitch(
-            self.store, self.audit_log, broker, self.clock, webhook_url=self.app.settings.webhook_url
-        )
+        return (await self._gov()).kill_switch
 
     async def kill_status(self) -> dict[str, Any]:
         from stalwart.engine import KILL_SWITCH_FLAG
@@ -247,29 +231,26 @@ class Governance:
 
     # -- compliance ------------------------------------------------------------------------
     async def _compliance(self) -> Any:
-        from stalwart.governance import Compliance
-
-        return Compliance(self.store, self.audit_log, await self.app.vault(required=False), self.clock)
+        return await (await self._gov()).compliance()
 
     async def _subject_orgs(self, subject: str) -> set[str]:
-        runs = await self.app.list_runs(limit=100_000)
-        return {run_org(r.org) for r in runs if r.user == subject}
+        return {run_org(o) for o in await (await self._compliance()).subject_orgs(subject)}
 
     async def export_subject(self, subject: str, org: str, requester: str) -> dict[str, Any]:
-        data = await (await self._compliance()).export(subject, requester=requester)
-        runs = [r for r in data.get("runs", []) if run_org(r.get("org")) == org]
-        ids = {r["id"] for r in runs}
+        """What ``org`` holds about ``subject``: runs, memory, artifacts, vault values, audit entries."""
+        try:
+            data = await (await self._compliance()).export(subject, requester=requester, orgs=[org])
+        except InvalidInput as exc:
+            raise ReviewError(422, "invalid_subject", exc.message) from None
+        ids = {r["id"] for r in data.get("runs", [])}
         return {
-            "subject": subject,
+            **data,
             "org": org,
-            "generated_at": data.get("generated_at"),
-            "runs": runs,
             "audit_entries": [
                 e
                 for e in data.get("audit_entries", [])
                 if run_org(e.get("org_id")) == org or e.get("run_id") in ids
             ],
-            "vault": {k: v for k, v in (data.get("vault") or {}).items() if k in ids},
         }
 
     async def erase_subject(self, subject: str, org: str, operator: str) -> dict[str, Any]:

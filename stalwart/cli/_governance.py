@@ -121,23 +121,19 @@ def audit_verify(
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Check the whole chain and every signed checkpoint. Exit 0 intact, 1 tampered (names the first bad entry)."""
-    from stalwart.governance import open_anchor, verify_chain
-
-    app = load_app()
     url = anchor_url or (f"file:{checkpoint_dir}" if checkpoint_dir else None)
 
-    async def go() -> Any:
-        try:
-            gov = await app.governance()
-            key = await gov.audit.public_key()
-            s = app.settings
-            anchor = gov.audit.anchor if url is None else open_anchor(
-                url, s3_endpoint_url=s.governance.anchor_s3_endpoint_url or s.artifacts.s3_endpoint_url)
-            return await verify_chain(app.store, key, anchor=anchor)
-        finally:
-            await app.close()
+    async def go(app: Any, gov: Any) -> Any:
+        # The app's one audit log: its signing key's public half and its own anchor, as the API uses.
+        if url is None:
+            return await gov.audit.verify()
+        from stalwart.governance import open_anchor
 
-    report = run(go)
+        s = app.settings
+        return await gov.audit.verify(anchor=open_anchor(
+            url, s3_endpoint_url=s.governance.anchor_s3_endpoint_url or s.artifacts.s3_endpoint_url))
+
+    report = _with_gov(go)
     if json_out:
         print_json({"ok": report.ok, "checked": report.checked, "first_bad_event_id": report.first_bad_event_id,
                     "first_bad_seq": report.first_bad_seq, "reason": report.reason,
@@ -172,9 +168,7 @@ def kill_engage(reason: str = typer.Option(..., "--reason", help="Why (recorded)
     """Stop new runs and new steps everywhere, revoke every agent credential, alert."""
 
     async def go(app: Any, gov: Any) -> Any:
-        ks = gov.kill_switch
-        ks.broker = await app.credential_broker()
-        return await ks.engage(reason, _who(who))
+        return await gov.kill_switch.engage(reason, _who(who))  # holds the app's credential broker
 
     rec = _with_gov(go)
     console.print(f"[bold red]kill switch ENGAGED[/bold red] by {rec.get('operator')}: {rec.get('reason')}")
@@ -204,30 +198,23 @@ def kill_status() -> None:
     console.print("not engaged" if rec is None else f"ENGAGED by {rec.get('operator')}: {rec.get('reason')}")
 
 
-def _compliance(app: Any, gov: Any) -> Any:
-    from stalwart.governance import Compliance
-
-    return Compliance(app.store, gov.audit, vault=app._vault, clock=app.clock.time)
-
-
 @compliance_cli.command("export")
 def compliance_export(subject: str, who: str | None = _ME) -> None:
     """GDPR Art. 15: everything held about a data subject, as JSON (vault values decrypted)."""
 
     async def go(app: Any, gov: Any) -> Any:
-        await app.vault(required=False)
-        return await _compliance(app, gov).export(subject, requester=_who(who))
+        return await (await gov.compliance()).export(subject, requester=_who(who))
 
     print_json(_with_gov(go))
 
 
 @compliance_cli.command("erase")
 def compliance_erase(subject: str, who: str | None = _ME) -> None:
-    """GDPR Art. 17: crypto-shred the subject's vault keys and scrub stored payloads (audited)."""
+    """GDPR Art. 17: delete the subject's memory and artifacts, crypto-shred their keys, scrub stored
+    payloads of their runs (audited; the audit chain still verifies)."""
 
     async def go(app: Any, gov: Any) -> Any:
-        await app.vault(required=False)
-        return await _compliance(app, gov).erase(subject, requester=_who(who))
+        return await (await gov.compliance()).erase(subject, requester=_who(who))
 
     print_json(_with_gov(go))
 
@@ -237,7 +224,7 @@ def compliance_report(json_out: bool = typer.Option(False, "--json", help="Print
     """SOC 2 style evidence: access summary, policy versions, kill-switch drills, incidents, review SLAs."""
 
     async def go(app: Any, gov: Any) -> Any:
-        return await _compliance(app, gov).report()
+        return await (await gov.compliance()).report()
 
     markdown, data = _with_gov(go)
     if json_out:
@@ -251,7 +238,7 @@ def inventory(json_out: bool = typer.Option(True, "--json/--text", help="JSON (d
 
     async def go(app: Any, gov: Any) -> Any:
         models = [{"name": n, **m.model_dump(exclude={"api_key_env"})} for n, m in app.settings.models.items()]
-        return _compliance(app, gov).inventory(app, models=models, scorer=gov.risk)
+        return (await gov.compliance()).inventory(app, models=models, scorer=gov.risk)
 
     data = _with_gov(go)
     print_json(data)

@@ -493,7 +493,8 @@ class App:
                 self._store = store
                 from stalwart.engine._governed import Governance
 
-                self._governance = Governance(self)
+                # The kill switch holds the broker, so engaging it from anywhere revokes credentials.
+                self._governance = Governance(self, broker=await self.credential_broker())
         return self._store
 
     async def close(self) -> None:
@@ -775,7 +776,8 @@ class App:
         return self._gateway
 
     async def governance(self) -> Any:
-        """Audit log, policy engine, risk scorer, review queue and kill switch of this app."""
+        """Audit log, policy engine, risk scorer, review queue, kill switch (holding the credential
+        broker) and compliance of this app: built once, shared by the engine, the API and the CLI."""
         await self.connect()
         return self._governance
 

@@ -26,9 +26,16 @@ _AMOUNT_KEYS = ("cents", "amount_cents", "amount")
 
 
 class Governance:
-    """The app's governance services, built once when the app connects."""
+    """The app's governance services, built once when the app connects: the ONE construction site.
 
-    def __init__(self, app: App) -> None:
+    The engine, the HTTP API and the CLI all use this object (``await app.governance()``), so they
+    share one audit log (signing key, anchors), one policy engine, one review queue, one risk
+    scorer, one kill switch and one compliance service. ``broker`` is the app's credential broker:
+    engaging the kill switch from any entry point bumps its epoch, revoking every credential
+    minted so far.
+    """
+
+    def __init__(self, app: App, broker: Any = None) -> None:
         from stalwart.governance import (
             AuditLog,
             KillSwitch,
@@ -61,8 +68,45 @@ class Governance:
             validate_args=self._validate_args,
             sample_rate=s.review_sample_rate,
         )
-        self.kill_switch = KillSwitch(store, self.audit, broker=None, clock=app.clock.time,
+        self.kill_switch = KillSwitch(store, self.audit, broker=broker, clock=app.clock.time,
                                       webhook_url=app.settings.webhook_url)
+        self._compliance: Any = None
+
+    async def compliance(self) -> Any:
+        """GDPR export and erasure, evidence and inventory (``stalwart.governance.Compliance``),
+        reaching the runs, the vault, every memory tier, the artifact store and persisted traces.
+
+        Built on first use: the vault and the artifact store need the master key. Without it both
+        are absent; if the store still holds vault entries or artifacts, erasure is refused (fail
+        closed) with the setting named, rather than reported as done.
+        """
+        if self._compliance is None:
+            from stalwart.errors import ConfigError
+            from stalwart.governance import Compliance
+            from stalwart.guard import Vault, load_master_key
+            from stalwart.memory import Memory
+            from stalwart.store import ArtifactStore
+
+            app = self.app
+            unreachable: dict[str, str] = {}
+            try:
+                load_master_key(app.settings.guard)
+            except ConfigError as exc:  # sealed data that cannot be opened or shredded: say so, fail closed
+                artifacts = None
+                why = f"no master key: {exc}"
+                if await Vault(app.store, settings=app.settings.guard).holds_entries():
+                    unreachable["vault entries"] = why
+                if await ArtifactStore.held(app.store):
+                    unreachable["artifacts"] = why
+            else:  # a misconfigured artifact store is an error, not a silently skipped part
+                artifacts = await app.artifacts()
+            # Export and erasure only read and delete rows: a Memory that never embeds is enough,
+            # and the app's own (with its embedder) is used when it is already loaded.
+            memory = app._memory or Memory(app.store, app.guard(), clock=app.clock.time)
+            self._compliance = Compliance(app.store, self.audit, await app.vault(required=False),
+                                          app.clock.time, memory=memory, artifacts=artifacts,
+                                          traces=_Traces(app.store), unreachable=unreachable)
+        return self._compliance
 
     async def _on_decision(self, review: Any) -> None:
         await self.app.signal(review.run_id, f"review:{review.id}", review.signal_payload())
@@ -77,12 +121,51 @@ class Governance:
         await self.audit.close()
 
 
+class _Traces:
+    """The runs' persisted spans, as compliance sees them (telemetry owns the layout)."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    async def export_runs(self, run_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        from stalwart.telemetry import load_spans
+
+        out = {}
+        for rid in run_ids:
+            spans = await load_spans(self.store, rid)
+            if spans:
+                out[rid] = [s.to_dict() for s in spans]
+        return out
+
+    async def erase_runs(self, run_ids: list[str]) -> int:
+        from stalwart.telemetry import erase_spans
+
+        return await erase_spans(self.store, run_ids)
+
+
 def _read_key(path: str | None) -> bytes | None:
+    """The audit signing key from ``governance.signing_key_file`` (base64 of 32 raw Ed25519 bytes);
+    a missing or malformed file is a :class:`ConfigError` naming the setting (never a silent
+    fallback to the store-kept key: checkpoints would then verify against the wrong key)."""
     if not path:
         return None
     import base64
+    import binascii
 
-    return base64.b64decode(Path(path).read_text().strip())
+    from stalwart.errors import ConfigError
+
+    where = f"governance.signing_key_file ({path})"
+    try:
+        text = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read the audit signing key: {exc.strerror}") from None
+    try:
+        key = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ConfigError(f"{where}: the audit signing key is not valid base64") from None
+    if len(key) != 32:
+        raise ConfigError(f"{where}: the audit signing key must decode to 32 bytes (Ed25519), not {len(key)}")
+    return key
 
 
 def policies_dir(app: App) -> Path:

@@ -117,6 +117,15 @@ class AuditLog:
         """The raw 32-byte Ed25519 public key that verifies this log's checkpoints."""
         return public_bytes((await self.signing_key()).public_key())
 
+    async def verify(self, *, anchor: CheckpointAnchor | None = None, merkle: bool = False) -> Any:
+        """:func:`verify_chain` of this log with its own public key (from ``signing_key`` when one
+        was given) and its own anchor (``anchor`` overrides it): every entry point that verifies
+        through the app's one log reaches the same verdict."""
+        from stalwart.governance._verify import verify_chain
+
+        key = await self.public_key()
+        return await verify_chain(self.store, key, anchor=anchor or self.anchor, merkle=merkle)
+
     # -- writing -------------------------------------------------------------------------------
     def prepare(self, events: Iterable[AuditEvent]) -> PreparedAudit:
         """Fill ids and timestamps, canonicalise: the result goes into the caller's transaction."""

@@ -24,6 +24,11 @@ __all__ = ["CHAIN_INSERT", "PostgresGovDb"]
 from stalwart.store._audit_sql import AUDIT_INSERT_POSTGRES as CHAIN_INSERT  # noqa: E402
 _CP_COLS = "tree_size, head_hash, root_hash, signed_at, key_id, signature, frontier, log_id"
 
+_VACUUMED = (
+    "runs", "journal", "signals", "outbox", "dead_letters", "reviews", "kv", "memory_items", "artifacts"
+)
+"""Tables a subject's erasure overwrites or deletes from: vacuumed so dead tuples drop the old bytes."""
+
 _PAYLOAD_SCRUB = (
     (
         (
@@ -221,7 +226,7 @@ class PostgresGovDb:
     async def compact(self) -> None:
         # Dead tuples keep old bytes until VACUUM reclaims the space; VACUUM cannot run in a transaction.
         async with self.store._pool.connection() as conn:
-            for table in ("runs", "journal", "signals", "outbox", "dead_letters", "reviews", "kv"):
+            for table in _VACUUMED:
                 await conn.execute(f"VACUUM {table}")
 
     async def table_counts(self) -> dict[str, int]:

@@ -252,6 +252,32 @@ class Vault:
             return type(args)([await self.rehydrate_args(v, org, scope=scope) for v in args])
         return args
 
+    async def holds_entries(self) -> bool:
+        """Whether the vault holds any entry at all (needs no master key: used to refuse an erasure
+        that could not shred them)."""
+        return bool(await self._store.kv_keys(NAMESPACE, "e/"))
+
+    async def subject_orgs(self, subject: str) -> list[str]:
+        """GDPR reach: the orgs holding a data key of ``subject`` (entries sealed for them)."""
+        orgs = set()
+        for name in await self._store.kv_keys(NAMESPACE, "skey/"):
+            parts = name.split("/")
+            if len(parts) == 3 and parts[2] == self._subject_id(parts[1], subject):
+                orgs.add(parts[1])
+        return sorted(orgs)
+
+    async def subject_mapping(self, org: str, subject: str) -> dict[str, dict[str, str]]:
+        """GDPR export: scope -> {placeholder: raw value} of every entry sealed for ``subject``."""
+        sid = self._subject_id(_check(org, "org"), subject)
+        prefix = f"s/{org}/{sid}/"
+        out: dict[str, dict[str, str]] = {}
+        for name in await self._store.kv_keys(NAMESPACE, prefix):
+            scope, _, placeholder = name[len(prefix) :].partition("/")
+            value = await self.get(org, placeholder, scope=scope)
+            if value is not None:
+                out.setdefault(scope, {})[placeholder] = value
+        return out
+
     async def erase_subject(self, org: str, subject: str) -> int:
         """Crypto-shred a data subject: delete their data key, entries and index. Returns the
         number of entries removed. Idempotent."""

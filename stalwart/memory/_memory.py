@@ -237,6 +237,26 @@ class Memory:
         self._check(org, subject)
         return await self._sql.execute("DELETE FROM memory_items WHERE org=? AND user_id=?", (org, subject))
 
+    async def subject_orgs(self, subject: str) -> list[str]:
+        """GDPR reach: the orgs holding memory items of data subject ``subject`` (a user id)."""
+        if not subject:
+            return []
+        rows = await self._sql.fetch("SELECT DISTINCT org FROM memory_items WHERE user_id=?", (subject,))
+        return sorted(str(r[0]) for r in rows)
+
+    async def subject_items(
+        self, org: str, subject: str, *, run_ids: list[str] | tuple[str, ...] = ()
+    ) -> list[MemoryItem]:
+        """GDPR export: every item held about ``subject`` in ``org``, both tiers, expired or not (until
+        pruned an expired item is still held), plus the episodes recorded from ``run_ids``."""
+        self._check(org, subject)
+        cols = "SELECT id, org, user_id, tier, kind, text, run_id, created_at, expires_at FROM memory_items "
+        found = {r[0]: r for r in await self._sql.fetch(cols + "WHERE org=? AND user_id=?", (org, subject))}
+        for run_id in run_ids:
+            for r in await self._sql.fetch(cols + "WHERE org=? AND run_id=?", (org, run_id)):
+                found.setdefault(r[0], r)
+        return sorted((_item(r) for r in found.values()), key=lambda i: i.created_at)
+
     async def erase_runs(self, org: str, run_ids: list[str]) -> int:
         """Delete the episodes recorded from these runs (e.g. when a run is erased)."""
         n = 0

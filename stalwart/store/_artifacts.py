@@ -212,6 +212,41 @@ class ArtifactStore:
         await self.keys.shred(org, subject)
         return n
 
+    @staticmethod
+    async def held(store: Any) -> int:
+        """How many artifacts ``store`` indexes (needs no master key: used to refuse an erasure that
+        could not reach them)."""
+        rows = await SqlRunner(store).fetch("SELECT COUNT(*) FROM artifacts")
+        return int(rows[0][0])
+
+    async def subject_orgs(self, subject: str) -> list[str]:
+        """GDPR reach: the orgs holding artifacts sealed under ``subject``'s own key."""
+        orgs = [str(r[0]) for r in await self._sql.fetch("SELECT DISTINCT org FROM artifacts")]
+        found = []
+        for org in orgs:
+            key_id = self.keys.key_id(org, subject)
+            rows = await self._sql.fetch("SELECT 1 FROM artifacts WHERE org=? AND key_id=? LIMIT 1", (org, key_id))
+            if rows:
+                found.append(org)
+        return sorted(found)
+
+    async def subject_refs(
+        self, org: str, subject: str, *, run_ids: list[str] | tuple[str, ...] = ()
+    ) -> list[tuple[ArtifactRef, str | None]]:
+        """GDPR export: ``(reference, run id)`` of every artifact of ``subject`` in ``org``: those
+        under the subject's key and those written by ``run_ids``."""
+        cols = "SELECT org, key_id, sha256, size, media_type, run_id FROM artifacts "
+        rows = list(
+            await self._sql.fetch(cols + "WHERE org=? AND key_id=?", (org, self.keys.key_id(org, subject)))
+        )
+        for run_id in run_ids:
+            rows += await self._sql.fetch(cols + "WHERE org=? AND run_id=?", (org, run_id))
+        seen: dict[str, tuple[ArtifactRef, str | None]] = {}
+        for o, key_id, sha, size, media_type, run_id in rows:
+            ref = ArtifactRef(o, key_id, sha, int(size), media_type)
+            seen.setdefault(ref.name, (ref, run_id))
+        return list(seen.values())
+
     async def erase_runs(self, org: str, run_ids: list[str]) -> int:
         """Delete the artifacts first written by these runs (a run's retention ended)."""
         n = 0

@@ -32,7 +32,7 @@ from stalwart.telemetry._metrics import METRIC_NAMES, METRICS, Metrics, metrics_
 from stalwart.telemetry._render import trace_text
 from stalwart.telemetry._semconv import ATTR, GEN_AI, SPAN
 from stalwart.telemetry._spans import SpanRecord, run_span, step_spans, trace_from_journal
-from stalwart.telemetry._store_sink import load_spans
+from stalwart.telemetry._store_sink import erase_spans, load_spans
 from stalwart.telemetry._telemetry import Telemetry
 
 __all__ = [
@@ -55,6 +55,7 @@ __all__ = [
     "bind_run_context",
     "bind_step_context",
     "configure_logging",
+    "erase_spans",
     "evaluate_alerts",
     "explain",
     "format_duration",

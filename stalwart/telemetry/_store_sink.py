@@ -14,7 +14,7 @@ from typing import Any
 
 from stalwart.telemetry._spans import SpanRecord
 
-__all__ = ["SPANS_NAMESPACE", "StoreSpanSink", "load_spans"]
+__all__ = ["SPANS_NAMESPACE", "StoreSpanSink", "erase_spans", "load_spans"]
 
 SPANS_NAMESPACE = "spans"
 _log = logging.getLogger("stalwart.telemetry")
@@ -93,3 +93,12 @@ async def load_spans(store: Any, run_id: str) -> list[SpanRecord]:
             span = SpanRecord.from_dict(d)
             by_id[span.span_id] = span
     return sorted(by_id.values(), key=lambda s: (s.start, s.parent_span_id is not None, s.span_id))
+
+
+async def erase_spans(store: Any, run_ids: list[str] | tuple[str, ...]) -> int:
+    """Delete every persisted span of these runs (GDPR erasure: spans carry ``user.id`` and, with
+    content capture on, redacted messages). Returns how many batches were deleted."""
+    n = 0
+    for run_id in run_ids:
+        n += int(await store.kv_delete_prefix(SPANS_NAMESPACE, f"{run_id}:"))
+    return n

@@ -10,7 +10,6 @@ import asyncio
 from typing import Any
 
 import stalwart as sw
-from stalwart.api._governance import Governance
 
 
 def build_app(db: str | None = None) -> sw.App:
@@ -55,8 +54,8 @@ def build_app(db: str | None = None) -> sw.App:
 
     async def request_review(run_id: str, org: str, user: str, ticket: dict, risk: dict) -> dict:
         review = (
-            await Governance(app)
-            .reviews_queue()
+            await (await app.governance())
+            .reviews
             .create(
                 run_id,
                 1,
