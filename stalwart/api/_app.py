@@ -80,7 +80,8 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(api: FastAPI) -> AsyncIterator[None]:
         store = await app.connect()
-        keys = KeyStore(store)
+        gov = Governance(app)
+        keys = KeyStore(store, audit=gov.audit_log)
         api.state.stalwart = ApiContext(
             app=app,
             settings=s,
@@ -88,7 +89,7 @@ def create_app(
             jwt=JwtVerifier(s),
             sessions=SessionStore(store, s.session_ttl_s),
             limiter=RateLimiter(store, redis_url),
-            gov=Governance(app),
+            gov=gov,
         )
         api.state.bootstrap_key = await bootstrap_admin_key(app, keys, s)
         worker = None

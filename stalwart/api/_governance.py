@@ -176,8 +176,9 @@ class Governance:
             return None
 
     async def list_reviews(
-        self, org: str, status: str | None = None, limit: int = 200
+        self, org: str | None, status: str | None = None, limit: int = 200
     ) -> list[dict[str, Any]]:
+        """Reviews of ``org`` (``None``: every org), newest first."""
         q = self.reviews_queue()
         found = await q.list(status, org=org, limit=limit)
         if org == DEFAULT_ORG:
