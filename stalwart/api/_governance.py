@@ -256,7 +256,18 @@ class Governance:
         runs = await self.app.list_runs(limit=100_000)
         return {run_org(r.org) for r in runs if r.user == subject}
 
+    async def _known_in(self, subject: str, org: str) -> set[str]:
+        """The orgs holding the subject's runs; 404 when ``org`` is not one of them.
+
+        A subject of another org reads exactly like one nobody has heard of, so an org learns
+        nothing about another org's customers by probing names."""
+        orgs = await self._subject_orgs(subject)
+        if org not in orgs:
+            raise ReviewError(404, "subject_not_found", f"no data subject {subject!r} in org {org!r}")
+        return orgs
+
     async def export_subject(self, subject: str, org: str, requester: str) -> dict[str, Any]:
+        await self._known_in(subject, org)
         data = await (await self._compliance()).export(subject, requester=requester)
         runs = [r for r in data.get("runs", []) if run_org(r.get("org")) == org]
         ids = {r["id"] for r in runs}
@@ -274,7 +285,7 @@ class Governance:
         }
 
     async def erase_subject(self, subject: str, org: str, operator: str) -> dict[str, Any]:
-        orgs = await self._subject_orgs(subject)
+        orgs = await self._known_in(subject, org)
         if orgs - {org}:
             raise ReviewError(
                 409,

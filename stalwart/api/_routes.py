@@ -201,7 +201,10 @@ async def export_subject(
 ) -> Any:
     """Everything held about a data subject in the caller's org (GDPR access)."""
     ctx = _ctx(request)
-    return scrub(await ctx.gov.export_subject(subject_id, p.org, p.subject))
+    try:
+        return scrub(await ctx.gov.export_subject(subject_id, p.org, p.subject))
+    except ReviewError as err:
+        raise ApiError(err.status, err.code, err.message) from None
 
 
 @router.delete("/v1/compliance/subjects/{subject_id}", tags=["compliance"], response_model=dict[str, Any])
