@@ -103,7 +103,7 @@ class Ops:
         """Every org known to the platform (runs, keys, reviews), for a platform admin's selector."""
         if not self.platform:
             return [self.p.org]
-        found = {run_org(r.org) for r in await self.app.list_runs(limit=100_000)}
+        found = {run_org(o) for o in await (await self.app.connect()).run_orgs()}
         found.update(await self.ctx.keys.orgs())
         found.update(r["org"] for r in await self.ctx.gov.list_reviews(None, None, limit=10_000))
         return sorted(found)

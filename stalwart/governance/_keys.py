@@ -12,6 +12,7 @@ Both record ``key.create`` / ``key.revoke`` in the audit log through the same :c
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import hmac
 import json
@@ -165,7 +166,7 @@ class KeyStore:
                 out.append(rec)
         return sorted(out, key=lambda r: r.created_at)
 
-    async def orgs(self) -> list[str]:
+    async def orgs(self) -> builtins.list[str]:
         """The orgs that hold at least one key."""
         return sorted({k.org for k in await self.list()})
 

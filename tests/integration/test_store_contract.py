@@ -151,3 +151,10 @@ async def test_list_runs_filters(store) -> None:  # type: ignore[no-untyped-def]
     assert [r.id for r in await store.list_runs(workflow="b")] == ["r2"]
     assert [r.id for r in await store.list_runs(org="acme")] == ["r1"]
     assert [r.id for r in await store.list_runs(status="PENDING", limit=1)] in (["r1"], ["r2"])
+
+
+async def test_run_orgs_lists_each_org_once(store) -> None:  # type: ignore[no-untyped-def]
+    assert await store.run_orgs() == []
+    for i, org in enumerate(("globex", "acme", "acme", "")):
+        await store.create_run(_run(f"r{i}", org=org))
+    assert await store.run_orgs() == ["", "acme", "globex"]
