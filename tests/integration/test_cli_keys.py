@@ -47,7 +47,8 @@ def test_operator_creates_lists_and_revokes_an_orgs_first_key(db_url: str, tmp_p
     recs = json.loads(listed.stdout)
     assert {r["org"] for r in recs} == {"acme", "globex"}
     assert token not in listed.stdout and all("hash" not in r and "key" not in r for r in recs)
-    only = json.loads(stalwart("--db", db_url, "keys", "list", "--org", "acme", "--json", cwd=tmp_path).stdout)
+    # The global options work after the sub-command too.
+    only = json.loads(stalwart("keys", "list", "--org", "acme", "--json", "--db", db_url, cwd=tmp_path).stdout)
     assert [r["org"] for r in only] == ["acme"] and only[0]["created_by"] == "user:ops-lead"
     kid = only[0]["kid"]
     table = stalwart("--db", db_url, "keys", "list", cwd=tmp_path)
