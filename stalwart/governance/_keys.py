@@ -34,12 +34,12 @@ ROLES = ("viewer", "operator", "reviewer", "admin", "auditor")
 PLATFORM_ORG = "default"
 """The platform operator's org: its admins (the bootstrap key among them) administer every org."""
 
-_ORG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_ORG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 def check_org(org: str) -> str:
     """``org`` if it is a valid org name (letters, digits, ``_ . -``; at most 64), else :class:`InvalidInput`."""
-    if not isinstance(org, str) or not _ORG.match(org):
+    if not isinstance(org, str) or not _ORG.fullmatch(org):
         raise InvalidInput(
             f"org {org!r} is not a valid org name (1-64 letters, digits, '_', '.', '-'; starting alphanumeric)"
         )
