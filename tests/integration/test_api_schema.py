@@ -102,3 +102,25 @@ def test_boundary_values_never_get_a_5xx(tmp_path: Path) -> None:
         )
     assert out.returncode == 0, out.stdout[-6000:] + out.stderr[-2000:]
     assert "passed" in out.stdout and " 0 passed" not in out.stdout
+
+
+def test_bad_bodies_on_admin_endpoints_are_422_with_a_message(tmp_path: Path) -> None:
+    import httpx
+
+    with ServerThread(build_app(f"sqlite:///{tmp_path}/s.db"), worker=False) as server:
+        key, _ = server.call(
+            server.api.state.stalwart.keys.create(org="default", roles=["admin"], subject="bodies")
+        )
+        h = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+        with httpx.Client(base_url=server.url, headers=h) as c:
+            for method, path in (("PUT", "/admin/budget"), ("POST", "/admin/keys"), ("POST", "/v1/runs")):
+                r = c.request(method, path, content=b"\xff\x1d")
+                assert r.status_code == 422 and "not valid JSON" in r.json()["error"]["message"], r.text
+            for body in ({"max_usd": 0}, {"max_tokens": 0}, {"max_usd": -1}, {"max_usd": "ten"}):
+                r = c.put("/admin/budget", json=body)
+                assert r.status_code == 422, (body, r.text)
+                assert r.json()["error"]["message"].startswith("invalid request: body.max_")
+            r = c.post("/admin/keys", json={"org": "no spaces please", "roles": ["viewer"]})
+            assert r.status_code == 422 and "body.org" in r.json()["error"]["message"]
+            assert c.put("/admin/budget", json={"max_usd": 3.5}).json()["max_usd"] == 3.5
+            assert c.put("/admin/budget", json={}).json()["max_usd"] is None  # omitting both clears the cap
