@@ -100,12 +100,11 @@ class Ops:
             raise ApiError(422, "invalid_org", exc.message) from None
 
     async def orgs(self) -> list[str]:
-        """Every org known to the platform (runs, keys, reviews), for a platform admin's selector."""
+        """Every org known to the platform (it has runs or keys), for a platform admin's selector."""
         if not self.platform:
             return [self.p.org]
         found = {run_org(o) for o in await (await self.app.connect()).run_orgs()}
         found.update(await self.ctx.keys.orgs())
-        found.update(r["org"] for r in await self.ctx.gov.list_reviews(None, None, limit=10_000))
         return sorted(found)
 
     # -- runs ------------------------------------------------------------------------------
