@@ -26,7 +26,7 @@ def stalwart(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env.pop("STALWART_DB", None)
     env.pop("STALWART_APP", None)
     return subprocess.run(
-        [sys.executable, "-m", "stalwart.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "stalwart.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120, check=False
     )
 
 
