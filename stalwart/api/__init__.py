@@ -8,7 +8,7 @@ Domain errors become HTTP statuses here and nowhere else (:data:`STATUS`).
 from stalwart.api._app import bootstrap_admin_key, create_app
 from stalwart.api._config import DEFAULT_ORG, ROLES, ApiSettings
 from stalwart.api._errors import STATUS
-from stalwart.api._keys import ApiKey, KeyStore
+from stalwart.governance import ApiKey, KeyStore
 
 __all__ = [
     "DEFAULT_ORG",

@@ -16,11 +16,11 @@ from stalwart.api._config import DEFAULT_ORG, ApiSettings
 from stalwart.api._errors import install_error_handlers
 from stalwart.api._governance import Governance
 from stalwart.api._jwt import JwtVerifier
-from stalwart.api._keys import KeyStore
 from stalwart.api._middleware import EdgeMiddleware
 from stalwart.api._ops import ApiContext
 from stalwart.api._ratelimit import RateLimiter
 from stalwart.api._sessions import SessionStore
+from stalwart.governance import KeyStore
 
 __all__ = ["bootstrap_admin_key", "create_app"]
 
@@ -46,12 +46,18 @@ async def bootstrap_admin_key(app: Any, keys: KeyStore, settings: ApiSettings) -
                 subject="admin",
                 created_by="bootstrap",
                 token=given,
+                actor="system:bootstrap",
             )
         return None
     if await keys.any():
         return None
     token, _rec = await keys.create(
-        org=DEFAULT_ORG, roles=["admin"], name="bootstrap", subject="admin", created_by="bootstrap"
+        org=DEFAULT_ORG,
+        roles=["admin"],
+        name="bootstrap",
+        subject="admin",
+        created_by="bootstrap",
+        actor="system:bootstrap",
     )
     if settings.print_bootstrap_key:
         print(
@@ -80,7 +86,8 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(api: FastAPI) -> AsyncIterator[None]:
         store = await app.connect()
-        keys = KeyStore(store)
+        gov = Governance(app)
+        keys = KeyStore(store, audit=(await app.governance()).audit)
         api.state.stalwart = ApiContext(
             app=app,
             settings=s,
@@ -88,7 +95,7 @@ def create_app(
             jwt=JwtVerifier(s),
             sessions=SessionStore(store, s.session_ttl_s),
             limiter=RateLimiter(store, redis_url),
-            gov=Governance(app),
+            gov=gov,
         )
         api.state.bootstrap_key = await bootstrap_admin_key(app, keys, s)
         worker = None

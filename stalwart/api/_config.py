@@ -9,12 +9,11 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from stalwart.governance import PLATFORM_ORG, ROLES
+
 __all__ = ["DEFAULT_ORG", "ROLES", "ApiSettings"]
 
-ROLES = ("viewer", "operator", "reviewer", "admin", "auditor")
-"""Every role a principal can hold."""
-
-DEFAULT_ORG = "default"
+DEFAULT_ORG = PLATFORM_ORG
 """The org of runs started without one (the CLI, the demo) and of the bootstrap admin key."""
 
 

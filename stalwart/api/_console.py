@@ -3,6 +3,10 @@
 Sign-in exchanges an API key for a session cookie (``HttpOnly``, ``SameSite=Strict``) whose
 record lives in the store; every form carries the session's CSRF token. Pages call the same
 :class:`Ops` as the JSON API, so roles and org scoping are identical.
+
+A platform admin (the bootstrap key, any admin of the platform org) sees every org: the header
+holds an org selector (``?org=``), "all orgs" by default, so the runs of ``stalwart demo`` (org
+``acme``) are there at the first sign-in. Everyone else sees their own org, whatever ``?org`` says.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from starlette.staticfiles import StaticFiles
 
 from stalwart.api._auth import SESSION_COOKIE, Principal
 from stalwart.api._errors import ApiError, status_for
-from stalwart.api._ops import ApiContext, Ops, public_run, scrub
+from stalwart.api._governance import run_org
+from stalwart.api._ops import ALL_ORGS, ApiContext, Ops, is_platform_admin, public_run, scrub
 from stalwart.errors import RunNotFound, StalwartError
 
 __all__ = ["router", "static_app"]
@@ -78,6 +83,28 @@ async def _principal(request: Request) -> Principal | None:
     return await _ctx(request).sessions.principal(token) if token else None
 
 
+def _view(request: Request) -> str:
+    """The org a platform admin asked to look at (``?org=``); every org when absent or malformed."""
+    from stalwart.governance import check_org
+
+    wanted = request.query_params.get("org") or ALL_ORGS
+    if wanted == ALL_ORGS:
+        return ALL_ORGS
+    try:
+        return check_org(wanted)
+    except StalwartError:
+        return ALL_ORGS
+
+
+async def _scope(request: Request, p: Principal) -> tuple[Ops, dict[str, Any]]:
+    """The page's :class:`Ops` and what the header's org selector needs."""
+    ctx = _ctx(request)
+    if not is_platform_admin(ctx, p):
+        return Ops(ctx, p), {"orgs": None, "view": p.org}
+    ops = Ops(ctx, p, view=_view(request))
+    return ops, {"orgs": await ops.orgs(), "view": ops.view}
+
+
 def _render(request: Request, name: str, p: Principal | None, code: int = 200, **kw: Any) -> HTMLResponse:
     html = _env.get_template(name).render(
         request=request,
@@ -85,6 +112,7 @@ def _render(request: Request, name: str, p: Principal | None, code: int = 200, *
         flash=request.query_params.get("flash"),
         error=request.query_params.get("error"),
         nav=name.split(".")[0],
+        all_orgs=ALL_ORGS,
         **kw,
     )
     return HTMLResponse(html, status_code=code)
@@ -172,13 +200,15 @@ async def runs_page(request: Request, status: str = "", workflow: str = "") -> R
     if p is None:
         return _to_login()
     st = status if status in _STATUSES else None
-    runs = await Ops(_ctx(request), p).runs(st, workflow[:200] or None, 200)
-    workflows = sorted({w.name for w in _ctx(request).app.workflows()})
+    ops, scope = await _scope(request, p)
+    runs = await ops.runs(st, workflow[:200] or None, 200)
+    workflows = sorted({w.name for w in _ctx(request).app.workflows()} | {r.workflow for r in runs})
     return _render(
         request,
         "runs.html",
         p,
-        runs=[public_run(r) for r in runs],
+        **scope,
+        runs=[{**public_run(r), "org": run_org(r.org)} for r in runs],
         status=st or "",
         workflow=workflow,
         statuses=_STATUSES,
@@ -218,7 +248,7 @@ async def run_page(request: Request, run_id: str) -> Response:
     p = await _principal(request)
     if p is None:
         return _to_login()
-    ops = Ops(_ctx(request), p)
+    ops = Ops(_ctx(request), p, view=ALL_ORGS)
     try:
         info = await ops.run(run_id[:100])
     except RunNotFound:
@@ -243,7 +273,7 @@ async def run_page(request: Request, run_id: str) -> Response:
     ]
     audit = None
     if p.has("auditor", "admin"):
-        audit = await _ctx(request).gov.audit_events(org=p.org, run_id=info.id, limit=200)
+        audit = await _ctx(request).gov.audit_events(org=run_org(info.org), run_id=info.id, limit=200)
     reviews = [r for r in await ops.reviews() if r["run_id"] == info.id]
     return _render(
         request,
@@ -268,7 +298,7 @@ async def cancel(request: Request, run_id: str, csrf: str = Form("")) -> Respons
     if not _csrf_ok(p, csrf) or not p.has("operator", "admin"):
         return _back(path, error="You may not cancel runs.")
     try:
-        await Ops(_ctx(request), p).cancel(run_id[:100])
+        await Ops(_ctx(request), p, view=ALL_ORGS).cancel(run_id[:100])
     except (ApiError, StalwartError) as exc:
         return _back(path, error=_message(exc))
     return _back(path, flash="Cancellation requested; it takes effect at the next step.")
@@ -280,7 +310,7 @@ async def reviews_page(request: Request, show: str = "open") -> Response:
     p = await _principal(request)
     if p is None:
         return _to_login()
-    ops = Ops(_ctx(request), p)
+    ops, scope = await _scope(request, p)
     reviews = await ops.reviews("pending" if show == "open" else None)
     runs = {}
     for r in reviews:
@@ -288,7 +318,9 @@ async def reviews_page(request: Request, show: str = "open") -> Response:
             runs[r["run_id"]] = public_run(await ops.run(r["run_id"]))
         except RunNotFound:
             pass
-    return _render(request, "reviews.html", p, reviews=reviews, runs=runs, show=show, now=time.time())
+    return _render(
+        request, "reviews.html", p, **scope, reviews=reviews, runs=runs, show=show, now=time.time()
+    )
 
 
 @router.post("/reviews/{review_id}/decision")
@@ -316,7 +348,7 @@ async def decide(
     if decision not in ("approve", "reject", "modify", "escalate"):
         return _back("/console/reviews", error="Unknown decision.")
     try:
-        r = await Ops(_ctx(request), p).decide(review_id[:200], decision, note or None, parsed)
+        r = await Ops(_ctx(request), p, view=ALL_ORGS).decide(review_id[:200], decision, note or None, parsed)
     except (ApiError, StalwartError) as exc:
         return _back("/console/reviews", error=_message(exc))
     return _back("/console/reviews", flash=f"Review {r['id'][:8]} is now {r['status']}.")
@@ -328,10 +360,13 @@ async def dlq_page(request: Request) -> Response:
     p = await _principal(request)
     if p is None:
         return _to_login()
+    ops, scope = await _scope(request, p)
+    orgs = {r.id: run_org(r.org) for r in await ops.runs("DEAD_LETTER", None, 1000)}
     items = [
         scrub(
             {
                 "run_id": d.run_id,
+                "org": orgs.get(d.run_id, ""),
                 "workflow": d.workflow,
                 "version": d.version,
                 "reason": d.reason,
@@ -340,9 +375,9 @@ async def dlq_page(request: Request) -> Response:
                 "retries": d.retries,
             }
         )
-        for d in await Ops(_ctx(request), p).dead_letters()
+        for d in await ops.dead_letters()
     ]
-    return _render(request, "dlq.html", p, items=items)
+    return _render(request, "dlq.html", p, **scope, items=items)
 
 
 @router.post("/dlq/{run_id}/retry")
@@ -353,7 +388,7 @@ async def dlq_retry(request: Request, run_id: str, csrf: str = Form("")) -> Resp
     if not _csrf_ok(p, csrf) or not p.has("operator", "admin"):
         return _back("/console/dlq", error="You may not retry runs.")
     try:
-        await Ops(_ctx(request), p).retry_dead_letter(run_id[:100])
+        await Ops(_ctx(request), p, view=ALL_ORGS).retry_dead_letter(run_id[:100])
     except (ApiError, StalwartError) as exc:
         return _back("/console/dlq", error=_message(exc))
     return _back("/console/dlq", flash=f"Run {run_id[:12]} is queued again.")
@@ -364,7 +399,12 @@ async def budget_page(request: Request) -> Response:
     p = await _principal(request)
     if p is None:
         return _to_login()
-    b = await Ops(_ctx(request), p).budget()
+    ops, scope = await _scope(request, p)
+    budgets = [{**b, "bars": _bars(b)} for b in await ops.budgets()]
+    return _render(request, "budget.html", p, **scope, budgets=budgets)
+
+
+def _bars(b: dict[str, Any]) -> list[dict[str, Any]]:
     bars = []
     for label, spent, cap, unit in (
         ("Spend (USD)", b["spent_usd"], b["max_usd"], "$"),
@@ -383,12 +423,16 @@ async def budget_page(request: Request) -> Response:
                 "unit": unit,
             }
         )
-    return _render(request, "budget.html", p, budget=b, bars=bars)
+    return bars
 
 
 @router.post("/budget")
 async def set_budget(
-    request: Request, csrf: str = Form(""), max_usd: str = Form(""), max_tokens: str = Form("")
+    request: Request,
+    csrf: str = Form(""),
+    max_usd: str = Form(""),
+    max_tokens: str = Form(""),
+    org: str = Form("", max_length=64),
 ) -> Response:
     p = await _principal(request)
     if p is None:
@@ -398,12 +442,15 @@ async def set_budget(
     try:
         usd = float(max_usd) if max_usd.strip() else None
         tokens = int(max_tokens) if max_tokens.strip() else None
-        if (usd is not None and usd < 0) or (tokens is not None and tokens < 0):
+        if (usd is not None and usd <= 0) or (tokens is not None and tokens <= 0):
             raise ValueError
     except ValueError:
         return _back("/console/budget", error="Caps must be positive numbers.")
-    await Ops(_ctx(request), p).set_budget(usd, tokens)
-    return _back("/console/budget", flash="Budget saved.")
+    try:
+        b = await Ops(_ctx(request), p).set_budget(usd, tokens, org or None)
+    except (ApiError, StalwartError) as exc:
+        return _back("/console/budget", error=_message(exc))
+    return _back("/console/budget", flash=f"Budget of {b['org']} saved.")
 
 
 @router.get("/alerts", response_class=HTMLResponse)

@@ -118,6 +118,11 @@ def install_error_handlers(api: FastAPI) -> None:
 
     @api.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and "parsing the body" in str(exc.detail):
+            # A body that is not JSON (or not UTF-8) is a bad body like any other: 422, said plainly.
+            return JSONResponse(
+                error_body("invalid_request", "invalid request: the body is not valid JSON (UTF-8)"), 422
+            )
         code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(
             exc.status_code, "http_error"
         )

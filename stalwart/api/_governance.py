@@ -165,8 +165,9 @@ class Governance:
             return None
 
     async def list_reviews(
-        self, org: str, status: str | None = None, limit: int = 200
+        self, org: str | None, status: str | None = None, limit: int = 200
     ) -> list[dict[str, Any]]:
+        """Reviews of ``org`` (``None``: every org), newest first."""
         q = (await self._gov()).reviews
         found = await q.list(status, org=org, limit=limit)
         if org == DEFAULT_ORG:
@@ -236,9 +237,20 @@ class Governance:
     async def _subject_orgs(self, subject: str) -> set[str]:
         return {run_org(o) for o in await (await self._compliance()).subject_orgs(subject)}
 
+    async def _known_in(self, subject: str, org: str) -> set[str]:
+        """The orgs holding the subject's runs; 404 when ``org`` is not one of them.
+
+        A subject of another org reads exactly like one nobody has heard of, so an org learns
+        nothing about another org's customers by probing names."""
+        orgs = await self._subject_orgs(subject)
+        if org not in orgs:
+            raise ReviewError(404, "subject_not_found", f"no data subject {subject!r} in org {org!r}")
+        return orgs
+
     async def export_subject(self, subject: str, org: str, requester: str) -> dict[str, Any]:
         """What ``org`` holds about ``subject``: runs, memory, artifacts, vault values, audit entries."""
         try:
+            await self._known_in(subject, org)
             data = await (await self._compliance()).export(subject, requester=requester, orgs=[org])
         except InvalidInput as exc:
             raise ReviewError(422, "invalid_subject", exc.message) from None
@@ -254,7 +266,7 @@ class Governance:
         }
 
     async def erase_subject(self, subject: str, org: str, operator: str) -> dict[str, Any]:
-        orgs = await self._subject_orgs(subject)
+        orgs = await self._known_in(subject, org)
         if orgs - {org}:
             raise ReviewError(
                 409,

@@ -2,6 +2,10 @@
 
 Org scoping lives here: a run, review, dead letter or subject of another org reads as not found,
 so an id from another org reveals nothing, not even that it exists.
+
+A platform admin (an ``admin`` of the platform org, :data:`stalwart.governance.PLATFORM_ORG`; the
+bootstrap key is one) may look at another org, or at every org (:data:`ALL_ORGS`), by passing
+``view``; everyone else always sees exactly their own org, whatever ``view`` says.
 """
 
 from __future__ import annotations
@@ -14,9 +18,12 @@ from stalwart.api._auth import Principal
 from stalwart.api._config import DEFAULT_ORG, ApiSettings
 from stalwart.api._errors import ApiError
 from stalwart.api._governance import Governance, ReviewError, run_org
-from stalwart.errors import RunNotFound
+from stalwart.errors import RunNotFound, StalwartError
 
-__all__ = ["ApiContext", "Ops", "public_run", "scrub"]
+__all__ = ["ALL_ORGS", "ApiContext", "Ops", "public_run", "scrub"]
+
+ALL_ORGS = "*"
+"""The ``view`` of a platform admin looking at every org at once."""
 
 _PRIVATE_KEYS = frozenset({"traceback", "stack", "stacktrace"})
 
@@ -55,11 +62,50 @@ def _review_error(err: ReviewError) -> ApiError:
     return ApiError(err.status, err.code, err.message)
 
 
+def is_platform_admin(ctx: ApiContext, p: Principal) -> bool:
+    """An admin of the platform org: administers every org's keys, budgets and the kill switch."""
+    return p.has("admin") and p.org == ctx.platform_org
+
+
 class Ops:
-    def __init__(self, ctx: ApiContext, p: Principal) -> None:
+    """The endpoints' logic for principal ``p``, looking at org ``view`` (platform admins only)."""
+
+    def __init__(self, ctx: ApiContext, p: Principal, view: str | None = None) -> None:
         self.ctx = ctx
         self.app = ctx.app
         self.p = p
+        self.platform = is_platform_admin(ctx, p)
+        self.view = (view or p.org) if self.platform else p.org
+
+    def sees(self, org: str | None) -> bool:
+        """Whether a resource of ``org`` is visible in this view."""
+        return self.view == ALL_ORGS or run_org(org) == self.view
+
+    def org_for(self, org: str | None) -> str:
+        """The org an org-level action (keys, budget) targets: ``org`` if given and allowed, else the caller's.
+
+        An org admin naming another org is refused (403): the org's name is the caller's own input,
+        so refusing it reveals nothing; a resource id of another org reads as not found instead."""
+        if org is None or org == self.p.org:
+            return self.p.org
+        if not self.platform:
+            raise ApiError(
+                403, "forbidden", "an org admin manages only its own org; only a platform admin may name another org"
+            )
+        from stalwart.governance import check_org
+
+        try:
+            return check_org(org)
+        except StalwartError as exc:
+            raise ApiError(422, "invalid_org", exc.message) from None
+
+    async def orgs(self) -> list[str]:
+        """Every org known to the platform (it has runs or keys), for a platform admin's selector."""
+        if not self.platform:
+            return [self.p.org]
+        found = {run_org(o) for o in await (await self.app.connect()).run_orgs()}
+        found.update(await self.ctx.keys.orgs())
+        return sorted(found)
 
     # -- runs ------------------------------------------------------------------------------
     async def run(self, run_id: str) -> Any:
@@ -67,7 +113,7 @@ class Ops:
             info = await self.app.get_run(run_id)
         except RunNotFound:
             info = None
-        if info is None or run_org(info.org) != self.p.org:
+        if info is None or not self.sees(info.org):
             raise RunNotFound(f"no run with id {run_id!r}")
         return info
 
@@ -86,19 +132,21 @@ class Ops:
     async def runs(
         self, status: str | None = None, workflow: str | None = None, limit: int = 100
     ) -> list[Any]:
-        runs = await self.app.list_runs(status=status, workflow=workflow, org=self.p.org, limit=limit)
-        if self.p.org == DEFAULT_ORG:
+        if self.view == ALL_ORGS:
+            return await self.app.list_runs(status=status, workflow=workflow, limit=limit)
+        runs = await self.app.list_runs(status=status, workflow=workflow, org=self.view, limit=limit)
+        if self.view == DEFAULT_ORG:
             runs += await self.app.list_runs(status=status, workflow=workflow, org="", limit=limit)
             runs.sort(key=lambda r: r.created_at, reverse=True)
         return runs[:limit]
 
     async def cancel(self, run_id: str) -> Any:
-        await self.run(run_id)
+        run = await self.run(run_id)
         info = await self.app.cancel(run_id)
         await self.ctx.gov.audit(
             "run.cancel",
             actor=self.p.actor,
-            org=self.p.org,
+            org=run_org(run.org),
             action="cancel",
             resource=f"run:{run_id}",
             run_id=run_id,
@@ -141,12 +189,12 @@ class Ops:
         return out
 
     async def retry_dead_letter(self, run_id: str) -> Any:
-        await self.run(run_id)
+        run = await self.run(run_id)
         info = await self.app.retry_dead_letter(run_id)
         await self.ctx.gov.audit(
             "dlq.retry",
             actor=self.p.actor,
-            org=self.p.org,
+            org=run_org(run.org),
             action="retry",
             resource=f"run:{run_id}",
             run_id=run_id,
@@ -157,12 +205,12 @@ class Ops:
     # -- reviews ---------------------------------------------------------------------------
     async def review(self, review_id: str) -> dict[str, Any]:
         r = await self.ctx.gov.get_review(review_id) if len(review_id) <= 200 else None
-        if r is None or r["org"] != self.p.org:
+        if r is None or not self.sees(r["org"]):
             raise ApiError(404, "review_not_found", f"no review with id {review_id!r}")
         return r
 
     async def reviews(self, status: str | None = None) -> list[dict[str, Any]]:
-        return await self.ctx.gov.list_reviews(self.p.org, status)
+        return await self.ctx.gov.list_reviews(None if self.view == ALL_ORGS else self.view, status)
 
     async def decide(
         self, review_id: str, decision: str, note: str | None, args: dict[str, Any] | None
@@ -196,15 +244,17 @@ class Ops:
             raise _review_error(err) from None
 
     # -- budgets and alerts ----------------------------------------------------------------
-    async def budget(self) -> dict[str, Any]:
+    async def budget(self, org: str | None = None) -> dict[str, Any]:
+        """The monthly model budget and spend of ``org`` (default: the viewed org, else the caller's)."""
+        org = org or (self.view if self.view != ALL_ORGS else self.p.org)
         gw = await self.app.gateway()
         now = time.time()
-        raw = await self.app.store.get_flag(f"gateway.cap.org.{self.p.org}") or {}
-        tokens, usd = await gw.org_spend(self.p.org, now)
+        raw = await self.app.store.get_flag(f"gateway.cap.org.{org}") or {}
+        tokens, usd = await gw.org_spend(org, now)
         cap_usd, cap_tokens = raw.get("max_usd"), raw.get("max_tokens")
         pct = [spent / cap * 100 for spent, cap in ((usd, cap_usd), (tokens, cap_tokens)) if cap]
         return {
-            "org": self.p.org,
+            "org": org,
             "month": time.strftime("%Y-%m", time.gmtime(now)),
             "max_usd": cap_usd,
             "max_tokens": cap_tokens,
@@ -213,24 +263,75 @@ class Ops:
             "used_pct": round(max(pct), 2) if pct else None,
         }
 
-    async def set_budget(self, max_usd: float | None, max_tokens: int | None) -> dict[str, Any]:
+    async def budgets(self) -> list[dict[str, Any]]:
+        """The budget of every org in view (one for an org admin)."""
+        orgs = await self.orgs() if self.view == ALL_ORGS else [self.view]
+        return [await self.budget(o) for o in orgs]
+
+    async def set_budget(
+        self, max_usd: float | None, max_tokens: int | None, org: str | None = None
+    ) -> dict[str, Any]:
+        """Set (or, with neither cap, clear) an org's monthly cap; caps must be positive."""
         from stalwart.gateway import Budget
 
+        org = self.org_for(org)
+        if (max_usd is not None and max_usd <= 0) or (max_tokens is not None and max_tokens <= 0):
+            raise ApiError(
+                422, "invalid_budget", "max_usd and max_tokens must be positive (omit both to clear the cap)"
+            )
         gw = await self.app.gateway()
         cap = (
             None if max_usd is None and max_tokens is None else Budget(max_tokens=max_tokens, max_usd=max_usd)
         )
-        await gw.set_cap("org", self.p.org, cap)
+        await gw.set_cap("org", org, cap)
         await self.ctx.gov.audit(
             "budget.set",
             actor=self.p.actor,
-            org=self.p.org,
+            org=org,
             action="set_cap",
-            resource=f"budget:{self.p.org}",
+            resource=f"budget:{org}",
             user_id=self.p.subject,
             details={"max_usd": max_usd, "max_tokens": max_tokens},
         )
-        return await self.budget()
+        return await self.budget(org)
+
+    # -- keys ------------------------------------------------------------------------------
+    async def create_key(
+        self,
+        *,
+        org: str | None,
+        roles: list[str],
+        name: str = "",
+        subject: str | None = None,
+        expires_at: float | None = None,
+    ) -> tuple[str, Any]:
+        """A new key in ``org`` (an org admin: its own org only); recorded in the audit log."""
+        target = self.org_for(org)
+        try:
+            return await self.ctx.keys.create(
+                org=target,
+                roles=roles,
+                name=name,
+                subject=subject,
+                expires_at=expires_at,
+                created_by=self.p.subject,
+                actor=self.p.actor,
+            )
+        except StalwartError as exc:
+            raise ApiError(422, "invalid_key", exc.message) from None
+
+    async def keys(self, org: str | None = None) -> list[Any]:
+        """Keys of ``org``; a platform admin without ``org`` sees every org's keys."""
+        if org is None and self.platform:
+            return await self.ctx.keys.list()
+        return await self.ctx.keys.list(org=self.org_for(org))
+
+    async def revoke_key(self, kid: str) -> Any:
+        """Revoke ``kid``; a key of another org reads as not found unless the caller is a platform admin."""
+        rec = await self.ctx.keys.get(kid)
+        if rec is None or (rec.org != self.p.org and not self.platform):
+            raise ApiError(404, "key_not_found", f"no key {kid!r}")
+        return await self.ctx.keys.revoke(kid, actor=self.p.actor, user_id=self.p.subject)
 
     async def alerts(self) -> list[dict[str, Any]]:
         """Conditions that need a person now, computed from the store (no in-memory monitor)."""
@@ -273,7 +374,7 @@ class Ops:
                     "name": "OrgBudget",
                     "severity": sev,
                     "value": b["used_pct"],
-                    "summary": f"org {self.p.org} has used {b['used_pct']:.0f}% of its monthly budget",
+                    "summary": f"org {b['org']} has used {b['used_pct']:.0f}% of its monthly budget",
                 }
             )
         return out

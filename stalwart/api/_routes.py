@@ -220,34 +220,34 @@ async def erase_subject(
 
 
 # -- keys, budgets, alerts -------------------------------------------------------------------
+_ORG_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
 @router.post("/admin/keys", status_code=201, response_model=NewKeyOut, tags=["admin"])
 async def create_key(body: NewKey, request: Request, p: Principal = Depends(requires("admin"))) -> Any:
-    """Create an API key in the caller's org. The response is the only time the key is shown."""
-    ctx = _ctx(request)
+    """Create an API key in ``org`` (default: the caller's). The response is the only time the key is shown.
+
+    A platform admin (an admin of the platform org, e.g. the bootstrap key) may name any org; an org
+    admin naming another org gets 403."""
     expires = time.time() + body.expires_in_s if body.expires_in_s else None
-    token, rec = await ctx.keys.create(
-        org=p.org,
+    token, rec = await ops(request, p).create_key(
+        org=body.org,
         roles=list(body.roles),
         name=body.name,
         subject=body.subject,
         expires_at=expires,
-        created_by=p.subject,
-    )
-    await ctx.gov.audit(
-        "key.create",
-        actor=p.actor,
-        org=p.org,
-        action="create",
-        resource=f"key:{rec.kid}",
-        user_id=p.subject,
-        details={"roles": rec.roles},
     )
     return {**rec.public(), "key": token}
 
 
 @router.get("/admin/keys", response_model=list[KeyOut], tags=["admin"])
-async def list_keys(request: Request, p: Principal = Depends(requires("admin"))) -> Any:
-    return [k.public() for k in await _ctx(request).keys.list(org=p.org)]
+async def list_keys(
+    request: Request,
+    org: str | None = Query(None, pattern=_ORG_RE, description="Only this org's keys (platform admins: any org)."),
+    p: Principal = Depends(requires("admin")),
+) -> Any:
+    """Keys of the caller's org; a platform admin sees every org's (or ``org``'s) keys."""
+    return [k.public() for k in await ops(request, p).keys(org)]
 
 
 @router.delete("/admin/keys/{kid}", response_model=KeyOut, tags=["admin"])
@@ -256,15 +256,8 @@ async def revoke_key(
     kid: str = Path(min_length=1, max_length=40, pattern="^[A-Za-z0-9]+$"),
     p: Principal = Depends(requires("admin")),
 ) -> Any:
-    ctx = _ctx(request)
-    rec = await ctx.keys.get(kid)
-    if rec is None or rec.org != p.org:
-        raise ApiError(404, "key_not_found", f"no key {kid!r}")
-    rec = await ctx.keys.revoke(kid)
-    await ctx.gov.audit(
-        "key.revoke", actor=p.actor, org=p.org, action="revoke", resource=f"key:{kid}", user_id=p.subject
-    )
-    return rec.public()
+    """Revoke a key (idempotent). A key of another org reads as not found, except to a platform admin."""
+    return (await ops(request, p).revoke_key(kid)).public()
 
 
 @router.get("/v1/budget", response_model=BudgetOut, tags=["budgets"])
@@ -275,7 +268,8 @@ async def get_budget(request: Request, p: Principal = Depends(requires(*READ))) 
 
 @router.put("/admin/budget", response_model=BudgetOut, tags=["budgets"])
 async def set_budget(body: BudgetIn, request: Request, p: Principal = Depends(requires("admin"))) -> Any:
-    return await ops(request, p).set_budget(body.max_usd, body.max_tokens)
+    """Set the monthly model cap of the caller's org (a platform admin: of ``org``); omit both caps to clear it."""
+    return await ops(request, p).set_budget(body.max_usd, body.max_tokens, body.org)
 
 
 @router.get("/v1/alerts", response_model=list[AlertOut], tags=["alerts"])

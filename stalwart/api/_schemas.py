@@ -151,7 +151,13 @@ class AuditVerifyOut(BaseModel):
     first_bad: dict[str, Any] | None = None
 
 
+_ORG = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
 class NewKey(_In):
+    org: str | None = Field(
+        None, pattern=_ORG, description="The key's org (default: the caller's; another org: platform admins only)."
+    )
     name: str = Field("", max_length=100)
     roles: list[Literal["viewer", "operator", "reviewer", "admin", "auditor"]] = Field(
         min_length=1, max_length=5
@@ -177,8 +183,13 @@ class NewKeyOut(KeyOut):
 
 
 class BudgetIn(_In):
-    max_usd: float | None = Field(None, ge=0, le=1e9)
-    max_tokens: int | None = Field(None, ge=0, le=10**13)
+    """An org's monthly model cap; caps are positive, and omitting both clears the cap."""
+
+    max_usd: float | None = Field(None, gt=0, le=1e9, description="Monthly spend cap in USD (> 0).")
+    max_tokens: int | None = Field(None, gt=0, le=10**13, description="Monthly token cap (> 0).")
+    org: str | None = Field(
+        None, pattern=_ORG, description="The org (default: the caller's; another org: platform admins only)."
+    )
 
 
 class BudgetOut(BaseModel):

@@ -63,7 +63,7 @@ class SessionStore:
         )
 
     async def _key(self, kid: str) -> Any:
-        from stalwart.api._keys import KeyStore
+        from stalwart.governance import KeyStore
 
         return await KeyStore(self.store, self.clock).get(kid)
 

@@ -10,6 +10,8 @@
 - :class:`ReviewQueue`: human decisions with SLAs, escalation, webhooks, no self-approval.
 - :class:`KillSwitch`: engage in one call, release with two operators.
 - :class:`Compliance`: GDPR export and erasure, audit evidence, the AI inventory.
+- :class:`KeyStore`: API keys (hashed, shown once), administered per org; :data:`PLATFORM_ORG`'s
+  admins administer every org.
 """
 
 from stalwart.governance._anchor import BlobAnchor, CheckpointAnchor, DirectoryAnchor, open_anchor
@@ -20,6 +22,7 @@ from stalwart.governance._compliance import Compliance
 from stalwart.governance._db import chain_insert_sql
 from stalwart.governance._db_sqlite import register_functions as register_sqlite_functions
 from stalwart.governance._events import AuditEvent
+from stalwart.governance._keys import KEYS_NS, PLATFORM_ORG, ROLES, ApiKey, KeyStore, check_org, key_id_of
 from stalwart.governance._killswitch import KillSwitch
 from stalwart.governance._merkle import verify_consistency, verify_inclusion
 from stalwart.governance._policy import Decision, PolicyBundle, PolicyEngine
@@ -31,6 +34,10 @@ from stalwart.governance._webhook import Webhook
 
 __all__ = [
     "GENESIS",
+    "KEYS_NS",
+    "PLATFORM_ORG",
+    "ROLES",
+    "ApiKey",
     "AuditEvent",
     "AuditLog",
     "BlobAnchor",
@@ -41,6 +48,7 @@ __all__ = [
     "Decision",
     "DirectoryAnchor",
     "InclusionProof",
+    "KeyStore",
     "KillSwitch",
     "PolicyBundle",
     "PolicyEngine",
@@ -54,6 +62,8 @@ __all__ = [
     "chain_hash",
     "chain_insert_sql",
     "open_anchor",
+    "check_org",
+    "key_id_of",
     "register_sqlite_functions",
     "verify_chain",
     "verify_consistency",

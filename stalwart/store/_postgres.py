@@ -262,6 +262,10 @@ class PostgresStore:
         return [run_from_row(r) for r in rows]
 
     @_translate
+    async def run_orgs(self) -> list[str]:
+        return [r[0] or "" for r in await self._fetch("SELECT DISTINCT org FROM runs ORDER BY org", ())]
+
+    @_translate
     async def claim_runs(
         self, worker_id: str, workflows: list[str], now: float, lease_s: float, limit: int
     ) -> list[Claim]:

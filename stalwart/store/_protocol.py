@@ -69,6 +69,10 @@ class Store(Protocol):
         limit: int = 100,
     ) -> list[RunRecord]: ...
 
+    async def run_orgs(self) -> list[str]:
+        """Every distinct org that has runs (``""`` for runs started without one), sorted."""
+        ...
+
     async def claim_runs(
         self, worker_id: str, workflows: list[str], now: float, lease_s: float, limit: int
     ) -> list[Claim]:

@@ -219,6 +219,9 @@ class SqliteStore:
         )
         return [run_from_row(r) for r in rows]
 
+    async def run_orgs(self) -> list[str]:
+        return [r[0] or "" for r in self._q("SELECT DISTINCT org FROM runs ORDER BY org")]
+
     async def claim_runs(
         self, worker_id: str, workflows: list[str], now: float, lease_s: float, limit: int
     ) -> list[Claim]:

@@ -201,3 +201,10 @@ async def test_fleet_counts_by_queue_state(store) -> None:  # type: ignore[no-un
     assert (n.pending, n.waiting, n.running, n.dead_letter, n.reviews) == (1, 1, 1, 1, 0)
     later = await store.fleet_counts(600.0)  # the wait is due and c0's lease expired: both claimable
     assert (later.pending, later.waiting, later.running) == (3, 0, 0)
+
+
+async def test_run_orgs_lists_each_org_once(store) -> None:  # type: ignore[no-untyped-def]
+    assert await store.run_orgs() == []
+    for i, org in enumerate(("globex", "acme", "acme", "")):
+        await store.create_run(_run(f"r{i}", org=org))
+    assert await store.run_orgs() == ["", "acme", "globex"]
