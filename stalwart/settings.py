@@ -142,7 +142,10 @@ class GovernanceSettings(_Section):
     """The ``[governance]`` section: audit log, policies, risk and reviews."""
 
     policies_dir: str | None = None
-    """Cedar policies and schema; unset: ``./policies`` if present, else Stalwart's defaults."""
+    """Cedar policies and schema that seed a store holding no policy version yet; unset: the app's
+    ``App(policies=...)``, else Stalwart's defaults. After the seed the store's active version rules."""
+    policy_refresh_s: float = Field(2.0, gt=0, le=60)
+    """How often each process checks the store for a newly approved policy version (one small read)."""
     checkpoint_dir: str | None = ".stalwart/audit-checkpoints"
     """Write-once directory where signed audit checkpoints are anchored, outside the database."""
     signing_key_file: str | None = None

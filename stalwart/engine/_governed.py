@@ -42,7 +42,8 @@ class Governance:
             checkpoint_dir=s.checkpoint_dir,
             clock=app.clock.time,
         )
-        self.policy = PolicyEngine(policies_dir(app), store=store, audit=self.audit, clock=app.clock.time)
+        self.policy = PolicyEngine(policies_dir(app), store=store, audit=self.audit, clock=app.clock.time,
+                                   refresh_s=s.policy_refresh_s)
         self.risk = RiskScorer(review_above=s.review_above, block_above=s.block_above)
         self.reviews = ReviewQueue(
             store,
@@ -55,6 +56,10 @@ class Governance:
         )
         self.kill_switch = KillSwitch(store, self.audit, broker=None, clock=app.clock.time,
                                       webhook_url=app.settings.webhook_url)
+
+    async def start(self) -> None:
+        """Seed the store's policies (first connect of a store) or adopt its active version."""
+        await self.policy.start()
 
     async def _on_decision(self, review: Any) -> None:
         await self.app.signal(review.run_id, f"review:{review.id}", review.signal_payload())
@@ -78,13 +83,14 @@ def _read_key(path: str | None) -> bytes | None:
 
 
 def policies_dir(app: App) -> Path:
-    """``governance.policies_dir``, else ``./policies``, else the bundled default policies."""
+    """The bundle that seeds a store holding none: ``governance.policies_dir`` if set, else the
+    app's ``App(policies=...)``, else Stalwart's bundled defaults. The working directory is never
+    searched, so a process decides the same wherever it was started."""
     configured = app.settings.governance.policies_dir
     if configured:
         return Path(configured)
-    local = Path.cwd() / "policies"
-    if (local / "schema.cedarschema").is_file():
-        return local
+    if app.policies is not None:
+        return app.policies
     return Path(__file__).resolve().parent.parent / "governance" / "policies"
 
 
@@ -169,6 +175,7 @@ async def authorize_tool_call(
     gov: Governance = await ex.app.governance()
 
     async def body(seq: int, attempt: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        await gov.policy.refresh()  # a version approved on any host is in force within refresh_s
         now = ex.now()
         amount = _amount(args)
         assessment = gov.risk.score(

@@ -3,7 +3,7 @@
 - :class:`AuditLog` / :func:`verify_chain`: an append-only, hash-chained audit log with signed
   Ed25519 checkpoints anchored outside the database, RFC 6962 inclusion and consistency proofs.
   Step entries join the step's own transaction (:meth:`AuditLog.prepare`, :func:`chain_insert_sql`).
-- :class:`PolicyEngine`: Cedar policies from ``policies/``, versioned, reloaded atomically,
+- :class:`PolicyEngine`: Cedar policies versioned in the store, adopted by every process in seconds,
   changed by two people.
 - :class:`RiskScorer`: an explainable 0-100 score; above 70 review, above 90 block.
 - :class:`ReviewQueue`: human decisions with SLAs, escalation, webhooks, no self-approval.
