@@ -10,6 +10,7 @@ from stalwart.cli._demo import demo
 from stalwart.cli._doctor import doctor
 from stalwart.cli._events import events_cli
 from stalwart.cli._governance import audit_cli, compliance_cli, inventory, kill_cli, review_cli
+from stalwart.cli._policy import policy_cli
 from stalwart.cli._runs import dlq_cli, run_cli
 from stalwart.cli._schedules import schedule_cli
 from stalwart.cli._worker import migrate, worker
@@ -48,6 +49,7 @@ cli.add_typer(compliance_cli, name="compliance")
 cli.command("inventory")(inventory)
 cli.command("alerts")(alerts)
 cli.add_typer(events_cli, name="events")
+cli.add_typer(policy_cli, name="policy")
 
 
 def _register_late() -> None:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stalwart.errors import ConfigError, PolicyDenied
+from stalwart.errors import ConfigError, InvalidInput, PolicyDenied
 from stalwart.governance._events import AuditEvent, canonical_json
 
 __all__ = ["Decision", "PolicyBundle", "PolicyEngine"]
@@ -107,7 +107,7 @@ class PolicyBundle:
             raise ConfigError("a policy bundle needs at least one .cedar file")
         result = cedarpy.validate_policies(text, files[_SCHEMA])
         if not result.validation_passed:
-            raise ConfigError("policies do not validate: " + "; ".join(str(e) for e in result.errors))
+            raise ConfigError("policies do not validate: " + "; ".join(str(e).strip() for e in result.errors))
         try:
             policies = cedarpy.PolicySet.from_str(text)
             schema = cedarpy.Schema.from_str(files[_SCHEMA])
@@ -344,8 +344,10 @@ class PolicyEngine:
         """Apply a pending change approved by someone other than its proposer; returns the version."""
         db = self._gov()
         rows = await db.select("policy_changes", {"id": change_id})
-        if not rows or rows[0]["status"] != "pending":
-            raise PolicyDenied(f"policy change {change_id} is not pending")
+        if not rows:
+            raise InvalidInput(f"no policy change {change_id!r} (see `stalwart policy list`)")
+        if rows[0]["status"] != "pending":
+            raise PolicyDenied(f"policy change {change_id} is {rows[0]['status']}, not pending")
         change = rows[0]
         if change["proposer"] == approver:
             raise PolicyDenied("a policy change needs a second person: the proposer cannot approve it")
@@ -389,7 +391,10 @@ class PolicyEngine:
         return bundle.version
 
     async def reject_change(self, change_id: str, *, reviewer: str) -> None:
+        """Close a pending change without applying it (audited)."""
         db = self._gov()
+        if not await db.select("policy_changes", {"id": change_id}):
+            raise InvalidInput(f"no policy change {change_id!r} (see `stalwart policy list`)")
         if not await db.update(
             "policy_changes",
             {"id": change_id, "status": "pending"},
