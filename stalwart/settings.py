@@ -144,8 +144,9 @@ class GovernanceSettings(_Section):
     policies_dir: str | None = None
     """Cedar policies and schema that seed a store holding no policy version yet; unset: the app's
     ``App(policies=...)``, else Stalwart's defaults. After the seed the store's active version rules."""
-    policy_refresh_s: float = Field(2.0, gt=0, le=60)
-    """How often each process checks the store for a newly approved policy version (one small read)."""
+    refresh_s: float = Field(2.0, gt=0, le=60)
+    """How often each process checks the store for newly approved policy and prompt-template
+    versions (one small read per interval; a version approved anywhere is in force within it)."""
     checkpoint_dir: str | None = ".stalwart/audit-checkpoints"
     """Write-once directory where signed audit checkpoints are anchored, outside the database."""
     signing_key_file: str | None = None
@@ -210,7 +211,8 @@ class Settings(BaseSettings):
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)  # type: ignore[arg-type]
     governance: GovernanceSettings = Field(default_factory=GovernanceSettings)  # type: ignore[arg-type]
     prompts_dir: str | None = None
-    """Directory of prompt templates (``NAME@VERSION.toml``); the app's own directory by default."""
+    """Directory of prompt templates (``NAME@VERSION.toml``) searched before the app's ``prompts/``
+    and the bundled ones; a version approved into the store at run time takes precedence over all."""
     redis_url: str | None = None
     """Optional Redis for rate limits and the response cache."""
     webhook_url: str | None = None

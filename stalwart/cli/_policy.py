@@ -1,9 +1,10 @@
-"""``stalwart policy list|propose FILE|approve ID|reject ID``: Cedar policies versioned in the store.
+"""``stalwart policy|prompt list|propose FILE|approve ID|reject ID``: what the store holds in force.
 
 A change takes two operators: one proposes (the bundle is validated before it is stored), another
 approves; every process using the store adopts the approved version within
-``governance.policy_refresh_s``. The operator is ``--operator``, else ``$STALWART_OPERATOR``, else
-the OS user; the proposer can never approve their own change.
+``governance.refresh_s``. The operator is ``--operator``, else ``$STALWART_OPERATOR``, else
+the OS user; the proposer can never approve their own change. Prompt templates changed at run
+time follow the same rule (``stalwart prompt``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from rich.table import Table
 from stalwart.cli._common import console, load_app, print_json, run
 from stalwart.errors import ConfigError
 
-__all__ = ["policy_cli"]
+__all__ = ["operator", "policy_cli", "prompt_cli"]
 
 policy_cli = typer.Typer(
     help="Cedar policies versioned in the store; changes need two operators.", no_args_is_help=True
@@ -141,4 +142,95 @@ def policy_reject(change_id: str = typer.Argument(..., help="The change id (see 
         await policy.reject_change(change_id, reviewer=me)
 
     _with_policy(go)
+    console.print(f"change {change_id} rejected by {me}", highlight=False)
+
+
+# -- prompt templates --------------------------------------------------------------------------
+prompt_cli = typer.Typer(
+    help="Prompt templates changed at run time, stored and versioned; changes need two operators.",
+    no_args_is_help=True,
+)
+
+_TEMPLATE_PATH = typer.Argument(..., help="A template file NAME@VERSION.toml (the name gives the reference).")
+_REF = typer.Option(None, "--ref", help="The NAME@VERSION it replaces (default: the file name without .toml).")
+
+
+def _with_prompts(fn: Any) -> Any:
+    app = load_app()
+
+    async def go() -> Any:
+        try:
+            return await fn((await app.governance()).prompts)
+        finally:
+            await app.close()
+
+    return run(go)
+
+
+@prompt_cli.command("list")
+def prompt_list(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Stored template versions (those in force marked) and pending proposals."""
+
+    async def go(prompts: Any) -> dict[str, Any]:
+        return {"versions": await prompts.versions(), "pending": await prompts.changes()}
+
+    data = _with_prompts(go)
+    if json_out:
+        print_json(data)
+        return
+    t = Table(title="stored prompt templates (others come from files)", title_justify="left")
+    for col in ("", "template", "hash", "proposed by", "approved by", "stored at"):
+        t.add_column(col)
+    for v in data["versions"]:
+        t.add_row("*" if v["active"] else "", v["ref"], v["content_hash"][:19], v["proposed_by"] or "",
+                  v["approved_by"] or "", _ts(v["created_at"]))
+    console.print(t)
+    for c in data["pending"]:
+        console.print(f"pending {c['id']}: {c['ref']} {c['content_hash'][:19]} by {c['proposer']}", highlight=False)
+    if not data["pending"]:
+        console.print("no pending proposals")
+
+
+@prompt_cli.command("propose")
+def prompt_propose(path: Path = _TEMPLATE_PATH, ref: str | None = _REF, who: str | None = _OPERATOR) -> None:
+    """Validate a template and record it as a pending change; a second operator approves it."""
+    me = operator(who)
+    if not path.is_file():
+        raise ConfigError(f"{path} is not a file (give a NAME@VERSION.toml template)")
+    if path.suffix != ".toml":
+        raise ConfigError(f"{path} is not a .toml template")
+    target = ref or path.stem
+    try:
+        source = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+
+    async def go(prompts: Any) -> str:
+        return str(await prompts.propose(target, source, proposer=me))
+
+    change_id = _with_prompts(go)
+    console.print(f"proposed {target} as change [bold]{change_id}[/bold] by {me}; another operator approves "
+                  f"it with: stalwart prompt approve {change_id}", highlight=False)
+
+
+@prompt_cli.command("approve")
+def prompt_approve(change_id: str = typer.Argument(..., help="The change id (see `stalwart prompt list`)."),
+                   who: str | None = _OPERATOR) -> None:
+    """Put a pending template change in force (not by its proposer)."""
+    me = operator(who)
+
+    async def go(prompts: Any) -> str:
+        return str(await prompts.approve(change_id, approver=me))
+
+    digest = _with_prompts(go)
+    console.print(f"[green]template {digest[:19]} is in force[/green] (approved by {me}); "
+                  "every process adopts it within seconds", highlight=False)
+
+
+@prompt_cli.command("reject")
+def prompt_reject(change_id: str = typer.Argument(..., help="The change id (see `stalwart prompt list`)."),
+                  who: str | None = _OPERATOR) -> None:
+    """Reject a pending template change."""
+    me = operator(who)
+    _with_prompts(lambda prompts: prompts.reject(change_id, reviewer=me))
     console.print(f"change {change_id} rejected by {me}", highlight=False)

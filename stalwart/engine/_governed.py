@@ -29,7 +29,14 @@ class Governance:
     """The app's governance services, built once when the app connects."""
 
     def __init__(self, app: App) -> None:
-        from stalwart.governance import AuditLog, KillSwitch, PolicyEngine, ReviewQueue, RiskScorer
+        from stalwart.governance import (
+            AuditLog,
+            KillSwitch,
+            PolicyEngine,
+            PromptChanges,
+            ReviewQueue,
+            RiskScorer,
+        )
 
         s = app.settings.governance
         store = app.store
@@ -43,7 +50,8 @@ class Governance:
             clock=app.clock.time,
         )
         self.policy = PolicyEngine(policies_dir(app), store=store, audit=self.audit, clock=app.clock.time,
-                                   refresh_s=s.policy_refresh_s)
+                                   refresh_s=s.refresh_s)
+        self.prompts = PromptChanges(store, self.audit, validate=_template_hash, clock=app.clock.time)
         self.risk = RiskScorer(review_above=s.review_above, block_above=s.block_above)
         self.reviews = ReviewQueue(
             store,
@@ -80,6 +88,14 @@ def _read_key(path: str | None) -> bytes | None:
     import base64
 
     return base64.b64decode(Path(path).read_text().strip())
+
+
+def _template_hash(ref: str, source: str) -> str:
+    """The gateway's check of a proposed template (a ``ConfigError`` if invalid); its hash."""
+    from stalwart.gateway import parse_template, split_ref
+
+    name, version = split_ref(ref)
+    return parse_template(source.encode(), name, version).hash
 
 
 def policies_dir(app: App) -> Path:

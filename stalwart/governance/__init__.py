@@ -5,6 +5,7 @@
   Step entries join the step's own transaction (:meth:`AuditLog.prepare`, :func:`chain_insert_sql`).
 - :class:`PolicyEngine`: Cedar policies versioned in the store, adopted by every process in seconds,
   changed by two people.
+- :class:`PromptChanges`: prompt templates changed at run time, stored, changed by two people.
 - :class:`RiskScorer`: an explainable 0-100 score; above 70 review, above 90 block.
 - :class:`ReviewQueue`: human decisions with SLAs, escalation, webhooks, no self-approval.
 - :class:`KillSwitch`: engage in one call, release with two operators.
@@ -22,6 +23,7 @@ from stalwart.governance._events import AuditEvent
 from stalwart.governance._killswitch import KillSwitch
 from stalwart.governance._merkle import verify_consistency, verify_inclusion
 from stalwart.governance._policy import Decision, PolicyBundle, PolicyEngine
+from stalwart.governance._prompts import PromptChanges
 from stalwart.governance._proofs import ConsistencyProof, InclusionProof
 from stalwart.governance._review import Review, ReviewQueue
 from stalwart.governance._risk import RiskAssessment, RiskScorer
@@ -43,6 +45,7 @@ __all__ = [
     "PolicyBundle",
     "PolicyEngine",
     "PreparedAudit",
+    "PromptChanges",
     "Review",
     "ReviewQueue",
     "RiskAssessment",

@@ -51,7 +51,7 @@ def _ping_bundle(tmp_path: Path) -> Path:
 
 def _ping_app(db: str, policies: Path | None = None, refresh_s: float = 2.0) -> sw.App:
     s = sw.load_settings(db=db)
-    s = s.model_copy(update={"governance": s.governance.model_copy(update={"policy_refresh_s": refresh_s})})
+    s = s.model_copy(update={"governance": s.governance.model_copy(update={"refresh_s": refresh_s})})
     app = sw.App("pinger", settings=s, policies=policies)
 
     @app.tool(sandbox="none")
