@@ -26,6 +26,7 @@ policy_cli = typer.Typer(
     help="Cedar policies versioned in the store; changes need two operators.", no_args_is_help=True
 )
 
+_QUIET = typer.Option(False, "--quiet", "-q", help="Print only the change id (for scripts).")
 _OPERATOR = typer.Option(
     None,
     "--operator",
@@ -101,6 +102,7 @@ def policy_propose(
     path: Path = _BUNDLE_PATH,
     label: str | None = typer.Option(None, "--label", help="Version label (default: the bundle's VERSION file)."),
     who: str | None = _OPERATOR,
+    quiet: bool = _QUIET,
 ) -> None:
     """Validate a bundle and record it as a pending change; a second operator approves it."""
     me = operator(who)
@@ -114,6 +116,9 @@ def policy_propose(
         return change_id, pending[change_id]["version"]
 
     change_id, version = _with_policy(go)
+    if quiet:
+        print(change_id)
+        return
     console.print(f"proposed {version} as change [bold]{change_id}[/bold] by {me}; "
                   f"another operator approves it with: stalwart policy approve {change_id}", highlight=False)
 
@@ -192,7 +197,9 @@ def prompt_list(json_out: bool = typer.Option(False, "--json", help="Print JSON.
 
 
 @prompt_cli.command("propose")
-def prompt_propose(path: Path = _TEMPLATE_PATH, ref: str | None = _REF, who: str | None = _OPERATOR) -> None:
+def prompt_propose(
+    path: Path = _TEMPLATE_PATH, ref: str | None = _REF, who: str | None = _OPERATOR, quiet: bool = _QUIET
+) -> None:
     """Validate a template and record it as a pending change; a second operator approves it."""
     me = operator(who)
     if not path.is_file():
@@ -209,6 +216,9 @@ def prompt_propose(path: Path = _TEMPLATE_PATH, ref: str | None = _REF, who: str
         return str(await prompts.propose(target, source, proposer=me))
 
     change_id = _with_prompts(go)
+    if quiet:
+        print(change_id)
+        return
     console.print(f"proposed {target} as change [bold]{change_id}[/bold] by {me}; another operator approves "
                   f"it with: stalwart prompt approve {change_id}", highlight=False)
 
