@@ -44,7 +44,12 @@ _BUNDLE_PATH = typer.Argument(
 
 def operator(given: str | None) -> str:
     """The operator's identity: the option/env value, else the OS user."""
-    who = (given or "").strip() or getpass.getuser()
+    who = (given or "").strip()
+    if not who:
+        try:
+            who = getpass.getuser()
+        except (OSError, KeyError):  # no USER/LOGNAME and no passwd entry (e.g. a bare container)
+            raise ConfigError("cannot tell who you are: pass --operator NAME or set STALWART_OPERATOR") from None
     if any(c.isspace() for c in who):
         raise ConfigError(f"--operator {who!r} must not contain spaces")
     return who

@@ -107,7 +107,9 @@ def policies_dir(app: App) -> Path:
         return Path(configured)
     if app.policies is not None:
         return app.policies
-    return Path(__file__).resolve().parent.parent / "governance" / "policies"
+    from stalwart.governance import DEFAULT_POLICIES
+
+    return DEFAULT_POLICIES
 
 
 def step_audit_event(ex: RunExecution, entry: JournalEntry) -> Any:

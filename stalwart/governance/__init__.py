@@ -22,7 +22,7 @@ from stalwart.governance._db_sqlite import register_functions as register_sqlite
 from stalwart.governance._events import AuditEvent
 from stalwart.governance._killswitch import KillSwitch
 from stalwart.governance._merkle import verify_consistency, verify_inclusion
-from stalwart.governance._policy import Decision, PolicyBundle, PolicyEngine
+from stalwart.governance._policy import DEFAULT_POLICIES, Decision, PolicyBundle, PolicyEngine
 from stalwart.governance._prompts import PromptChanges
 from stalwart.governance._proofs import ConsistencyProof, InclusionProof
 from stalwart.governance._review import Review, ReviewQueue
@@ -31,6 +31,7 @@ from stalwart.governance._verify import VerifyReport, verify_chain
 from stalwart.governance._webhook import Webhook
 
 __all__ = [
+    "DEFAULT_POLICIES",
     "GENESIS",
     "AuditEvent",
     "AuditLog",

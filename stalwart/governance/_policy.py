@@ -31,7 +31,10 @@ from typing import Any
 from stalwart.errors import ConfigError, InvalidInput, PolicyDenied
 from stalwart.governance._events import AuditEvent, canonical_json
 
-__all__ = ["Decision", "PolicyBundle", "PolicyEngine"]
+__all__ = ["DEFAULT_POLICIES", "Decision", "PolicyBundle", "PolicyEngine"]
+
+DEFAULT_POLICIES = Path(__file__).resolve().parent / "policies"
+"""Stalwart's bundled policies: they seed a store when nothing else is configured."""
 
 NS = "Stalwart"
 ACTIVE_FLAG = "policy_active"
@@ -462,8 +465,8 @@ class PolicyEngine:
                 await self._audit("policy.seeded", "system:seed", source=str(self.policies_dir),
                                   version=b.version)
         version = await self.sync()
-        if version != seed_version:
-            _log.info(
+        if version != seed_version and self.policies_dir.resolve() != DEFAULT_POLICIES:
+            _log.warning(
                 "policies in %s are not in force: the store's active version is %s "
                 "(change it with `stalwart policy propose` and `approve`)", self.policies_dir, version,
             )
