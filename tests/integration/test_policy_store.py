@@ -124,6 +124,20 @@ async def test_two_operators_change_the_policy_and_another_process_enforces_it_w
     await host2.close()
 
 
+async def test_concurrent_first_connects_agree_on_one_seed(pg_url: str, tmp_path: Path) -> None:
+    apps = [_ping_app(pg_url, policies=_ping_bundle(tmp_path)), _ping_app(pg_url), _ping_app(pg_url)]
+    govs = await asyncio.gather(*(a.governance() for a in apps))
+    for gov in govs:  # a process that lost the race adopts the winner's bundle at its next refresh
+        await gov.policy.sync()
+    assert len({g.policy.version for g in govs}) == 1
+    versions = await govs[0].policy.versions()
+    assert len(versions) == 1 and versions[0]["active"]
+    kinds = [e.event_type for e in await govs[0].audit.events(user_id="") if e.resource == "policies"]
+    assert kinds == ["policy.seeded"]
+    for a in apps:
+        await a.close()
+
+
 async def test_an_explicit_policies_dir_seeds_only_an_empty_store(sqlite_url: str, tmp_path: Path,
                                                                  caplog: pytest.LogCaptureFixture) -> None:
     s = sw.load_settings(db=sqlite_url)
