@@ -438,7 +438,7 @@ class PolicyEngine:
         """
         if self.store is None:
             return self.version
-        seed_version = self.version
+        seed_version, seed_hash = self.version, self._bundle.content_hash
         if await self.store.get_flag(ACTIVE_FLAG) is None:
             b = self._bundle
             now = self.clock()
@@ -465,7 +465,11 @@ class PolicyEngine:
                 await self._audit("policy.seeded", "system:seed", source=str(self.policies_dir),
                                   version=b.version)
         version = await self.sync()
-        if version != seed_version and self.policies_dir.resolve() != DEFAULT_POLICIES:
+        if (
+            version != seed_version
+            and self.policies_dir.resolve() != DEFAULT_POLICIES
+            and not await self._gov().select("policy_versions", {"content_hash": seed_hash})
+        ):  # the store never held this bundle: someone else's seed rules here
             _log.warning(
                 "policies in %s are not in force: the store's active version is %s "
                 "(change it with `stalwart policy propose` and `approve`)", self.policies_dir, version,
