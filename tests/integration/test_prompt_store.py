@@ -69,3 +69,31 @@ async def test_an_approved_template_is_rendered_by_another_process_within_5s(db_
     assert kinds == ["prompt.change_proposed", "prompt.changed"]
     await host1.close()
     await host2.close()
+
+
+def test_prompt_cli_from_an_empty_folder_two_operators(tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if k not in ("STALWART_DB", "STALWART_APP", "STALWART_OPERATOR")}
+        return subprocess.run([sys.executable, "-m", "stalwart.cli", "--db", f"sqlite:///{tmp_path / 'p.db'}",
+                               *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+                              check=False)
+
+    (tmp_path / "greet@1.toml").write_text(GREET)
+    (tmp_path / "broken@1.toml").write_text('system = "Hi {{ who }}"\n')
+    bad = cli("prompt", "propose", "broken@1.toml", "--operator", "alice")
+    assert bad.returncode == 2 and "declares no slots.who" in bad.stderr and "Traceback" not in bad.stderr
+    change = cli("prompt", "propose", "greet@1.toml", "--operator", "alice", "--quiet")
+    assert change.returncode == 0, change.stderr
+    change_id = change.stdout.strip()
+    mine = cli("prompt", "approve", change_id, "--operator", "alice")
+    assert mine.returncode == 1 and "second person" in mine.stderr
+    assert cli("prompt", "approve", change_id, "--operator", "bob").returncode == 0
+    doc = json.loads(cli("prompt", "list", "--json").stdout)
+    assert [(v["ref"], v["proposed_by"], v["approved_by"], v["active"]) for v in doc["versions"]] == [
+        ("greet@1", "alice", "bob", True)]
+    assert doc["pending"] == []
