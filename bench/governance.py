@@ -124,7 +124,7 @@ async def pg_bench(admin: str, n: int) -> None:
 
 
 def cedar_bench(n: int) -> None:
-    policy = PolicyEngine(ROOT / "policies", clock=lambda: 1_795_521_600.0)
+    policy = PolicyEngine(ROOT / "stalwart" / "examples" / "policies", clock=lambda: 1_795_521_600.0)
     agent = {"workflow": "refund", "version": "1", "org": "acme", "role": "support"}
     refund = {"tool": "issue_refund", "sensitivity": "high", "mutating": True}
     for i in range(500):

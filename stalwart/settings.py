@@ -162,7 +162,11 @@ class GovernanceSettings(_Section):
     """The ``[governance]`` section: audit log, policies, risk and reviews."""
 
     policies_dir: str | None = None
-    """Cedar policies and schema; unset: ``./policies`` if present, else Stalwart's defaults."""
+    """Cedar policies and schema that seed a store holding no policy version yet; unset: the app's
+    ``App(policies=...)``, else Stalwart's defaults. After the seed the store's active version rules."""
+    refresh_s: float = Field(2.0, gt=0, le=60)
+    """How often each process checks the store for newly approved policy and prompt-template
+    versions (one small read per interval; a version approved anywhere is in force within it)."""
     anchor_url: str = "file:.stalwart/audit-checkpoints"
     """Where signed audit checkpoints are anchored, outside the database, write-once:
     ``file:DIR`` or ``s3://bucket/prefix`` (with object lock retention when the bucket has object
@@ -286,7 +290,8 @@ class Settings(BaseSettings):
     artifacts: ArtifactsSettings = Field(default_factory=ArtifactsSettings)  # type: ignore[arg-type]
     fleet: FleetSettings = Field(default_factory=FleetSettings)  # type: ignore[arg-type]
     prompts_dir: str | None = None
-    """Directory of prompt templates (``NAME@VERSION.toml``); the app's own directory by default."""
+    """Directory of prompt templates (``NAME@VERSION.toml``) searched before the app's ``prompts/``
+    and the bundled ones; a version approved into the store at run time takes precedence over all."""
     redis_url: str | None = None
     """Optional Redis for rate limits and the response cache."""
     webhook_url: str | None = None

@@ -16,7 +16,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ORDERS = {"A-1001": ("acme", 4_999), "A-1002": ("acme", 12_500), "A-1003": ("globex", 2_000)}
 FRAUD = lambda cents: 3 if cents < 10_000 else 41  # noqa: E731 - mirrors check_fraud
-REVIEW_OVER_CENTS = 10_000  # policies/refund.cedar: a refund over 100 USD waits for a human review
+REVIEW_OVER_CENTS = 10_000  # stalwart/examples/policies/refund.cedar: a refund over 100 USD waits for a human review
 
 
 def write(name: str, cases: list[dict]) -> None:

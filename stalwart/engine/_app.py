@@ -116,7 +116,9 @@ class App:
     """A Stalwart application: workflows, tools, and a connection to the store.
 
     ``db`` resolves as argument > ``STALWART_DB`` > ``stalwart.toml`` > ``sqlite:///.stalwart/stalwart.db``.
-    Nothing connects until the first async call.
+    ``policies`` is the app's Cedar bundle (a directory, relative to the module that creates the
+    app): it seeds a store that holds no policy version yet; after that the store's active version
+    rules, changed with ``stalwart policy propose|approve``. Nothing connects until the first async call.
     """
 
     def __init__(
@@ -127,6 +129,7 @@ class App:
         settings: Settings | None = None,
         clock: Clock | None = None,
         jitter: random.Random | None = None,
+        policies: str | Path | None = None,
     ) -> None:
         self.name = name
         self.settings = settings if settings is not None else load_settings(db=db)
@@ -159,6 +162,8 @@ class App:
         caller = sys._getframe(1).f_globals.get("__file__")
         self.home = Path(caller).resolve().parent if caller else Path.cwd()
         """Directory of the module that created the app (its ``prompts/`` live there)."""
+        self.policies: Path | None = None if policies is None else self.home / policies
+        """The app's seed policy bundle (``governance.policies_dir`` overrides it; none: Stalwart's defaults)."""
         self._kill_cache: tuple[float, bool] = (0.0, False)
         self.schedules: dict[str, Any] = {}
         self.webhooks: dict[str, Any] = {}
@@ -494,7 +499,16 @@ class App:
                 from stalwart.engine._governed import Governance
 
                 # The kill switch holds the broker, so engaging it from anywhere revokes credentials.
-                self._governance = Governance(self, broker=await self.credential_broker())
+                gov = Governance(self, broker=await self.credential_broker())
+                try:
+                    await gov.start()  # seeds or adopts the store's policies before any decision
+                except BaseException:
+                    await gov.close()
+                    await self.telemetry.close()
+                    self.telemetry, self._store = None, None
+                    await store.close()
+                    raise
+                self._governance = gov
         return self._store
 
     async def close(self) -> None:

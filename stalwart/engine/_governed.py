@@ -40,6 +40,7 @@ class Governance:
             AuditLog,
             KillSwitch,
             PolicyEngine,
+            PromptChanges,
             ReviewQueue,
             RiskScorer,
             open_anchor,
@@ -57,7 +58,9 @@ class Governance:
                                s3_endpoint_url=s.anchor_s3_endpoint_url or app.settings.artifacts.s3_endpoint_url),
             clock=app.clock.time,
         )
-        self.policy = PolicyEngine(policies_dir(app), store=store, audit=self.audit, clock=app.clock.time)
+        self.policy = PolicyEngine(policies_dir(app), store=store, audit=self.audit, clock=app.clock.time,
+                                   refresh_s=s.refresh_s)
+        self.prompts = PromptChanges(store, self.audit, validate=_template_hash, clock=app.clock.time)
         self.risk = RiskScorer(review_above=s.review_above, block_above=s.block_above)
         self.reviews = ReviewQueue(
             store,
@@ -107,6 +110,10 @@ class Governance:
                                           app.clock.time, memory=memory, artifacts=artifacts,
                                           traces=_Traces(app.store), unreachable=unreachable)
         return self._compliance
+
+    async def start(self) -> None:
+        """Seed the store's policies (first connect of a store) or adopt its active version."""
+        await self.policy.start()
 
     async def _on_decision(self, review: Any) -> None:
         await self.app.signal(review.run_id, f"review:{review.id}", review.signal_payload())
@@ -168,15 +175,26 @@ def _read_key(path: str | None) -> bytes | None:
     return key
 
 
+def _template_hash(ref: str, source: str) -> str:
+    """The gateway's check of a proposed template (a ``ConfigError`` if invalid); its hash."""
+    from stalwart.gateway import parse_template, split_ref
+
+    name, version = split_ref(ref)
+    return parse_template(source.encode(), name, version).hash
+
+
 def policies_dir(app: App) -> Path:
-    """``governance.policies_dir``, else ``./policies``, else the bundled default policies."""
+    """The bundle that seeds a store holding none: ``governance.policies_dir`` if set, else the
+    app's ``App(policies=...)``, else Stalwart's bundled defaults. The working directory is never
+    searched, so a process decides the same wherever it was started."""
     configured = app.settings.governance.policies_dir
     if configured:
         return Path(configured)
-    local = Path.cwd() / "policies"
-    if (local / "schema.cedarschema").is_file():
-        return local
-    return Path(__file__).resolve().parent.parent / "governance" / "policies"
+    if app.policies is not None:
+        return app.policies
+    from stalwart.governance import DEFAULT_POLICIES
+
+    return DEFAULT_POLICIES
 
 
 def step_audit_event(ex: RunExecution, entry: JournalEntry) -> Any:
@@ -260,6 +278,7 @@ async def authorize_tool_call(
     gov: Governance = await ex.app.governance()
 
     async def body(seq: int, attempt: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        await gov.policy.refresh()  # a version approved on any host is in force within refresh_s
         now = ex.now()
         amount = _amount(args)
         assessment = gov.risk.score(

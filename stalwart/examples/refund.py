@@ -23,7 +23,9 @@ from stalwart.examples import orders
 from stalwart.memory import summarise_run
 from stalwart.errors import ToolError
 
-app = sw.App("support")
+app = sw.App("support", policies="policies")
+"""Its Cedar bundle, ``stalwart/examples/policies`` (refunds over 100 USD wait for a human review),
+seeds a store that holds no policy version, wherever the process runs."""
 
 BOUNCING_DOMAINS = ("bounce.invalid",)
 _fraud_calls: dict[str, int] = {}

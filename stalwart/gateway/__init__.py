@@ -12,13 +12,14 @@ from stalwart.gateway._cost import CostEstimate
 from stalwart.gateway._gateway import DEFAULT_MAX_TOKENS, Gateway
 from stalwart.gateway._providers._base import Provider
 from stalwart.gateway._providers.local import LocalProvider, LocalRule
-from stalwart.gateway._templates import PromptTemplate
+from stalwart.gateway._templates import PROMPT_FLAG_PREFIX, PromptTemplate, parse_template, split_ref
 from stalwart.gateway._tokens import count_messages, count_text
 from stalwart.gateway._types import LOCAL_LABEL, CallContext, LLMRequest, LLMResult
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
     "LOCAL_LABEL",
+    "PROMPT_FLAG_PREFIX",
     "SEMANTIC_CACHE_STATUS",
     "Budget",
     "CallContext",
@@ -32,4 +33,6 @@ __all__ = [
     "Provider",
     "count_messages",
     "count_text",
+    "parse_template",
+    "split_ref",
 ]

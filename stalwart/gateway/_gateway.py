@@ -125,7 +125,10 @@ class Gateway:
             self._state, threshold=w.breaker_failure_threshold, reset_s=w.breaker_reset_s
         )
         dirs = [Path(p) for p in (prompts_dir, self.settings.prompts_dir) if p]
-        self.templates = TemplateStore([*dirs, Path.cwd() / "prompts", BUNDLED_PROMPTS])
+        self.templates = TemplateStore(  # never the working directory: every host must render alike
+            [*dirs, BUNDLED_PROMPTS], store if store is not None else None,
+            refresh_s=self.settings.governance.refresh_s,
+        )
         self._attempts_per_model = max(1, attempts_per_model)
         self._max_retry_wait_s = max_retry_wait_s
         self._backoff_s = backoff_s
@@ -148,6 +151,8 @@ class Gateway:
         """
         started = time.perf_counter()
         now = self._clock()
+        if req.template is not None:
+            await self.templates.refresh(req.template)
         messages, template_hash = self._prompt(req)
         candidates = self.registry.route(req.task, req.model)
         schema = strict_schema(req.output) if req.output is not None else None

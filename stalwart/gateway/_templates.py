@@ -17,23 +17,34 @@ Rendering uses Jinja2's ``SandboxedEnvironment`` with ``StrictUndefined``. The t
     [slots.ticket]
     type = "object"
     part = "user"
+
+A template changed at run time lives in the store: the governance layer records an approved
+version under the flag ``prompt_active:NAME@VERSION`` (its TOML source and hash), and
+:class:`TemplateStore` prefers it to the files, checking each reference at most every
+``refresh_s``. Files (the app's ``prompts/``, ``prompts_dir``, the bundled examples) are the
+defaults, used only when the store holds none for that ``NAME@VERSION``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import time
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from jinja2 import StrictUndefined, TemplateError, meta
 from jinja2.sandbox import SandboxedEnvironment
 
 from stalwart.errors import ConfigError, InvalidInput, PolicyDenied
 
-__all__ = ["BUNDLED_PROMPTS", "PromptTemplate", "TemplateStore"]
+__all__ = ["BUNDLED_PROMPTS", "PROMPT_FLAG_PREFIX", "PromptTemplate", "TemplateStore", "parse_template", "split_ref"]
+
+PROMPT_FLAG_PREFIX = "prompt_active:"
+"""Flag ``prompt_active:NAME@VERSION`` = ``{"source", "hash", "version"}``: the approved template in force."""
 
 BUNDLED_PROMPTS = Path(__file__).resolve().parent.parent / "examples" / "prompts"
 """Templates shipped with Stalwart's bundled examples (searched last)."""
@@ -63,11 +74,13 @@ class Slot:
 
 @dataclass(frozen=True, slots=True)
 class PromptTemplate:
-    """One loaded template. ``hash`` is ``sha256:`` + the hex digest of the file's bytes."""
+    """One loaded template. ``hash`` is ``sha256:`` + the hex digest of the file's bytes.
+
+    ``path`` is the file it came from; ``None`` for a version stored at run time."""
 
     name: str
     version: str
-    path: Path
+    path: Path | None
     hash: str
     parts: dict[str, str]
     slots: dict[str, Slot]
@@ -112,8 +125,14 @@ class PromptTemplate:
 
 
 def _load(path: Path, name: str, version: str) -> PromptTemplate:
-    raw = path.read_bytes()
-    where = f"prompt template {path}"
+    return parse_template(path.read_bytes(), name, version, where=f"prompt template {path}", path=path)
+
+
+def parse_template(
+    raw: bytes, name: str, version: str, *, where: str | None = None, path: Path | None = None
+) -> PromptTemplate:
+    """Parse and check one template's TOML source; a ``ConfigError`` names what is wrong."""
+    where = where or f"prompt template {name}@{version}"
     try:
         doc = tomllib.loads(raw.decode())
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
@@ -147,29 +166,74 @@ def _load(path: Path, name: str, version: str) -> PromptTemplate:
     return PromptTemplate(name, version, path, digest, parts, slots)
 
 
-class TemplateStore:
-    """Finds ``NAME@VERSION.toml`` in the given directories (first match wins) and caches it."""
+def split_ref(ref: str) -> tuple[str, str]:
+    """``("name", "version")`` of ``"name@version"``; a ``ConfigError`` otherwise."""
+    m = _REF.match(ref)
+    if not m:
+        raise ConfigError(f"template {ref!r} must be written NAME@VERSION, e.g. 'triage@1'")
+    return m.group(1), m.group(2)
 
-    def __init__(self, dirs: list[Path]) -> None:
+
+class _Flags(Protocol):
+    async def get_flag(self, name: str) -> dict[str, Any] | None: ...
+
+
+class TemplateStore:
+    """Templates by ``NAME@VERSION``: the store's approved version if it holds one, else the first
+    ``NAME@VERSION.toml`` in ``dirs`` (cached)."""
+
+    def __init__(
+        self,
+        dirs: list[Path],
+        store: _Flags | None = None,
+        *,
+        refresh_s: float = 2.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.dirs = dirs
+        self.store = store
+        self.refresh_s = refresh_s
+        self._monotonic = monotonic
         self._cache: dict[str, PromptTemplate] = {}
+        self._stored: dict[str, tuple[float, PromptTemplate | None]] = {}
+
+    async def refresh(self, ref: str) -> None:
+        """Look ``ref`` up in the store if its last look is ``refresh_s`` old (one flag read)."""
+        if self.store is None:
+            return
+        now = self._monotonic()
+        seen = self._stored.get(ref)
+        if seen is not None and now - seen[0] < self.refresh_s:
+            return
+        flag = await self.store.get_flag(PROMPT_FLAG_PREFIX + ref)
+        tpl = None
+        if flag:
+            prev = seen[1] if seen is not None else None
+            if prev is not None and prev.hash == flag.get("hash"):
+                tpl = prev
+            else:
+                name, version = split_ref(ref)
+                tpl = parse_template(str(flag["source"]).encode(), name, version,
+                                     where=f"prompt template {ref} (stored {flag.get('hash', '')[:19]})")
+        self._stored[ref] = (now, tpl)
 
     def get(self, ref: str) -> PromptTemplate:
         """The template for ``"name@version"``; a ``ConfigError`` says where it was looked for."""
+        stored = self._stored.get(ref)
+        if stored is not None and stored[1] is not None:
+            return stored[1]
         hit = self._cache.get(ref)
         if hit is not None:
             return hit
-        m = _REF.match(ref)
-        if not m:
-            raise ConfigError(f"template {ref!r} must be written NAME@VERSION, e.g. 'triage@1'")
+        name, version = split_ref(ref)
         for d in self.dirs:
             path = d / f"{ref}.toml"
             if path.is_file():
-                tpl = _load(path, m.group(1), m.group(2))
+                tpl = _load(path, name, version)
                 self._cache[ref] = tpl
                 return tpl
         raise ConfigError(
-            f"prompt template {ref!r} not found: looked for {ref}.toml in "
+            f"prompt template {ref!r} not found: looked in the store and for {ref}.toml in "
             + ", ".join(str(d) for d in self.dirs)
             + " (set prompts_dir / STALWART_PROMPTS_DIR)"
         )

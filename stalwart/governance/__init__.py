@@ -4,8 +4,9 @@
   Ed25519 checkpoints anchored outside the database (:func:`open_anchor`: a directory or an S3
   bucket, keyed by the log's identity), RFC 6962 inclusion and consistency proofs.
   Step entries join the step's own transaction (:meth:`AuditLog.prepare`, :func:`chain_insert_sql`).
-- :class:`PolicyEngine`: Cedar policies from ``policies/``, versioned, reloaded atomically,
+- :class:`PolicyEngine`: Cedar policies versioned in the store, adopted by every process in seconds,
   changed by two people.
+- :class:`PromptChanges`: prompt templates changed at run time, stored, changed by two people.
 - :class:`RiskScorer`: an explainable 0-100 score; above 70 review, above 90 block.
 - :class:`ReviewQueue`: human decisions with SLAs, escalation, webhooks, no self-approval.
 - :class:`KillSwitch`: engage in one call, release with two operators.
@@ -25,7 +26,8 @@ from stalwart.governance._events import AuditEvent
 from stalwart.governance._keys import KEYS_NS, PLATFORM_ORG, ROLES, ApiKey, KeyStore, check_org, key_id_of
 from stalwart.governance._killswitch import KillSwitch
 from stalwart.governance._merkle import verify_consistency, verify_inclusion
-from stalwart.governance._policy import Decision, PolicyBundle, PolicyEngine
+from stalwart.governance._policy import DEFAULT_POLICIES, Decision, PolicyBundle, PolicyEngine
+from stalwart.governance._prompts import PromptChanges
 from stalwart.governance._proofs import ConsistencyProof, InclusionProof
 from stalwart.governance._review import Review, ReviewQueue
 from stalwart.governance._risk import RiskAssessment, RiskScorer
@@ -33,6 +35,7 @@ from stalwart.governance._verify import VerifyReport, verify_chain
 from stalwart.governance._webhook import Webhook
 
 __all__ = [
+    "DEFAULT_POLICIES",
     "GENESIS",
     "KEYS_NS",
     "PLATFORM_ORG",
@@ -53,6 +56,7 @@ __all__ = [
     "PolicyBundle",
     "PolicyEngine",
     "PreparedAudit",
+    "PromptChanges",
     "Review",
     "ReviewQueue",
     "RiskAssessment",

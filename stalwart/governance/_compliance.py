@@ -329,7 +329,7 @@ class Compliance:
                 *(f"- {k}: {v}" for k, v in sorted(counts.items())),
                 "",
                 "## Policy versions",
-                f"- in force: {(active or {}).get('version', 'bundled policies/')}",
+                f"- in force: {(active or {}).get('version', 'none recorded')}",
                 *(
                     f"- {v['label']} `{v['content_hash'][:12]}` proposed by {v['proposed_by']}, approved by"
                     f" {v['approved_by']}"

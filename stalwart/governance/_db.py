@@ -18,7 +18,7 @@ __all__ = ["TABLES", "GovDb", "Where", "chain_insert_sql", "gov_db"]
 Where = dict[str, Any]
 """Column -> value (``None`` is ``IS NULL``, a list is ``IN``, ``("<=", x)`` compares)."""
 
-TABLES = frozenset({"reviews", "policy_versions", "policy_changes"})
+TABLES = frozenset({"reviews", "policy_versions", "policy_changes", "prompt_versions", "prompt_changes"})
 
 
 class GovDb(Protocol):

@@ -1,11 +1,16 @@
-"""Policy as code: Cedar (``cedarpy``) over the ``policies/`` directory.
+"""Policy as code: Cedar (``cedarpy``) bundles, versioned in the store.
 
 A bundle is every ``*.cedar`` file plus ``schema.cedarschema`` and an optional ``VERSION`` label;
 its version is ``"<label>+<first 12 hex of the content hash>"``. A bundle is parsed and validated
 against its schema before it replaces the one in force, in one assignment (atomic for readers).
-A change at runtime needs two people: :meth:`PolicyEngine.propose_change` by one,
-:meth:`PolicyEngine.approve_change` by another; both are audited, and every engine sharing the
-store picks the approved bundle up with :meth:`PolicyEngine.sync`.
+
+The store is the source of truth: it holds every version and names the active one (the
+``policy_active`` flag). A directory (the app's declared policies, or Stalwart's bundled
+defaults) only *seeds* a store that holds none (:meth:`PolicyEngine.start`). A change at runtime
+needs two people: :meth:`PolicyEngine.propose_change` by one, :meth:`PolicyEngine.approve_change`
+by another; every step is audited, and every engine sharing the store adopts the approved bundle
+within ``refresh_s`` (:meth:`PolicyEngine.refresh`, one primary-key read per interval, never one
+per decision).
 
 Decisions are pure and synchronous (tens of microseconds): the engine calls :meth:`authorize`
 before every tool call and records the :class:`Decision` in the audit log and on the span.
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -22,14 +28,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stalwart.errors import ConfigError, PolicyDenied
+from stalwart.errors import ConfigError, InvalidInput, PolicyDenied
 from stalwart.governance._events import AuditEvent, canonical_json
 
-__all__ = ["Decision", "PolicyBundle", "PolicyEngine"]
+__all__ = ["DEFAULT_POLICIES", "Decision", "PolicyBundle", "PolicyEngine"]
+
+DEFAULT_POLICIES = Path(__file__).resolve().parent / "policies"
+"""Stalwart's bundled policies: they seed a store when nothing else is configured."""
 
 NS = "Stalwart"
 ACTIVE_FLAG = "policy_active"
+SEED_CHANGE = "seed"
+"""The id of the ``policy_changes`` row that records the first bundle of a store (claimed once)."""
 _SCHEMA = "schema.cedarschema"
+_log = logging.getLogger("stalwart.governance")
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +110,7 @@ class PolicyBundle:
             raise ConfigError("a policy bundle needs at least one .cedar file")
         result = cedarpy.validate_policies(text, files[_SCHEMA])
         if not result.validation_passed:
-            raise ConfigError("policies do not validate: " + "; ".join(str(e) for e in result.errors))
+            raise ConfigError("policies do not validate: " + "; ".join(str(e).strip() for e in result.errors))
         try:
             policies = cedarpy.PolicySet.from_str(text)
             schema = cedarpy.Schema.from_str(files[_SCHEMA])
@@ -126,6 +138,34 @@ class PolicyBundle:
         }
         return cls.from_files(files)
 
+    @staticmethod
+    def files_at(path: str | Path, base: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The files of a proposed bundle read from ``path``.
+
+        A directory is a whole bundle (its ``*.cedar`` files, ``schema.cedarschema`` and optional
+        ``VERSION``); a single ``.cedar`` file adds to or replaces the file of the same name in
+        ``base`` (the bundle in force), keeping its schema and other files.
+        """
+        p = Path(path)
+        if p.is_dir():
+            files = {
+                f.name: f.read_text()
+                for f in sorted(p.iterdir())
+                if f.is_file() and (f.suffix in (".cedar", ".cedarschema") or f.name == "VERSION")
+            }
+            if not any(n.endswith(".cedar") for n in files):
+                raise ConfigError(f"{p} holds no .cedar file")
+            return files
+        if not p.is_file():
+            raise ConfigError(f"{p} does not exist (give a .cedar file or a directory of them)")
+        if p.suffix != ".cedar":
+            raise ConfigError(f"{p} is not a .cedar file (give a .cedar file or a directory of them)")
+        try:
+            text = p.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read {p}: {exc}") from None
+        return {**dict(base or {}), p.name: text}
+
 
 def _uid(kind: str, ident: str) -> dict[str, str]:
     return {"type": f"{NS}::{kind}", "id": ident}
@@ -146,14 +186,20 @@ class PolicyEngine:
         audit: Any = None,
         clock: Callable[[], float] = time.time,
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+        refresh_s: float = 2.0,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.policies_dir = Path(policies_dir)
+        """Where the seed bundle comes from (used only while the store holds no active version)."""
         self.store = store
         self.audit = audit
         self.clock = clock
         self.new_id = new_id
+        self.refresh_s = refresh_s
+        self.monotonic = monotonic
         self._bundle = PolicyBundle.from_dir(self.policies_dir)
         self._db: Any = None
+        self._checked_at: float | None = None
 
     # -- reading -------------------------------------------------------------------------------
     @property
@@ -261,7 +307,7 @@ class PolicyEngine:
                     AuditEvent(
                         event_type,
                         action=event_type.split(".", 1)[1],
-                        actor=f"user:{actor}",
+                        actor=actor if ":" in actor else f"user:{actor}",
                         resource="policies",
                         policy_version=self.version,
                         details=details,
@@ -270,9 +316,11 @@ class PolicyEngine:
             )
 
     # -- two-person change ---------------------------------------------------------------------
-    async def propose_change(self, files: Mapping[str, str], *, label: str, proposer: str) -> str:
+    async def propose_change(self, files: Mapping[str, str], *, label: str | None = None, proposer: str) -> str:
         """Validate a new bundle and record it as pending; returns the change id."""
         bundle = PolicyBundle.from_files(files, label)
+        if bundle.content_hash == self._bundle.content_hash:
+            raise ConfigError(f"nothing to change: the proposal is the version in force ({self.version})")
         change_id = self.new_id()
         await self._gov().insert(
             "policy_changes",
@@ -299,8 +347,10 @@ class PolicyEngine:
         """Apply a pending change approved by someone other than its proposer; returns the version."""
         db = self._gov()
         rows = await db.select("policy_changes", {"id": change_id})
-        if not rows or rows[0]["status"] != "pending":
-            raise PolicyDenied(f"policy change {change_id} is not pending")
+        if not rows:
+            raise InvalidInput(f"no policy change {change_id!r} (see `stalwart policy list`)")
+        if rows[0]["status"] != "pending":
+            raise PolicyDenied(f"policy change {change_id} is {rows[0]['status']}, not pending")
         change = rows[0]
         if change["proposer"] == approver:
             raise PolicyDenied("a policy change needs a second person: the proposer cannot approve it")
@@ -344,7 +394,10 @@ class PolicyEngine:
         return bundle.version
 
     async def reject_change(self, change_id: str, *, reviewer: str) -> None:
+        """Close a pending change without applying it (audited)."""
         db = self._gov()
+        if not await db.select("policy_changes", {"id": change_id}):
+            raise InvalidInput(f"no policy change {change_id!r} (see `stalwart policy list`)")
         if not await db.update(
             "policy_changes",
             {"id": change_id, "status": "pending"},
@@ -356,11 +409,107 @@ class PolicyEngine:
     async def sync(self) -> str:
         """Adopt the bundle approved in the store, if it differs from the one in force."""
         active = await self.store.get_flag(ACTIVE_FLAG) if self.store is not None else None
+        self._checked_at = self.monotonic()
         if active and active.get("content_hash") != self._bundle.content_hash:
             rows = await self._gov().select("policy_versions", {"content_hash": active["content_hash"]})
-            if rows:
-                self._bundle = PolicyBundle.from_files(json.loads(rows[0]["bundle"]), rows[0]["label"])
+            if not rows:
+                raise ConfigError(f"the store's active policy version {active.get('version')} has no bundle")
+            previous = self.version
+            self._bundle = PolicyBundle.from_files(json.loads(rows[0]["bundle"]), rows[0]["label"])
+            _log.info("policy version %s adopted (was %s)", self.version, previous)
         return self.version
+
+    async def refresh(self) -> str:
+        """:meth:`sync` if the last check is ``refresh_s`` old or more; else nothing (no I/O).
+
+        Called before each decision that matters, so a version approved anywhere is in force here
+        within ``refresh_s`` of its approval, for one flag read per interval."""
+        if self.store is not None and (
+            self._checked_at is None or self.monotonic() - self._checked_at >= self.refresh_s
+        ):
+            return await self.sync()
+        return self.version
+
+    async def start(self) -> str:
+        """Seed the store with this engine's bundle if it holds none, else adopt the store's.
+
+        The first process to connect claims the seed (one row, so concurrent first starts agree);
+        later ones, and every later start, use what the store says is active.
+        """
+        if self.store is None:
+            return self.version
+        seed_version, seed_hash = self.version, self._bundle.content_hash
+        if await self.store.get_flag(ACTIVE_FLAG) is None:
+            b = self._bundle
+            now = self.clock()
+            claimed = await self._gov().insert(
+                "policy_changes",
+                {
+                    "id": SEED_CHANGE,
+                    "label": b.label,
+                    "content_hash": b.content_hash,
+                    "bundle": canonical_json(dict(b.files)),
+                    "proposer": "system:seed",
+                    "status": "applied",
+                    "approver": "system:seed",
+                    "created_at": now,
+                    "decided_at": now,
+                },
+                ignore_conflict=True,
+            )
+            if claimed:
+                await self.record_versions()
+                await self.store.set_flag(
+                    ACTIVE_FLAG, {"content_hash": b.content_hash, "label": b.label, "version": b.version}, now
+                )
+                await self._audit("policy.seeded", "system:seed", source=str(self.policies_dir),
+                                  version=b.version)
+        version = await self.sync()
+        if (
+            version != seed_version
+            and self.policies_dir.resolve() != DEFAULT_POLICIES
+            and not await self._gov().select("policy_versions", {"content_hash": seed_hash})
+        ):  # the store never held this bundle: someone else's seed rules here
+            _log.warning(
+                "policies in %s are not in force: the store's active version is %s "
+                "(change it with `stalwart policy propose` and `approve`)", self.policies_dir, version,
+            )
+        return version
+
+    async def versions(self) -> list[dict[str, Any]]:
+        """Every stored version, oldest first, each with ``version`` and ``active``."""
+        active = await self.store.get_flag(ACTIVE_FLAG) or {}
+        rows = await self._gov().select("policy_versions", {}, order_by="created_at, content_hash")
+        return [
+            {
+                "version": f"{r['label']}+{r['content_hash'][:12]}",
+                "label": r["label"],
+                "content_hash": r["content_hash"],
+                "proposed_by": r["proposed_by"],
+                "approved_by": r["approved_by"],
+                "created_at": r["created_at"],
+                "active": r["content_hash"] == active.get("content_hash"),
+            }
+            for r in rows
+        ]
+
+    async def changes(self, status: str | None = "pending") -> list[dict[str, Any]]:
+        """Proposed changes (``status`` ``pending``, ``applied``, ``rejected``; ``None``: all), oldest first."""
+        where = {} if status is None else {"status": status}
+        rows = await self._gov().select("policy_changes", where, order_by="created_at, id")
+        return [
+            {
+                "id": r["id"],
+                "version": f"{r['label']}+{r['content_hash'][:12]}",
+                "label": r["label"],
+                "status": r["status"],
+                "proposer": r["proposer"],
+                "approver": r["approver"],
+                "created_at": r["created_at"],
+                "decided_at": r["decided_at"],
+            }
+            for r in rows
+        ]
 
     async def record_versions(self) -> None:
         """Register the bundle in force (e.g. the one shipped in ``policies/``) in the store."""

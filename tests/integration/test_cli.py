@@ -49,7 +49,7 @@ def test_database_down_retries_then_names_the_url_without_password(tmp_path: Pat
 
 def test_start_get_list_and_dlq_round_trip(tmp_path: Path) -> None:
     r = stalwart("run", "start", "refund", "--input",
-                 '{"message": "Refund order A-1002 please", "email": "x@bounce.invalid"}',
+                 '{"message": "Refund order A-1001 please", "email": "x@bounce.invalid"}',
                  "--key", "k1", "--org", "acme", "--wait", "60", "--json", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     started = json.loads(r.stdout)

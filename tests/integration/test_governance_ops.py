@@ -27,7 +27,7 @@ from stalwart.governance import (
 from stalwart.store import NewRun, open_store
 
 pytestmark = pytest.mark.asyncio
-POLICIES = Path(__file__).resolve().parents[2] / "policies"
+POLICIES = Path(__file__).resolve().parents[2] / "stalwart" / "examples" / "policies"
 
 
 class Clock:

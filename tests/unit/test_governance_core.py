@@ -20,7 +20,7 @@ from stalwart.governance._merkle import (
     verify_inclusion,
 )
 
-POLICIES = Path(__file__).resolve().parents[2] / "policies"
+POLICIES = Path(__file__).resolve().parents[2] / "stalwart" / "examples" / "policies"
 NOON = 1_795_521_600.0  # 2026-11-25 12:00 UTC
 AGENT = {"workflow": "refund", "version": "1", "org": "acme", "role": "support"}
 REFUND = {"tool": "issue_refund", "sensitivity": "high", "org": "", "mutating": True}
