@@ -36,11 +36,30 @@ USER_ERRORS = (ConfigError, InvalidInput, RunNotFound, UnknownWorkflow)
 
 
 class State:
-    """Options given before the sub-command (``--db``, ``--app``, ``--config``)."""
+    """The global options ``--db``, ``--app``, ``--config`` of this invocation, wherever they were given.
 
-    db: str | None = None
-    app: str | None = None
-    config: str | None = None
+    Filled by :mod:`stalwart.cli._options` while the command line is parsed; ``sources`` says where
+    each value came from (``"command line"`` or ``"environment"``, and the command path).
+    """
+
+    def __init__(self) -> None:
+        self.db: str | None = None
+        self.app: str | None = None
+        self.config: str | None = None
+        self.sources: dict[str, tuple[str, str]] = {}
+
+    def reset(self) -> None:
+        """Forget the previous invocation's options."""
+        self.__init__()  # type: ignore[misc]
+
+    def get(self, name: str) -> str | None:
+        """The value of option ``name`` (``db``, ``app`` or ``config``)."""
+        return getattr(self, name)  # type: ignore[no-any-return]
+
+    def set(self, name: str, value: str, source: str, where: str) -> None:
+        """Record option ``name`` given as ``value`` from ``source`` on command ``where``."""
+        setattr(self, name, value)
+        self.sources[name] = (source, where)
 
 
 state = State()
