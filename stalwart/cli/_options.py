@@ -15,7 +15,9 @@ Precedence and conflicts:
   (``stalwart --db X run list --db X``); with different values it is a usage error (exit 2) that
   names both, because silently picking one would run against the wrong database;
 - a command that declares its own ``--db`` / ``--app`` (``eval harvest|shadow|drift|queue``)
-  keeps it; it falls back on the global value when its own is not given.
+  keeps it (its function receives the value), but the value is validated and recorded the same
+  way, so the conflict rule holds there too; such a command falls back on ``state`` when its own
+  is not given.
 
 The root group also turns every usage error and every :class:`~stalwart.errors.StalwartError`
 into one line on stderr (exit 2 for the user's mistakes, 1 for the system's), never a traceback,
@@ -77,10 +79,20 @@ _CHECKS = {"db": _check_db, "app": _check_app, "config": _check_config}
 
 def _merge(ctx: typer.Context, param: Any, value: str | None) -> None:
     """Validate one occurrence of a global option and record it in the CLI state."""
+    _record(ctx, param, param.name, value)
+
+
+def _validate_own(ctx: Any, param: Any, value: Any) -> Any:
+    """For a command's own ``--db``/``--app``/``--config``: validated and recorded the same way, kept as given."""
+    if isinstance(value, str):
+        _record(ctx, param, next(f for f in GLOBAL_FLAGS if f in param.opts)[2:], value)
+    return value
+
+
+def _record(ctx: Any, param: Any, name: str, value: str | None) -> None:
     if value is None:
         return
-    name = param.name
-    source = ctx.get_parameter_source(name)
+    source = ctx.get_parameter_source(param.name)
     from_env = source is not None and source.name == "ENVIRONMENT"
     hint = f"${param.envvar}" if from_env else f"'--{name}'"
     problem = _CHECKS[name](value)
@@ -139,6 +151,10 @@ def add_global_options(command: Any) -> None:
         for template in _TEMPLATES:
             if not taken.intersection(template.opts):
                 cmd.params.append(template)
+        for own in cmd.params:  # a command's own --db etc.: same checks, same conflict rule
+            if own not in _TEMPLATES and set(GLOBAL_FLAGS).intersection(getattr(own, "opts", [])) \
+                    and own.callback is None:
+                own.callback = _validate_own
 
 
 class StalwartGroup(TyperGroup):

@@ -80,6 +80,30 @@ def test_every_command_and_group_has_the_global_options_even_a_sub_app_added_lat
         cli.registered_groups.pop()
 
 
+def _paths(cmd: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    subs = getattr(cmd, "commands", None) or {}
+    return [prefix] + [p for name, sub in subs.items() for p in _paths(sub, (*prefix, name))]
+
+
+def test_every_command_parses_and_validates_the_options_after_its_name() -> None:
+    """``stalwart <any command> --db BAD`` is refused by the option itself (not "No such option")."""
+    from stalwart.cli import cli
+
+    paths = _paths(typer.main.get_command(cli))
+    assert {("worker",), ("server",), ("eval", "run"), ("kill-switch", "engage"), ("run", "list")} <= set(paths)
+    runner = CliRunner()
+    wrong = []
+    for path in paths:
+        db = runner.invoke(cli, [*path, "--db", "mysql://x/y"])
+        app = runner.invoke(cli, [*path, "--app", "nocolon"])
+        config = runner.invoke(cli, [*path, "--config", "/no/such/stalwart.toml"])
+        if not (db.exit_code == app.exit_code == config.exit_code == 2
+                and "unsupported database scheme" in db.output and "module:attribute" in app.output
+                and "not a readable file" in config.output):
+            wrong.append((path, db.output, app.output, config.output))
+    assert wrong == []
+
+
 def test_before_and_after_agree_or_it_is_an_error(tmp_path: Path) -> None:
     from stalwart.cli import cli
 
