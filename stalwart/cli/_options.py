@@ -164,9 +164,15 @@ class StalwartGroup(TyperGroup):
         super().__init__(**attrs)
         add_global_options(self)
 
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().main(*args, **kwargs)
+        finally:
+            state.reset()  # one process may run several invocations (tests, CliRunner): none leaks
+
     def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
         if parent is None:
-            state.reset()  # one process may run several invocations (tests, CliRunner)
+            state.reset()
         try:
             return super().make_context(info_name, args, parent=parent, **extra)
         except (typer.TyperException, StalwartError) as exc:

@@ -116,6 +116,9 @@ def test_before_and_after_agree_or_it_is_an_error(tmp_path: Path) -> None:
     assert "given twice with different values" in differ.output
     assert "a.db" in differ.output and "b.db" in differ.output
     assert not (tmp_path / "b.db").exists()
+    from stalwart.cli._common import state
+
+    assert (state.db, state.sources) == (None, {})  # nothing leaks into the next invocation in this process
 
 
 # --- the documented forms, by their effect --------------------------------------------------------------
