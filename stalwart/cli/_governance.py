@@ -115,7 +115,7 @@ def review_escalate(review_id: str, who: str | None = _ME, note: str = typer.Opt
 
 @audit_cli.command("verify")
 def audit_verify(
-    checkpoint_dir: Path | None = typer.Option(None, help="Where signed checkpoints are anchored."),
+    checkpoint_dir: Path | None = typer.Option(None, help="Where signed checkpoints are anchored."),  # noqa: B008
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Check the whole chain and every signed checkpoint. Exit 0 intact, 1 tampered (names the first bad entry)."""
