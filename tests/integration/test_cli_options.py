@@ -104,6 +104,30 @@ def test_every_command_parses_and_validates_the_options_after_its_name() -> None
     assert wrong == []
 
 
+def test_every_numeric_option_of_every_command_refuses_a_non_number_in_one_line() -> None:
+    from stalwart.cli import cli
+
+    root = typer.main.get_command(cli)
+    runner = CliRunner()
+    checked, wrong = 0, []
+    for path in _paths(root):
+        cmd: Any = root
+        for name in path:
+            cmd = cmd.commands[name]
+        for param in cmd.params:
+            kind = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+            if kind not in (int, float) or getattr(param, "is_flag", False) or param.param_type_name != "option":
+                continue
+            flag = max(param.opts, key=len)
+            result = runner.invoke(cli, [*path, flag, "abc"])
+            checked += 1
+            lines = result.output.strip().splitlines()
+            if result.exit_code != 2 or flag not in result.output or "Traceback" in result.output or len(lines) != 1:
+                wrong.append((path, flag, result.exit_code, result.output))
+    assert checked >= 10
+    assert wrong == []
+
+
 def test_before_and_after_agree_or_it_is_an_error(tmp_path: Path) -> None:
     from stalwart.cli import cli
 
