@@ -126,9 +126,9 @@ def _template_params() -> list[Any]:
     ) -> None:
         """Template."""
 
-    holder = typer.Typer()
+    holder = typer.Typer(add_completion=False)
     holder.command()(options)
-    return list(typer.main.get_command(holder).params)
+    return [p for p in typer.main.get_command(holder).params if set(GLOBAL_FLAGS).intersection(p.opts)]
 
 
 _TEMPLATES: list[Any] | None = None
@@ -176,7 +176,7 @@ class StalwartGroup(TyperGroup):
         try:
             return super().make_context(info_name, args, parent=parent, **extra)
         except (typer.TyperException, StalwartError) as exc:
-            if _is_help(exc):
+            if _passes_through(exc):
                 raise
             raise _one_line(exc) from None
 
@@ -184,15 +184,17 @@ class StalwartGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except (typer.TyperException, StalwartError) as exc:
-            if _is_help(exc):
+            if _passes_through(exc):
                 raise
             raise _one_line(exc) from None
 
 
-def _is_help(exc: BaseException) -> bool:
-    """Typer's ``Exit`` and the "no arguments: here is the help" error pass through untouched."""
-    return isinstance(exc, typer.Exit) or type(exc).__name__ == "NoArgsIsHelpError" or not hasattr(
-        exc, "format_message") and not isinstance(exc, StalwartError)
+def _passes_through(exc: BaseException) -> bool:
+    """``Exit``, "no arguments: here is the help" (already printed) and Typer errors without a message."""
+    if isinstance(exc, StalwartError):
+        return False
+    return (isinstance(exc, typer.Exit) or type(exc).__name__ == "NoArgsIsHelpError"
+            or not hasattr(exc, "format_message"))
 
 
 def _one_line(exc: typer.TyperException | StalwartError) -> typer.Exit:

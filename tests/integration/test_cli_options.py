@@ -65,6 +65,8 @@ def test_every_command_and_group_has_the_global_options_even_a_sub_app_added_lat
         root = typer.main.get_command(cli)
         missing = [c.name for c in walk(root) if not {"--db", "--app", "--config"} <= _flags(c)]
         assert missing == []
+        # nothing else is added: shell completion stays on the root only
+        assert [c.name for c in walk(root) if "--install-completion" in _flags(c)] == [root.name]
         assert {"server", "eval", "zz-late"} <= set(root.commands)  # type: ignore[attr-defined]
         result = CliRunner().invoke(cli, ["zz-late", "show", "--db", "sqlite:///x.db", "--app", "m:a"],
                                     env={"STALWART_DB": "sqlite:///env.db"})
