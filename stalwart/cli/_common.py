@@ -86,7 +86,12 @@ def load_app(required: bool = True, default: str | None = DEFAULT_APP) -> App:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ConfigError(f"app: cannot import module {module_name!r}: {exc}") from None
-    app = getattr(module, attr, None)
+    except SyntaxError as exc:
+        raise ConfigError(f"app: module {module_name!r} has a syntax error: {exc.msg} "
+                          f"({exc.filename}, line {exc.lineno})") from None
+    if not hasattr(module, attr):
+        raise ConfigError(f"app: module {module_name!r} has no attribute {attr!r}")
+    app = getattr(module, attr)
     if not isinstance(app, App):
         raise ConfigError(f"app: {spec!r} is not a stalwart.App (got {type(app).__name__})")
     app.settings = app.settings.model_copy(update={"db": s.db})

@@ -232,6 +232,8 @@ UNKNOWN_KEY_TOML = "no_such_setting = 1\n"
         (["worker", "--app", "myapp"], "'myapp' is not of the form module:attribute"),
         (["worker", "--app", "no_such_module:app", "--db", "sqlite:///w.db"], "cannot import module 'no_such_module'"),
         (["run", "start", "refund", "--app", "json:dumps"], "is not a stalwart.App"),
+        (["run", "start", "refund", "--app", "json:no_such_app"], "module 'json' has no attribute 'no_such_app'"),
+        (["worker", "--app", "broken:app"], "module 'broken' has a syntax error"),
         (["run", "list", "--config", "missing.toml"], "'missing.toml' is not a readable file"),
         (["demo", "--config", "bad.toml"], "'bad.toml' is not valid TOML"),
         (["run", "list", "--config", "unknown.toml"], "no_such_setting"),
@@ -259,6 +261,7 @@ UNKNOWN_KEY_TOML = "no_such_setting = 1\n"
 def test_bad_values_give_one_clear_line(tmp_path: Path, args: list[str], message: str) -> None:
     (tmp_path / "bad.toml").write_text(BAD_TOML)
     (tmp_path / "unknown.toml").write_text(UNKNOWN_KEY_TOML)
+    (tmp_path / "broken.py").write_text("import stalwart as sw\napp = sw.App('x'\n")
     r = stalwart(*args, cwd=tmp_path)
     out = r.stdout + r.stderr
     assert r.returncode == 2, out
