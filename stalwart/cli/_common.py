@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from stalwart.engine import App
 from stalwart.errors import (
@@ -110,9 +111,9 @@ def run(coro_fn: Callable[[], Awaitable[T]]) -> T:
 def report_error(exc: StalwartError) -> int:
     """Print a Stalwart error without a traceback; return the exit code (2: your input, 1: the system)."""
     if isinstance(exc, USER_ERRORS):
-        err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
+        err_console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 2
-    err_console.print(f"[bold red]error ({exc.code}):[/bold red] {exc}", highlight=False)
+    err_console.print(f"[bold red]error ({exc.code}):[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True)
     return 1
 
 
