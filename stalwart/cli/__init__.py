@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import typer
 
-from stalwart.cli._common import state  # noqa: I001
 from stalwart.cli._alerts import alerts
 from stalwart.cli._demo import demo
 from stalwart.cli._doctor import doctor
 from stalwart.cli._events import events_cli
 from stalwart.cli._governance import audit_cli, compliance_cli, inventory, kill_cli, review_cli
 from stalwart.cli._keys import keys_cli
+from stalwart.cli._options import StalwartGroup
 from stalwart.cli._policy import policy_cli, prompt_cli
 from stalwart.cli._runs import dlq_cli, run_cli
 from stalwart.cli._schedules import schedule_cli
@@ -24,16 +24,16 @@ cli = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=True,
+    cls=StalwartGroup,  # adds --db/--app/--config to every command, one-line errors
 )
 
 
 @cli.callback()
-def _options(
-    db: str | None = typer.Option(None, "--db", envvar="STALWART_DB", help="Database URL (sqlite:/// or postgresql://)."),
-    app: str | None = typer.Option(None, "--app", envvar="STALWART_APP", help="Application as module:attribute."),
-    config: str | None = typer.Option(None, "--config", envvar="STALWART_CONFIG", help="Settings file (TOML)."),
-) -> None:
-    state.db, state.app, state.config = db, app, config
+def _root() -> None:
+    """Stalwart: durable, observable, bounded AI agent workflows.
+
+    --db, --app and --config work before or after any subcommand.
+    """
 
 
 cli.command("demo")(demo)
@@ -68,12 +68,5 @@ _register_late()
 
 
 def main() -> None:
-    import sys
-
-    from stalwart.cli._common import report_error
-    from stalwart.errors import StalwartError
-
-    try:
-        cli()
-    except StalwartError as exc:
-        sys.exit(report_error(exc))
+    """Entry point of the ``stalwart`` command (errors are reported by :class:`StalwartGroup`)."""
+    cli()

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from stalwart.engine import App
 from stalwart.errors import (
@@ -36,11 +37,30 @@ USER_ERRORS = (ConfigError, InvalidInput, RunNotFound, UnknownWorkflow)
 
 
 class State:
-    """Options given before the sub-command (``--db``, ``--app``, ``--config``)."""
+    """The global options ``--db``, ``--app``, ``--config`` of this invocation, wherever they were given.
 
-    db: str | None = None
-    app: str | None = None
-    config: str | None = None
+    Filled by :mod:`stalwart.cli._options` while the command line is parsed; ``sources`` says where
+    each value came from (``"command line"`` or ``"environment"``, and the command path).
+    """
+
+    def __init__(self) -> None:
+        self.db: str | None = None
+        self.app: str | None = None
+        self.config: str | None = None
+        self.sources: dict[str, tuple[str, str]] = {}
+
+    def reset(self) -> None:
+        """Forget the previous invocation's options."""
+        self.__init__()  # type: ignore[misc]
+
+    def get(self, name: str) -> str | None:
+        """The value of option ``name`` (``db``, ``app`` or ``config``)."""
+        return getattr(self, name)  # type: ignore[no-any-return]
+
+    def set(self, name: str, value: str, source: str, where: str) -> None:
+        """Record option ``name`` given as ``value`` from ``source`` on command ``where``."""
+        setattr(self, name, value)
+        self.sources[name] = (source, where)
 
 
 state = State()
@@ -67,7 +87,12 @@ def load_app(required: bool = True, default: str | None = DEFAULT_APP) -> App:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ConfigError(f"app: cannot import module {module_name!r}: {exc}") from None
-    app = getattr(module, attr, None)
+    except SyntaxError as exc:
+        raise ConfigError(f"app: module {module_name!r} has a syntax error: {exc.msg} "
+                          f"({exc.filename}, line {exc.lineno})") from None
+    if not hasattr(module, attr):
+        raise ConfigError(f"app: module {module_name!r} has no attribute {attr!r}")
+    app = getattr(module, attr)
     if not isinstance(app, App):
         raise ConfigError(f"app: {spec!r} is not a stalwart.App (got {type(app).__name__})")
     app.settings = app.settings.model_copy(update={"db": s.db})
@@ -86,9 +111,9 @@ def run(coro_fn: Callable[[], Awaitable[T]]) -> T:
 def report_error(exc: StalwartError) -> int:
     """Print a Stalwart error without a traceback; return the exit code (2: your input, 1: the system)."""
     if isinstance(exc, USER_ERRORS):
-        err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
+        err_console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 2
-    err_console.print(f"[bold red]error ({exc.code}):[/bold red] {exc}", highlight=False)
+    err_console.print(f"[bold red]error ({exc.code}):[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True)
     return 1
 
 

@@ -10,7 +10,6 @@ import sys
 import time
 from typing import Any
 
-import typer
 from rich.panel import Panel
 
 from stalwart.cli._common import console, load_app, run, state
@@ -19,8 +18,8 @@ from stalwart.errors import WorkflowFailed
 
 TICKETS: list[tuple[str, dict[str, Any], str]] = [
     ("1", {"email": "alice@example.com", "message": "Hi! Order A-1001 arrived broken. Please refund the $49.99."},
-     "an ordinary refund: the model triages it (it sees only placeholders for the email), order and history are "
-     "looked up in parallel sandboxes, the fraud check times out once and is retried"),
+     ("an ordinary refund: the model triages it (it sees only placeholders for the email), order and history are "
+     "looked up in parallel sandboxes, the fraud check times out once and is retried")),
     ("2", {"email": "bob@example.com", "message": "I want my money back for order A-1002."},
      "a $125 refund: policy sends it to a human review; the demo approves it from the CLI"),
     ("3", {"email": "dave@example.com", "message": "Refund order A-1003 please."},
@@ -170,7 +169,7 @@ async def _publish_events(app: Any) -> None:
     url = os.environ.get("STALWART_NATS_URL", "nats://127.0.0.1:4222")
     try:
         n = await asyncio.wait_for(OutboxPublisher(app.store, url).publish_pending(), 30)
-    except Exception as exc:  # the demo works without a bus: say so, don't fail
+    except Exception as exc:  # noqa: BLE001 - the demo works without a bus: say so, don't fail
         console.print(f"no NATS JetStream at {url} ({type(exc).__name__}); the outbox table is the event log: "
                       "[bold]stalwart events tail[/bold]")
         return

@@ -12,6 +12,7 @@ import typer
 from rich.table import Table
 
 from stalwart.cli._common import console, err_console, load_app, print_json, run
+from stalwart.errors import InvalidInput
 
 review_cli = typer.Typer(help="The human review queue.", no_args_is_help=True)
 audit_cli = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
@@ -117,7 +118,7 @@ def audit_verify(
     anchor_url: str | None = typer.Option(
         None, help="Where signed checkpoints are anchored (file:DIR or s3://bucket/prefix); default: "
         "governance.anchor_url."),
-    checkpoint_dir: Path | None = typer.Option(None, help="Deprecated: same as --anchor-url file:DIR."),
+    checkpoint_dir: Path | None = typer.Option(None, help="Deprecated: same as --anchor-url file:DIR."),  # noqa: B008
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Check the whole chain and every signed checkpoint. Exit 0 intact, 1 tampered (names the first bad entry)."""
@@ -156,7 +157,10 @@ def audit_prove(event_id: str = typer.Argument(..., help="The audit event id."))
     """An RFC 6962 inclusion proof of one entry against the latest signed checkpoint."""
 
     async def go(app: Any, gov: Any) -> Any:
-        proof = await gov.audit.prove(event_id)
+        try:
+            proof = await gov.audit.prove(event_id)
+        except KeyError:  # the audit log's "no such entry"
+            raise InvalidInput(f"no audit entry with event id {event_id!r}") from None
         return proof, proof.verify(await gov.audit.public_key())
 
     proof, ok = _with_gov(go)

@@ -16,7 +16,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from stalwart.cli._common import console, err_console, load_app, print_json, run, state
+from stalwart.cli._common import console, err_console, load_app, print_json, run
 from stalwart.errors import InvalidInput
 
 __all__ = ["keys_cli"]
@@ -24,16 +24,6 @@ __all__ = ["keys_cli"]
 keys_cli = typer.Typer(help="API keys of every org (you act as the platform operator).", no_args_is_help=True)
 
 _ME = typer.Option(None, "--as", help="Your identity (default: the OS user). Recorded in the audit log.")
-# The global options are accepted after the sub-command too (`stalwart keys list --db URL`).
-_DB = typer.Option(None, "--db", help="Database URL (same as the global --db).")
-_APP = typer.Option(None, "--app", help="Application as module:attribute (same as the global --app).")
-_CONFIG = typer.Option(None, "--config", help="Settings file (same as the global --config).")
-
-
-def _globals(db: str | None, app: str | None, config: str | None) -> None:
-    state.db = db or state.db
-    state.app = app or state.app
-    state.config = config or state.config
 
 
 def _who(given: str | None) -> str:
@@ -72,12 +62,8 @@ def keys_create(
     ),
     who: str | None = _ME,
     json_out: bool = typer.Option(False, "--json", help="Print the key and its record as JSON."),
-    db: str | None = _DB,
-    app: str | None = _APP,
-    config: str | None = _CONFIG,
 ) -> None:
     """Create a key in ORG and print it once (only its hash is stored): KEY=$(stalwart keys create ...)."""
-    _globals(db, app, config)
     if subject is not None and not 1 <= len(subject) <= 200:
         raise InvalidInput("--subject must hold 1 to 200 characters")
     if len(name) > 100:
@@ -111,12 +97,8 @@ def keys_create(
 def keys_list(
     org: str | None = typer.Option(None, "--org", help="Only this org's keys (default: every org)."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON (never the keys themselves)."),
-    db: str | None = _DB,
-    app: str | None = _APP,
-    config: str | None = _CONFIG,
 ) -> None:
     """Every org's keys (or ORG's), revoked and expired ones included; the keys themselves are never shown."""
-    _globals(db, app, config)
     if org is not None:
         from stalwart.governance import check_org
 
@@ -143,12 +125,8 @@ def keys_list(
 def keys_revoke(
     kid: str = typer.Argument(..., help="The key's id (the KID column of `keys list`)."),
     who: str | None = _ME,
-    db: str | None = _DB,
-    app: str | None = _APP,
-    config: str | None = _CONFIG,
 ) -> None:
     """Revoke a key at once (idempotent); requests made with it are refused from now on."""
-    _globals(db, app, config)
     actor = _who(who)
 
     async def go(keys: Any) -> Any:

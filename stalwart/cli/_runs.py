@@ -99,7 +99,7 @@ def start(
                 async with app.worker():
                     try:
                         out["output"] = await app.result(run_id, timeout=wait)
-                    except Exception as exc:  # reported, with the run's state below
+                    except Exception as exc:  # noqa: BLE001 - reported, with the run's state below
                         out["error"] = str(exc)
                 out["status"] = (await app.get_run(run_id)).status.value
             return out
