@@ -10,6 +10,7 @@ approved through host 1 is enforced on host 2 within 5 s. No host folder keeps a
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import signal
@@ -27,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 APP = "tests.chaos.twohost_app:app"
 pytestmark = [pytest.mark.chaos, pytest.mark.postgres]
 
+MASTER_KEY = base64.b64encode(os.urandom(32)).decode()
 FORBID_WIRES = """\
 @id("wires-are-frozen")
 forbid (principal is Stalwart::Agent, action == Stalwart::Action::"call_tool", resource == Stalwart::Tool::"wire");
@@ -41,6 +43,8 @@ def _env(s3: str, bucket: str, **extra: str) -> dict[str, str]:
         "STALWART_ARTIFACTS__S3_ENDPOINT_URL": s3,
         "STALWART_GOVERNANCE__ANCHOR_URL": f"s3://{bucket}/anchors",
         "STALWART_WORKER__LEASE_S": "3",
+        "STALWART_GOVERNANCE__CHECKPOINT_EVERY": "5",  # signed checkpoints, anchored in S3, during the test
+        "STALWART_MASTER_KEY": MASTER_KEY,  # from the secret manager on every host, never from a folder
         **extra,
     }
 
@@ -97,16 +101,19 @@ def test_a_run_killed_on_one_host_completes_on_another_sharing_only_postgres_and
         started = _cli("run", "start", "report", "--input", "{}", "--key", "twohost-1", "--app", APP,
                        "--db", pg_url, cwd=host1, env=env3)
         assert started.returncode == 0, started.stderr
-        run_id = json.loads(started.stdout)["id"]
+        run_id = started.stdout.strip()
 
         def tool_step_done() -> bool:
-            return any(e.name == "big_report" and e.status == "completed" for e in asyncio.run(_journal(pg_url, run_id)))
+            journal = asyncio.run(_journal(pg_url, run_id))
+            failed = [e.error for e in journal if e.status == "failed"]
+            assert not failed, f"the run failed on host 1: {failed}"
+            return any(e.kind == "tool" and e.name == "big_report" and e.status == "completed" for e in journal)
 
         _wait_until("host 1 committing the 200 KiB tool step", tool_step_done, 300, log)
         w1.send_signal(signal.SIGKILL)
         w1.wait()
         journal = asyncio.run(_journal(pg_url, run_id))
-        big = next(e for e in journal if e.name == "big_report")
+        big = next(e for e in journal if e.kind == "tool" and e.name == "big_report")
         assert big.result_json is not None and len(big.result_json) < 4096, "the 200 KiB result is in the database"
         assert "$artifact" in big.result_json
 
@@ -118,15 +125,16 @@ def test_a_run_killed_on_one_host_completes_on_another_sharing_only_postgres_and
 
         _wait_until("host 2 completing the run", completed, 300, log)
         info = json.loads(_cli("run", "get", run_id, "--json", "--db", pg_url, cwd=host3, env=env3).stdout)
-        assert info["result"]["size"] == 200 * 1024  # host 2 read the big result back from S3
-        assert info["result"]["finished_on"] == str(w2.pid)
+        assert info["output"]["size"] == 200 * 1024  # host 2 read the big result back from S3
+        assert info["output"]["finished_on"] == str(w2.pid)
 
         explain = _cli("run", "explain", run_id, "--db", pg_url, "--app", APP, cwd=host3, env=env3)
         assert explain.returncode == 0, explain.stderr
         assert "big_report" in explain.stdout
-        verify = _cli("audit", "verify", "--db", pg_url, cwd=host3, env=env3)
+        verify = _cli("audit", "verify", "--json", "--db", pg_url, cwd=host3, env=env3)
         assert verify.returncode == 0, verify.stdout + verify.stderr
-        assert "intact" in verify.stdout
+        report = json.loads(verify.stdout)
+        assert report["ok"] and report["checkpoints"] >= 1, report  # checked against the anchors in S3
 
         # A policy approved through host 1 is enforced by host 2 within 5 s.
         (host1 / "wires.cedar").write_text(FORBID_WIRES)
@@ -145,7 +153,7 @@ def test_a_run_killed_on_one_host_completes_on_another_sharing_only_postgres_and
             n += 1
             pay = _cli("run", "start", "pay", "--input", json.dumps({"account": "ext-9", "cents": 100}),
                        "--key", f"pay-{n}", "--app", APP, "--db", pg_url, cwd=host3, env=env3)
-            pay_id = json.loads(pay.stdout)["id"]
+            pay_id = pay.stdout.strip()
 
             def settled(pid: str = pay_id) -> bool:
                 got = json.loads(_cli("run", "get", pid, "--json", "--db", pg_url, cwd=host3, env=env3).stdout)
