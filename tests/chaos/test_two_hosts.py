@@ -50,7 +50,7 @@ def _env(s3: str, bucket: str, **extra: str) -> dict[str, str]:
 
 
 def _cli(*args: str, cwd: Path, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "stalwart.cli", *args], cwd=cwd, env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "stalwart.cli", *args], cwd=cwd, env=env, capture_output=True, check=False,
                           text=True, timeout=timeout)
 
 
