@@ -48,7 +48,9 @@ class KeyStats:
     interval_s: float | None = None
     warmup_s: float = 0.3
 
-    def record_call(self, now: float) -> None:
+    def record_call(self, now: float, idle_s: float) -> None:
+        if self.last_call is not None and now - self.last_call > idle_s:
+            self.interval_s = None  # a burst after a quiet spell starts a new rate
         if self.last_call is not None:
             gap = max(0.0, now - self.last_call)
             self.interval_s = gap if self.interval_s is None else (1 - _ALPHA) * self.interval_s + _ALPHA * gap
@@ -61,14 +63,15 @@ class KeyStats:
 def target_size(stats: KeyStats, now: float, limits: PoolLimits) -> int:
     """How many ready entries a profile should have now (pure).
 
-    Zero when it has not been called within ``idle_s``; otherwise enough to cover the calls that
-    arrive while one entry warms up (``warmup_s / interval_s``), at least one, at most
-    ``per_profile_max``.
+    Zero until the profile has a call rate (two calls within ``idle_s``: a tool called once is
+    not worth a sandbox kept waiting) and again after ``idle_s`` without a call; otherwise enough
+    to cover the calls that arrive while one entry warms up (``warmup_s / interval_s``), at least
+    one, at most ``per_profile_max``.
     """
     if stats.last_call is None or now - stats.last_call > limits.idle_s or limits.per_profile_max <= 0:
         return 0
     if stats.interval_s is None:
-        return 1
+        return 0
     want = math.ceil(stats.warmup_s / max(stats.interval_s, 1e-3))
     return max(1, min(limits.per_profile_max, want))
 
@@ -87,6 +90,7 @@ class WarmPool:
     warming: dict[Profile, int] = field(default_factory=dict)
     stats: dict[Profile, KeyStats] = field(default_factory=dict)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _starting: set[LiveSandbox] = field(default_factory=set)
     _janitor: asyncio.Task[None] | None = None
     _loop: asyncio.AbstractEventLoop | None = None
     _closed: bool = False
@@ -112,7 +116,7 @@ class WarmPool:
         if not self.enabled:
             return None
         self._bind_loop()
-        self.stats.setdefault(profile, KeyStats()).record_call(self.clock())
+        self.stats.setdefault(profile, KeyStats()).record_call(self.clock(), self.limits.idle_s)
         bucket = self.entries.get(profile, [])
         now = self.clock()
         while bucket:
@@ -165,6 +169,7 @@ class WarmPool:
             live: LiveSandbox | None = None
             try:
                 live = await self.spawn(profile, code_hash)
+                self._starting.add(live)
                 ok = await asyncio.wait_for(asyncio.shield(live.ready), self.limits.warmup_timeout_s)
             except asyncio.CancelledError:
                 if live is not None:
@@ -175,6 +180,8 @@ class WarmPool:
                 ok = False
             finally:
                 self.warming[profile] -= 1
+                if live is not None:
+                    self._starting.discard(live)
             if live is None:
                 return
             if not ok or self._closed or not live.alive:
@@ -236,9 +243,15 @@ class WarmPool:
             for live in lives:
                 live.destroy()
             return
-        tasks = [t for t in (*self._tasks, self._janitor) if t is not None and not t.done()]
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._janitor is not None and not self._janitor.done():
+            self._janitor.cancel()
+        # Refills are awaited, not cancelled: a subprocess start cancelled half-way can leave
+        # asyncio waiting for an exit it is never told about (CPython 3.11). A refill that sees
+        # the pool closed discards what it started.
+        for live in list(self._starting):
+            live.destroy()  # its reader sees EOF, so the refill stops waiting for it
+        await self.settle()
+        lives += [x for xs in self.entries.values() for x in xs]
+        self.entries.clear()
         for live in lives:
             await live.discard()
