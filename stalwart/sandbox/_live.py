@@ -147,6 +147,7 @@ class LiveSandbox:
         finally:
             oom = self.cgroup.oom_killed() if self.cgroup else False
             self.destroy()
+            self.close_transport()
         ok, result_json, error = classify(
             Observed(
                 returncode=returncode,
@@ -195,3 +196,11 @@ class LiveSandbox:
         for t in self._readers:
             t.cancel()
         await asyncio.gather(*self._readers, return_exceptions=True)
+        self.close_transport()
+
+    def close_transport(self) -> None:
+        """Close the pipes now, on this loop, rather than when the garbage collector finds them."""
+        transport = getattr(self.proc, "_transport", None)
+        if transport is not None and not self.loop.is_closed():
+            with contextlib.suppress(Exception):
+                transport.close()

@@ -49,14 +49,16 @@ class KeyStats:
     warmup_s: float = 0.3
 
     def record_call(self, now: float, idle_s: float) -> None:
-        if self.last_call is not None and now - self.last_call > idle_s:
-            self.interval_s = None  # a burst after a quiet spell starts a new rate
-        if self.last_call is not None:
+        """Fold one call into the rate; a call after more than ``idle_s`` starts a new rate."""
+        if self.last_call is None or now - self.last_call > idle_s:
+            self.interval_s = None
+        else:
             gap = max(0.0, now - self.last_call)
             self.interval_s = gap if self.interval_s is None else (1 - _ALPHA) * self.interval_s + _ALPHA * gap
         self.last_call = now
 
     def record_warmup(self, seconds: float) -> None:
+        """Fold one warm-up duration into the estimate."""
         self.warmup_s = (1 - _ALPHA) * self.warmup_s + _ALPHA * seconds
 
 
