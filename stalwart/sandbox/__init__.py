@@ -27,7 +27,12 @@ A service the tool calls checks it with :func:`verify_credential` ``(token, "rea
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+
+# Not ``from typing import ...``: ``typing`` costs ~15 ms to import, and a sandboxed tool module
+# that does ``import stalwart`` must not pay for it (annotations here are strings).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # Imported on first use: a tool running inside a sandbox imports this package for
 # current_credential/verify_credential and must not pay for the host-side machinery.

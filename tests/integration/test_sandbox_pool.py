@@ -231,3 +231,11 @@ async def test_keep_alive_control_outside_the_sandbox() -> None:
     finally:
         for pid in pids:
             os.kill(pid, 9)
+
+
+async def test_framework_bytecode_is_precompiled_and_read_only(sandbox: BwrapSandbox) -> None:
+    out = await sandbox.run(inv("framework_bytecode", module=BASIC))
+    assert out.ok, out.error
+    got = json.loads(out.result_json or "{}")
+    assert got["cached"].startswith("/opt/stalwart/lib/stalwart/")
+    assert got["exists"] is True and got["writable"] is False
