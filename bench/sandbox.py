@@ -170,8 +170,7 @@ async def main() -> None:
     ap.add_argument("--skip-e2e", action="store_true")
     args = ap.parse_args()
     n = args.n
-    with open("/proc/loadavg") as f:
-        load = f.read().split()[0]
+    load = f"{os.getloadavg()[0]:.2f}"
     print(
         f"# sandbox, {datetime.date.today()}, n={n}, {os.cpu_count()} cores, load {load}, "
         f"{platform.platform()}, python {platform.python_version()}, uid {os.geteuid()}"

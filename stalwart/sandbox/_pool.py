@@ -135,8 +135,6 @@ class WarmPool:
             return
         self._bind_loop()
         self._spawn_task(self._refill(profile, code_hash))
-        if self._janitor is None or self._janitor.done():
-            self._janitor = asyncio.get_running_loop().create_task(self._sweep())
 
     def _spawn_task(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)
@@ -193,6 +191,9 @@ class WarmPool:
             with contextlib.suppress(Exception):
                 live.rss_bytes = live.usage().rss_bytes
             self.entries.setdefault(profile, []).append(live)
+            if self._janitor is None or self._janitor.done():
+                # started with the first entry, it runs until the pool is empty again
+                self._janitor = asyncio.get_running_loop().create_task(self._sweep())
 
     def _next_deadline(self, now: float) -> float | None:
         times: list[float] = []

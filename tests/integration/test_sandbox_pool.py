@@ -105,22 +105,25 @@ async def test_idle_profiles_drop_to_zero(sandbox: BwrapSandbox, clock: Clock) -
     assert sandbox.pool.ready_count() == 0
 
 
+def _write_module(path: str, version: int) -> None:
+    with open(path, "w") as f:
+        f.write(f"def version() -> int:\n    return {version}\n")
+    os.chmod(path, stat.S_IRUSR | stat.S_IWUSR | stat.S_IRGRP | stat.S_IROTH)
+
+
 async def test_entries_of_changed_code_are_discarded(clock: Clock) -> None:
     root = tempfile.mkdtemp(prefix="stalwart-pool-test-")
     try:
         os.chmod(root, 0o755)
         path = os.path.join(root, "pool_tool_mod.py")
-        with open(path, "w") as f:
-            f.write("def version() -> int:\n    return 1\n")
-        os.chmod(path, stat.S_IRUSR | stat.S_IWUSR | stat.S_IRGRP | stat.S_IROTH)
+        _write_module(path, 1)
         sb = BwrapSandbox(monotonic=clock)
         try:
             i = ToolInvocation(
                 tool_name="version", module="pool_tool_mod", qualname="version", code_root=root, kwargs_json="{}"
             )
             await warm(sb, i, clock)
-            with open(path, "w") as f:
-                f.write("def version() -> int:\n    return 2\n")
+            _write_module(path, 2)
             clock.t += 1.0
             out = await sb.run(i)
             assert out.ok and out.result_json == "2" and not out.pooled
@@ -217,7 +220,7 @@ async def test_no_process_outlives_its_call(sandbox: BwrapSandbox, clock: Clock)
     assert _host_processes_with(token) == [], "a process from the call is still running"
 
 
-async def test_keep_alive_control_outside_the_sandbox() -> None:
+def test_keep_alive_control_outside_the_sandbox() -> None:
     """Control: the same probe, run as a plain process, does leave a survivor behind."""
     import subprocess
     import sys
@@ -239,3 +242,10 @@ async def test_framework_bytecode_is_precompiled_and_read_only(sandbox: BwrapSan
     got = json.loads(out.result_json or "{}")
     assert got["cached"].startswith("/opt/stalwart/lib/stalwart/")
     assert got["exists"] is True and got["writable"] is False
+
+
+async def test_the_janitor_watches_every_ready_entry(sandbox: BwrapSandbox, clock: Clock) -> None:
+    """Idle entries are reaped without another call: a sweeper runs while the pool holds any."""
+    await warm(sandbox, inv("echo", module=BASIC, value="x"), clock)
+    janitor = sandbox.pool._janitor
+    assert janitor is not None and not janitor.done()
