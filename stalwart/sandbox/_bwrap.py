@@ -12,7 +12,6 @@ waits, module imported, for the one call it will serve.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import shutil
@@ -31,6 +30,7 @@ from stalwart.sandbox._classify import tool_error
 from stalwart.sandbox._codehash import code_hash
 from stalwart.sandbox._live import LiveSandbox, Profile
 from stalwart.sandbox._pool import PoolLimits, WarmPool
+from stalwart.sandbox._process import SandboxProcess, start_process
 from stalwart.sandbox._proxy import Connector, EgressProxy, Resolver
 from stalwart.sandbox._runner import frame
 from stalwart.sandbox._types import ToolInvocation, ToolOutcome
@@ -239,7 +239,7 @@ class BwrapSandbox:
             "sys_path": _command.sandbox_sys_path(layout.site_packages),
             "limits": asdict(profile.limits),
         }
-        await live.send(frame(warm), close=False)
+        live.send(frame(warm), close=False)
         return live
 
     async def _start_process(
@@ -248,7 +248,7 @@ class BwrapSandbox:
         profile: Profile,
         proxy_dir: str | None,
         cgroup: CgroupHandle | None,
-    ) -> asyncio.subprocess.Process:
+    ) -> SandboxProcess:
         r_fd, w_fd = os.pipe()
         try:
             os.write(w_fd, self._filters[profile.egress])
@@ -273,15 +273,7 @@ class BwrapSandbox:
             kw = {"user": layout.uid, "group": layout.gid, "extra_groups": []}
         pass_fds = (r_fd,) if block_r is None else (r_fd, block_r)
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                pass_fds=pass_fds,
-                env=_BWRAP_ENV,
-                **kw,
-            )
+            proc = await start_process(argv, pass_fds=pass_fds, env=_BWRAP_ENV, **kw)
         finally:
             os.close(r_fd)
             if block_r is not None:
@@ -291,10 +283,10 @@ class BwrapSandbox:
                 cgroup.adopt_tree(proc.pid)
                 os.write(block_w, b"1")
             except OSError:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
+                proc.kill()
                 cgroup.kill_all()
                 await proc.wait()
+                proc.close()
                 raise
             finally:
                 os.close(block_w)

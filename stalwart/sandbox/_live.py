@@ -16,6 +16,7 @@ from typing import Any
 
 from stalwart.sandbox._cgroups import CgroupHandle
 from stalwart.sandbox._classify import Observed, classify
+from stalwart.sandbox._process import SandboxProcess
 from stalwart.sandbox._proctree import TreeUsage, tree_usage
 from stalwart.sandbox._runner import READY
 
@@ -42,7 +43,7 @@ class Profile:
 class LiveSandbox:
     """A running sandbox process and what the host holds for it."""
 
-    proc: asyncio.subprocess.Process
+    proc: SandboxProcess
     profile: Profile
     code_hash: str
     started: float
@@ -100,14 +101,9 @@ class LiveSandbox:
         """What the tree has used so far (host ``/proc``)."""
         return tree_usage(self.proc.pid)
 
-    async def send(self, data: bytes, *, close: bool) -> None:
-        """Write to the runner's stdin; a sandbox that already died is noticed by the reader."""
-        assert self.proc.stdin is not None
-        with contextlib.suppress(ConnectionError, BrokenPipeError):
-            self.proc.stdin.write(data)
-            await self.proc.stdin.drain()
-            if close:
-                self.proc.stdin.close()
+    def send(self, data: bytes, *, close: bool) -> None:
+        """Queue a message for the runner's stdin; a sandbox that already died is noticed by the reader."""
+        self.proc.write(data, close=close)
 
     async def call(
         self, request: bytes, *, timeout_s: float, baseline: TreeUsage | None
@@ -118,8 +114,8 @@ class LiveSandbox:
         base = baseline if baseline is not None else TreeUsage()
         timed_out = exceeded = False
         usage: TreeUsage | None = None
-        feeder = asyncio.create_task(self.send(request, close=True))
-        tasks: list[asyncio.Task[None]] = [feeder, *self._readers]
+        self.send(request, close=True)
+        tasks: list[asyncio.Task[None]] = list(self._readers)
         try:
             done, pending = await asyncio.wait(tasks, timeout=timeout_s, return_when=asyncio.FIRST_EXCEPTION)
             exceeded = any(
@@ -200,7 +196,5 @@ class LiveSandbox:
 
     def close_transport(self) -> None:
         """Close the pipes now, on this loop, rather than when the garbage collector finds them."""
-        transport = getattr(self.proc, "_transport", None)
-        if transport is not None and not self.loop.is_closed():
-            with contextlib.suppress(Exception):
-                transport.close()
+        with contextlib.suppress(Exception):
+            self.proc.close()

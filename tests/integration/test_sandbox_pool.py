@@ -249,3 +249,29 @@ async def test_the_janitor_watches_every_ready_entry(sandbox: BwrapSandbox, cloc
     await warm(sandbox, inv("echo", module=BASIC, value="x"), clock)
     janitor = sandbox.pool._janitor
     assert janitor is not None and not janitor.done()
+
+
+def test_a_loop_that_ends_during_a_refill_does_not_hang(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``asyncio.run`` returning while the pool starts a sandbox (no ``aclose``) must not hang the
+    process: asyncio's own subprocess start waits forever when teardown cancels it half-way."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "refill_at_exit.py"
+    script.write_text(
+        "import asyncio, json, sys\n"
+        f"sys.path.insert(0, {ROOT!r})\n"
+        "from stalwart.sandbox import BwrapSandbox, ToolInvocation\n"
+        "sb = BwrapSandbox()\n"
+        f"inv = ToolInvocation(tool_name='echo', module={BASIC!r}, qualname='echo', code_root={ROOT!r},"
+        " kwargs_json='{\"value\": \"x\"}')\n"
+        "async def main():\n"
+        "    for _ in range(2):\n"
+        "        assert (await sb.run(inv)).ok\n"
+        "    await asyncio.sleep(0)  # the refill has begun starting a sandbox\n"
+        "asyncio.run(main())\n"
+        "asyncio.run(main())\n"
+        "print('exited')\n"
+    )
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "exited", out.stderr[-2000:]
