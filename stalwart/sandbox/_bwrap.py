@@ -155,6 +155,7 @@ class BwrapSandbox:
         finally:
             if live is not None:
                 live.destroy()
+                live.close_transport()
             if proxy is not None:
                 await proxy.close()
         if profile is not None:

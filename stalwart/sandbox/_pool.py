@@ -107,6 +107,7 @@ class WarmPool:
             # Entries of another (finished) event loop cannot be awaited here: kill them outright.
             for live in [x for xs in self.entries.values() for x in xs]:
                 live.destroy()
+                live.close_transport()
             self.entries.clear()
             self.warming.clear()
             self._tasks.clear()
@@ -245,6 +246,7 @@ class WarmPool:
         if not same_loop:
             for live in lives:
                 live.destroy()
+                live.close_transport()
             return
         if self._janitor is not None and not self._janitor.done():
             self._janitor.cancel()
