@@ -114,6 +114,7 @@ class LiveSandbox:
         base = baseline if baseline is not None else TreeUsage()
         timed_out = exceeded = False
         usage: TreeUsage | None = None
+        elapsed: float | None = None
         self.send(request, close=True)
         tasks: list[asyncio.Task[None]] = list(self._readers)
         try:
@@ -124,6 +125,7 @@ class LiveSandbox:
             timed_out = bool(pending) and not exceeded
             if timed_out:
                 usage = self.usage().since(base)  # read before the kill: what the tool did with its time
+                elapsed = time.monotonic() - started
             if pending or exceeded:
                 # Kill before waiting: a tool blocked on a full pipe nobody reads would never exit.
                 self.kill()
@@ -155,7 +157,7 @@ class LiveSandbox:
                 max_output_bytes=self.cap,
                 cpu_s=usage.cpu_s if usage else None,
                 demand_s=usage.demand_s if usage else None,
-                elapsed_s=time.monotonic() - started,
+                elapsed_s=elapsed,
             )
         )
         return ok, result_json, error, self.tail.decode("utf-8", "replace")
