@@ -26,6 +26,7 @@ __all__ = ["KeyStats", "PoolLimits", "WarmPool", "target_size"]
 
 _log = logging.getLogger("stalwart.sandbox.pool")
 _ALPHA = 0.3
+_DEFAULT_RSS = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,8 @@ class KeyStats:
     last_call: float | None = None
     interval_s: float | None = None
     warmup_s: float = 0.3
+    rss_bytes: int = 0
+    """Resident memory of this profile's last ready entry (0: not measured yet)."""
 
     def record_call(self, now: float, idle_s: float) -> None:
         """Fold one call into the rate; a call after more than ``idle_s`` starts a new rate."""
@@ -151,19 +154,21 @@ class WarmPool:
         idle = [x for xs in self.entries.values() for x in xs]
         return len(idle) + sum(self.warming.values()), sum(x.rss_bytes for x in idle)
 
-    def _room(self) -> bool:
+    def _room(self, stats: KeyStats) -> bool:
+        """Whether one more entry of a profile fits the process and memory bounds. An entry of a
+        profile not measured yet is assumed as large as the largest one seen (at least 32 MiB)."""
         procs, rss = self._counts()
         if procs >= self.limits.max_processes:
             return False
-        idle = [x for xs in self.entries.values() for x in xs]
-        per_entry = max((x.rss_bytes for x in idle), default=0)
-        return rss + per_entry <= self.limits.max_memory_mb * 1024 * 1024
+        largest = max((st.rss_bytes for st in self.stats.values()), default=0)
+        estimate = stats.rss_bytes or max(largest, _DEFAULT_RSS)
+        return rss + estimate <= self.limits.max_memory_mb * 1024 * 1024
 
     async def _refill(self, profile: Profile, code_hash: str) -> None:
         stats = self.stats.setdefault(profile, KeyStats())
         while not self._closed:
             have = len(self.entries.get(profile, [])) + self.warming.get(profile, 0)
-            if have >= target_size(stats, self.clock(), self.limits) or not self._room():
+            if have >= target_size(stats, self.clock(), self.limits) or not self._room(stats):
                 return
             self.warming[profile] = self.warming.get(profile, 0) + 1
             started = self.clock()
@@ -191,6 +196,7 @@ class WarmPool:
             stats.record_warmup(self.clock() - started)
             with contextlib.suppress(Exception):
                 live.rss_bytes = live.usage().rss_bytes
+                stats.rss_bytes = live.rss_bytes
             self.entries.setdefault(profile, []).append(live)
             if self._janitor is None or self._janitor.done():
                 # started with the first entry, it runs until the pool is empty again

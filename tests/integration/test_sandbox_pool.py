@@ -273,5 +273,28 @@ def test_a_loop_that_ends_during_a_refill_does_not_hang(tmp_path) -> None:  # ty
         "asyncio.run(main())\n"
         "print('exited')\n"
     )
-    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode == 0 and out.stdout.strip() == "exited", out.stderr[-2000:]
+
+
+async def test_the_pool_is_bounded_in_processes_and_memory(clock: Clock) -> None:
+    one = BwrapSandbox(SandboxSettings(pool_max_processes=1), monotonic=clock)
+    tiny = BwrapSandbox(SandboxSettings(pool_max_memory_mb=1), monotonic=clock)
+    try:
+        for fn in ("echo", "async_add"):  # two profiles: BASIC with default and with other limits
+            i = inv(fn, module=BASIC, value="x") if fn == "echo" else inv(fn, module=BASIC, a=1, b=2)
+            if fn == "async_add":
+                i = replace(i, limits=SandboxLimits(memory_mb=300))
+            for _ in range(3):
+                clock.t += 1.0
+                assert (await one.run(i)).ok
+                assert (await tiny.run(i)).ok
+            await one.pool.settle()
+            await tiny.pool.settle()
+        assert one.pool.ready_count() == 1  # one process in all, although two profiles want one each
+        assert tiny.pool.ready_count() == 0  # not even one sandbox fits in 1 MiB
+        [entry] = [x for xs in one.pool.entries.values() for x in xs]
+        assert entry.rss_bytes > 1024 * 1024  # measured from the host
+    finally:
+        await one.aclose()
+        await tiny.aclose()
