@@ -13,6 +13,7 @@ from __future__ import annotations
 import atexit
 import compileall
 import os
+import py_compile
 import shutil
 import tempfile
 import threading
@@ -44,7 +45,7 @@ def framework_snapshot(pkg_dir: str | Path) -> str:
             quiet=2,
             workers=1,
             ddir="/opt/stalwart/lib/stalwart",
-            invalidation_mode=compileall.py_compile.PycInvalidationMode.UNCHECKED_HASH,
+            invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
         )
         for dirpath, _dirnames, filenames in os.walk(top):
             os.chmod(dirpath, 0o755)

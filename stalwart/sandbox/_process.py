@@ -42,9 +42,8 @@ class SandboxProcess:
         """Attach the pipes to the loop and start watching for the exit."""
         assert self.popen.stdin and self.popen.stdout and self.popen.stderr
         for pipe, reader in ((self.popen.stdout, self.stdout), (self.popen.stderr, self.stderr)):
-            transport, _ = await self.loop.connect_read_pipe(
-                lambda r=reader: asyncio.StreamReaderProtocol(r, loop=self.loop), pipe
-            )
+            protocol = asyncio.StreamReaderProtocol(reader, loop=self.loop)
+            transport, _ = await self.loop.connect_read_pipe(lambda p=protocol: p, pipe)  # type: ignore[misc]
             self._transports.append(transport)
         wt, _ = await self.loop.connect_write_pipe(_Sink, self.popen.stdin)
         self._stdin = wt

@@ -53,7 +53,8 @@ def _children(pid: int) -> list[int]:
 
 def descendants(pid: int) -> list[int]:
     """``pid`` and every process below it (host pids)."""
-    out, todo = [], [pid]
+    out: list[int] = []
+    todo = [pid]
     while todo and len(out) < 100_000:
         p = todo.pop()
         out.append(p)
