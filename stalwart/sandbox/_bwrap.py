@@ -110,9 +110,13 @@ class BwrapSandbox:
             if self._want_cgroups and os.geteuid() == 0:
                 self._cgroups = CgroupManager()
             try:
-                self._lib_dir = framework_snapshot(_host.PKG_DIR)
+                snapshot: str | None = framework_snapshot(_host.PKG_DIR)
             except OSError:
-                self._lib_dir = str(_host.PKG_DIR)  # no bytecode snapshot: the package itself, compiled per import
+                snapshot = None
+            if snapshot is not None and _host.readable_by(snapshot, layout.uid, layout.gid) is not None:
+                snapshot = None  # e.g. TMPDIR under /root: the sandbox uid could not read it
+            # without a snapshot the package itself is bound, and each sandbox compiles what it imports
+            self._lib_dir = snapshot or str(_host.PKG_DIR)
             self._layout = layout
         return self._layout
 
