@@ -130,6 +130,16 @@ class SandboxSettings(_Section):
     """Unprivileged uid that sandboxed tools run as."""
     python: str | None = None
     """Interpreter used inside the sandbox (must be executable by ``uid``)."""
+    pool_max_processes: int = Field(4, ge=0)
+    """Warm pool: sandboxes kept started ahead of need per worker, idle plus warming (0: no pool)."""
+    pool_max_memory_mb: int = Field(512, ge=0)
+    """Warm pool: resident memory of idle pooled sandboxes per worker."""
+    pool_per_profile_max: int = Field(2, ge=0)
+    """Warm pool: most ready sandboxes for one (tool module, limits, egress) profile."""
+    pool_idle_s: float = Field(30.0, gt=0)
+    """Warm pool: a profile not called for this long drops to zero sandboxes."""
+    pool_max_age_s: float = Field(300.0, gt=0)
+    """Warm pool: a pooled sandbox older than this is discarded instead of used."""
 
 
 class TelemetrySettings(_Section):

@@ -193,10 +193,13 @@ class App:
         pii_fields: list[str] | tuple[str, ...] = (),
         max_staleness_s: float | None = None,
         fallback: Any = None,
+        retry_on_timeout: bool | None = None,
     ) -> Any:
         """Register a tool. ``sandbox="process"`` (bubblewrap) is the default; ``"none"`` runs it
         in process and is an explicit, recorded opt-in for trusted code. ``pii_fields`` names the
-        arguments that receive real values from the vault instead of ``{{EMAIL_1}}`` placeholders."""
+        arguments that receive real values from the vault instead of ``{{EMAIL_1}}`` placeholders.
+        ``retry_on_timeout``: ``None`` retries a timeout unless the tool was CPU-bound for its whole
+        timeout (recorded as ``details.cpu_bound``); ``True`` always, ``False`` never."""
 
         def register(f: Callable[..., Any]) -> Callable[..., Any]:
             policy = retry
@@ -218,6 +221,7 @@ class App:
                 pii_fields=tuple(pii_fields),
                 max_staleness_s=max_staleness_s,
                 fallback=_tool_of(fallback),
+                retry_on_timeout=retry_on_timeout,
             )
             if tdef.name in self._tools and self._tools[tdef.name].fn is not f:
                 raise ConfigError(f"tool {tdef.name!r} is registered twice")
@@ -514,6 +518,9 @@ class App:
     async def close(self) -> None:
         for w in list(self._workers):
             await w.stop()
+        if self._sandbox is not None and hasattr(self._sandbox, "aclose"):
+            await self._sandbox.aclose()  # the warm pool's sandboxes
+            self._sandbox = None
         if self._governance is not None:
             await self._governance.close()
             self._governance = None

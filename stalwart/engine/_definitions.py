@@ -118,6 +118,9 @@ class ToolDef:
     sandbox: str = "process"
     retry: RetryPolicy | None = None
     egress: tuple[str, ...] = ()
+    retry_on_timeout: bool | None = None
+    """``None``: a timeout is retried unless the tool was CPU-bound the whole time (it burned its
+    budget; another attempt burns another); ``True``: always retried; ``False``: never."""
     risk: int = 0
     sensitivity: str = "low"
     """``low`` | ``medium`` | ``high``: how sensitive the data this tool touches is (policy and risk)."""

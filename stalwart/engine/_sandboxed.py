@@ -67,6 +67,7 @@ async def run_sandboxed(
     )
     outcome = await app._sandbox.run(inv)
     meta["sandbox_ms"] = outcome.duration_ms
+    meta["sandbox_pooled"] = bool(getattr(outcome, "pooled", False))
     meta["code_sha256"], meta["interpreter_sha256"] = supply_chain_hashes(tool.fn, app._sandbox)
     if outcome.egress_log:
         meta["egress"] = outcome.egress_log

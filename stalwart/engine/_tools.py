@@ -93,7 +93,11 @@ async def _invoke(ex: RunExecution, tool: ToolDef, call_args: dict[str, Any], me
         raise
     except TimeoutError:
         await _breaker_record(ex, tool, state, ok=False)
-        raise ToolTimeout(f"tool {tool.name!r} did not return within {tool.timeout_s}s") from None
+        raise ToolTimeout(
+            f"tool {tool.name!r} did not return within {tool.timeout_s}s",
+            retryable=tool.retry_on_timeout is not False,
+            details={"limit": "timeout", "timeout_s": tool.timeout_s},
+        ) from None
     except Exception as exc:
         await _breaker_record(ex, tool, state, ok=False)
         err2 = ToolError(f"tool {tool.name!r} raised {type(exc).__name__}: {exc}")
@@ -230,5 +234,7 @@ def outcome_value(outcome: Any, tool: ToolDef) -> Any:
     """Turn a sandbox ``ToolOutcome`` into the tool's value, or raise its error."""
     if not outcome.ok:
         err = error_from_dict(outcome.error or {"type": "ToolError", "message": "tool failed", "retryable": True})
+        if isinstance(err, ToolTimeout) and tool.retry_on_timeout is not None:
+            err.retryable = tool.retry_on_timeout  # the tool's own choice overrides the CPU-bound default
         raise err
     return decode(outcome.result_json, tool.return_type)

@@ -1,7 +1,9 @@
 """stalwart.sandbox — isolated tool execution, the egress allowlist proxy and the credential broker.
 
 Every tool call runs in a fresh bubblewrap sandbox (:class:`BwrapSandbox`) unless the tool opted in
-to ``sandbox="none"`` (:class:`InProcessSandbox`). Both take a :class:`ToolInvocation` and return a
+to ``sandbox="none"`` (:class:`InProcessSandbox`). "Fresh" holds for the warm pool too: a pooled
+sandbox was started before the call, with the tool's module imported, and serves that one call
+only; then it is destroyed (see ``_pool``). Both take a :class:`ToolInvocation` and return a
 :class:`ToolOutcome`; a tool's failure is data on the outcome (``error`` shaped like
 ``StalwartError.to_dict()``), never an exception. Only a host that cannot isolate raises
 :class:`~stalwart.errors.SandboxUnavailable`; there is no fallback to an unsandboxed run.
@@ -27,7 +29,12 @@ A service the tool calls checks it with :func:`verify_credential` ``(token, "rea
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+
+# Not ``from typing import ...``: ``typing`` costs ~15 ms to import, and a sandboxed tool module
+# that does ``import stalwart`` must not pay for it (annotations here are strings).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # Imported on first use: a tool running inside a sandbox imports this package for
 # current_credential/verify_credential and must not pay for the host-side machinery.

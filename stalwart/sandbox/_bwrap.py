@@ -1,18 +1,18 @@
-"""``BwrapSandbox``: one fresh bubblewrap sandbox per tool invocation.
+"""``BwrapSandbox``: one fresh bubblewrap sandbox per tool invocation, started cold or taken from
+the single-use warm pool (see ``_pool``).
 
 Layers, outermost first: a dedicated unprivileged uid (root-run bwrap would ignore
 ``RLIMIT_NPROC`` and map the sandbox to host uid 0); per-invocation ``pids`` and ``memory`` cgroups
 where writable; every namespace unshared, a read-only root with one size-capped tmpfs; a seccomp
 filter; rlimits set by the runner before the tool's module is imported; a wall-clock timeout that
-kills the whole tree; an output cap.
+kills the whole tree; an output cap. A pooled sandbox has all of these from its start; it only
+waits, module imported, for the one call it will serve.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import marshal
 import os
 import shutil
 import tempfile
@@ -24,29 +24,31 @@ from typing import Any
 
 from stalwart.errors import SandboxUnavailable
 from stalwart.sandbox import _command, _host, _seccomp
+from stalwart.sandbox._bytecode import framework_snapshot
 from stalwart.sandbox._cgroups import CgroupHandle, CgroupManager
-from stalwart.sandbox._classify import Observed, classify, tool_error
+from stalwart.sandbox._classify import tool_error
+from stalwart.sandbox._codehash import code_hash
+from stalwart.sandbox._live import LiveSandbox, Profile
+from stalwart.sandbox._pool import PoolLimits, WarmPool
+from stalwart.sandbox._process import SandboxProcess, start_process
 from stalwart.sandbox._proxy import Connector, EgressProxy, Resolver
+from stalwart.sandbox._runner import frame
 from stalwart.sandbox._types import ToolInvocation, ToolOutcome
 from stalwart.settings import SandboxSettings
 
 __all__ = ["BwrapSandbox"]
 
-_TAIL = 4096
 _BWRAP_ENV = {"PATH": "/usr/bin:/bin"}
 """bwrap's own environment: the sandbox's pid 1 is bwrap, and its ``/proc/1/environ`` is readable
 inside, so the worker's environment (API keys) must never reach bwrap, only ``--clearenv`` children."""
-
-
-class _OutputExceeded(Exception):
-    pass
 
 
 class BwrapSandbox:
     """Runs each tool in its own bubblewrap sandbox; fails closed when isolation is unavailable.
 
     ``resolver`` and ``connector`` replace the egress proxy's DNS lookup and upstream connect
-    (tests use them to simulate DNS rebinding without a network).
+    (tests use them to simulate DNS rebinding without a network). ``pool=False`` turns the warm
+    pool off (every call cold), as does ``sandbox.pool_max_processes = 0``.
     """
 
     def __init__(
@@ -57,6 +59,8 @@ class BwrapSandbox:
         connector: Connector | None = None,
         clock: Callable[[], float] = time.time,
         cgroups: bool = True,
+        pool: bool = True,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings or SandboxSettings.model_validate({})
         self._resolver = resolver
@@ -68,6 +72,20 @@ class BwrapSandbox:
         self._filters: dict[bool, bytes] = {}
         self._top_links = _command.host_top_links()
         self._ready_lock = asyncio.Lock()
+        self._lib_dir: str | None = None
+        self._monotonic = monotonic
+        st = self.settings
+        self.pool = WarmPool(
+            self._spawn,
+            PoolLimits(
+                max_processes=st.pool_max_processes if pool else 0,
+                max_memory_mb=st.pool_max_memory_mb,
+                per_profile_max=st.pool_per_profile_max,
+                idle_s=st.pool_idle_s,
+                max_age_s=st.pool_max_age_s,
+            ),
+            clock=monotonic,
+        )
 
     @property
     def cgroup_controllers(self) -> list[str]:
@@ -91,6 +109,14 @@ class BwrapSandbox:
             self._filters = {flag: _seccomp.build_filter(allow_inet=flag) for flag in (False, True)}
             if self._want_cgroups and os.geteuid() == 0:
                 self._cgroups = CgroupManager()
+            try:
+                snapshot: str | None = framework_snapshot(_host.PKG_DIR)
+            except OSError:
+                snapshot = None
+            if snapshot is not None and _host.readable_by(snapshot, layout.uid, layout.gid) is not None:
+                snapshot = None  # e.g. TMPDIR under /root: the sandbox uid could not read it
+            # without a snapshot the package itself is bound, and each sandbox compiles what it imports
+            self._lib_dir = snapshot or str(_host.PKG_DIR)
             self._layout = layout
         return self._layout
 
@@ -104,30 +130,26 @@ class BwrapSandbox:
         started = time.perf_counter()
         egress_log: list[dict[str, Any]] = []
         proxy: EgressProxy | None = None
-        proxy_dir: str | None = None
-        cgroup: CgroupHandle | None = None
+        live: LiveSandbox | None = None
+        profile: Profile | None = None
+        digest = ""
+        pooled = False
         try:
+            profile, digest, request = self._prepare(layout, inv)
+            live = self.pool.take(profile, digest)
+            pooled = live is not None
+            if live is None:
+                live = await self._spawn(profile, digest)
+            baseline = live.usage() if pooled else None
             if inv.egress:
-                proxy_dir = tempfile.mkdtemp(prefix="stalwart-egress-")
-                os.chmod(proxy_dir, 0o700)
-                if layout.switch_user:
-                    os.chown(proxy_dir, layout.uid, layout.gid)
+                assert live.proxy_dir is not None
                 proxy = EgressProxy(
-                    inv.egress,
-                    egress_log,
-                    resolver=self._resolver,
-                    connector=self._connector,
-                    clock=self._clock,
+                    inv.egress, egress_log, resolver=self._resolver, connector=self._connector, clock=self._clock
                 )
-                await proxy.start(os.path.join(proxy_dir, "egress.sock"))
-            if self._cgroups is not None and self._cgroups.available:
-                lim = inv.limits
-                cgroup = self._cgroups.create(
-                    uuid.uuid4().hex,
-                    max_procs=lim.max_procs,
-                    memory_bytes=(lim.memory_mb + lim.tmpfs_mb) * 1024 * 1024,
-                )
-            ok, result_json, error, tail = await self._execute(layout, inv, proxy_dir, cgroup)
+                await proxy.start(os.path.join(live.proxy_dir, "egress.sock"))
+            ok, result_json, error, tail = await live.call(
+                frame(request), timeout_s=inv.timeout_s, baseline=baseline
+            )
         except ValueError as exc:
             ok, result_json, tail = False, None, ""
             error = tool_error(f"invalid invocation: {exc}", code="tool_invocation_invalid", retryable=False)
@@ -135,13 +157,13 @@ class BwrapSandbox:
             ok, result_json, tail = False, None, ""
             error = tool_error(f"sandbox failed to start: {exc}", code="sandbox_start_failed", retryable=True)
         finally:
+            if live is not None:
+                live.destroy()
+                live.close_transport()
             if proxy is not None:
                 await proxy.close()
-            if cgroup is not None:
-                cgroup.kill_all()
-                cgroup.close()
-            if proxy_dir is not None:
-                shutil.rmtree(proxy_dir, ignore_errors=True)
+        if profile is not None:
+            self.pool.after_call(profile, digest)
         return ToolOutcome(
             ok=ok,
             result_json=result_json,
@@ -149,32 +171,15 @@ class BwrapSandbox:
             duration_ms=(time.perf_counter() - started) * 1000.0,
             egress_log=egress_log,
             stderr_tail=tail,
+            pooled=pooled,
         )
 
-    @staticmethod
-    def _request(
-        layout: _host.HostLayout, inv: ToolInvocation, kwargs: dict[str, Any], egress: bool
-    ) -> bytes:
-        return marshal.dumps(
-            {
-                "module": inv.module,
-                "qualname": inv.qualname,
-                "kwargs": kwargs,
-                "sys_path": _command.sandbox_sys_path(layout.site_packages),
-                "limits": asdict(inv.limits),
-                "credential": inv.credential,
-                "verifier": inv.verifier,
-                "proxy_socket": _command.PROXY_SOCKET if egress else None,
-            }
-        )
+    async def aclose(self) -> None:
+        """Destroy the warm pool's sandboxes (a worker or app calls this when it stops)."""
+        await self.pool.aclose()
 
-    async def _execute(
-        self,
-        layout: _host.HostLayout,
-        inv: ToolInvocation,
-        proxy_dir: str | None,
-        cgroup: CgroupHandle | None,
-    ) -> tuple[bool, str | None, dict[str, Any] | None, str]:
+    def _prepare(self, layout: _host.HostLayout, inv: ToolInvocation) -> tuple[Profile, str, dict[str, Any]]:
+        """Validate the invocation; its profile, code hash and the call message."""
         code_root = os.path.realpath(inv.code_root)
         if not os.path.isdir(code_root):
             raise ValueError(f"code_root {inv.code_root!r} is not a directory")
@@ -184,26 +189,86 @@ class BwrapSandbox:
                 f"sandbox uid {layout.uid} cannot read the tool's code at {blocked}; "
                 "install the code outside /root or chmod o+rx the path"
             )
+        _command.code_binding(code_root, inv.module)
         kwargs = json.loads(inv.kwargs_json)
         if not isinstance(kwargs, dict):
             raise ValueError("kwargs_json must be a JSON object")  # noqa: TRY004 - reported as invalid input
-        request = self._request(layout, inv, kwargs, bool(inv.egress))
-        egress = bool(inv.egress)
+        profile = Profile(module=inv.module, code_root=code_root, limits=inv.limits, egress=bool(inv.egress))
+        request = {
+            "qualname": inv.qualname,
+            "kwargs": kwargs,
+            "credential": inv.credential,
+            "verifier": inv.verifier,
+            "proxy_socket": _command.PROXY_SOCKET if inv.egress else None,
+        }
+        return profile, code_hash(code_root, inv.module), request
+
+    async def _spawn(self, profile: Profile, digest: str) -> LiveSandbox:
+        """Start a sandbox for ``profile`` and send its warm-up (module import); no call yet."""
+        layout = self.preflight()
+        proxy_dir: str | None = None
+        cgroup: CgroupHandle | None = None
+        try:
+            if profile.egress:
+                proxy_dir = tempfile.mkdtemp(prefix="stalwart-egress-")
+                os.chmod(proxy_dir, 0o700)
+                if layout.switch_user:
+                    os.chown(proxy_dir, layout.uid, layout.gid)
+            if self._cgroups is not None and self._cgroups.available:
+                lim = profile.limits
+                cgroup = self._cgroups.create(
+                    uuid.uuid4().hex,
+                    max_procs=lim.max_procs,
+                    memory_bytes=(lim.memory_mb + lim.tmpfs_mb) * 1024 * 1024,
+                )
+            proc = await self._start_process(layout, profile, proxy_dir, cgroup)
+        except BaseException:
+            if cgroup is not None:
+                cgroup.kill_all()
+                cgroup.close()
+            if proxy_dir is not None:
+                shutil.rmtree(proxy_dir, ignore_errors=True)
+            raise
+        live = LiveSandbox(
+            proc=proc,
+            profile=profile,
+            code_hash=digest,
+            started=self._monotonic(),
+            cgroup=cgroup,
+            proxy_dir=proxy_dir,
+            cap=profile.limits.max_output_bytes,
+        )
+        live.start_readers()
+        warm = {
+            "module": profile.module,
+            "sys_path": _command.sandbox_sys_path(layout.site_packages),
+            "limits": asdict(profile.limits),
+        }
+        live.send(frame(warm), close=False)
+        return live
+
+    async def _start_process(
+        self,
+        layout: _host.HostLayout,
+        profile: Profile,
+        proxy_dir: str | None,
+        cgroup: CgroupHandle | None,
+    ) -> SandboxProcess:
         r_fd, w_fd = os.pipe()
         try:
-            os.write(w_fd, self._filters[egress])
+            os.write(w_fd, self._filters[profile.egress])
         finally:
             os.close(w_fd)
         block_r, block_w = os.pipe() if cgroup else (None, None)
         argv = _command.build_argv(
             bwrap=layout.bwrap,
             python=layout.python,
-            pkg_dir=str(_host.PKG_DIR),
-            code_root=code_root,
-            module=inv.module,
+            pkg_dir=self._lib_dir or str(_host.PKG_DIR),
+            code_root=profile.code_root,
+            module=profile.module,
             site_packages=layout.site_packages,
             seccomp_fd=r_fd,
-            tmpfs_bytes=inv.limits.tmpfs_mb * 1024 * 1024,
+            tmpfs_bytes=profile.limits.tmpfs_mb * 1024 * 1024,
             proxy_dir=proxy_dir,
             top_links=self._top_links,
             block_fd=block_r,
@@ -213,15 +278,7 @@ class BwrapSandbox:
             kw = {"user": layout.uid, "group": layout.gid, "extra_groups": []}
         pass_fds = (r_fd,) if block_r is None else (r_fd, block_r)
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                pass_fds=pass_fds,
-                env=_BWRAP_ENV,
-                **kw,
-            )
+            proc = await start_process(argv, pass_fds=pass_fds, env=_BWRAP_ENV, **kw)
         finally:
             os.close(r_fd)
             if block_r is not None:
@@ -231,89 +288,11 @@ class BwrapSandbox:
                 cgroup.adopt_tree(proc.pid)
                 os.write(block_w, b"1")
             except OSError:
-                self._kill(proc, cgroup)
+                proc.kill()
+                cgroup.kill_all()
                 await proc.wait()
+                proc.close()
                 raise
             finally:
                 os.close(block_w)
-        return await self._supervise(proc, inv, request, cgroup)
-
-    async def _supervise(
-        self,
-        proc: asyncio.subprocess.Process,
-        inv: ToolInvocation,
-        request: bytes,
-        cgroup: CgroupHandle | None,
-    ) -> tuple[bool, str | None, dict[str, Any] | None, str]:
-        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
-        cap = inv.limits.max_output_bytes
-        seen = 0
-        reply = bytearray()
-        tail = bytearray()
-
-        async def feed() -> None:
-            assert proc.stdin is not None
-            with contextlib.suppress(ConnectionError, BrokenPipeError):
-                proc.stdin.write(request)
-                await proc.stdin.drain()
-                proc.stdin.close()
-
-        async def drain(stream: asyncio.StreamReader, buf: bytearray, keep_tail: bool) -> None:
-            nonlocal seen
-            while chunk := await stream.read(65536):
-                seen += len(chunk)
-                if seen > cap:
-                    raise _OutputExceeded
-                buf += chunk
-                if keep_tail and len(buf) > _TAIL:
-                    del buf[:-_TAIL]
-
-        tasks = [
-            asyncio.create_task(feed()),
-            asyncio.create_task(drain(proc.stdout, reply, False)),
-            asyncio.create_task(drain(proc.stderr, tail, True)),
-        ]
-        timed_out = exceeded = False
-        try:
-            done, pending = await asyncio.wait(
-                tasks, timeout=inv.timeout_s, return_when=asyncio.FIRST_EXCEPTION
-            )
-            exceeded = any(
-                t.done() and not t.cancelled() and isinstance(t.exception(), _OutputExceeded) for t in done
-            )
-            timed_out = bool(pending) and not exceeded
-            if pending or exceeded:
-                # Kill before waiting: a tool blocked on a full pipe nobody reads would never exit.
-                self._kill(proc, cgroup)
-                for t in pending:
-                    t.cancel()
-                await asyncio.gather(*pending, return_exceptions=True)
-            try:
-                returncode = await asyncio.wait_for(proc.wait(), 10.0)
-            except TimeoutError:
-                self._kill(proc, cgroup)
-                returncode = await proc.wait()
-        except BaseException:
-            self._kill(proc, cgroup)
-            for t in tasks:
-                t.cancel()
-            raise
-        ok, result_json, error = classify(
-            Observed(
-                returncode=returncode,
-                reply=bytes(reply),
-                timed_out=timed_out,
-                output_exceeded=exceeded,
-                oom_killed=cgroup.oom_killed() if cgroup else False,
-                timeout_s=inv.timeout_s,
-                max_output_bytes=cap,
-            )
-        )
-        return ok, result_json, error, tail.decode("utf-8", "replace")
-
-    @staticmethod
-    def _kill(proc: asyncio.subprocess.Process, cgroup: CgroupHandle | None) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        if cgroup is not None:
-            cgroup.kill_all()
+        return proc

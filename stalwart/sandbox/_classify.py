@@ -7,7 +7,11 @@ import signal
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Observed", "classify", "tool_error"]
+__all__ = ["CPU_BOUND_SHARE", "Observed", "classify", "tool_error"]
+
+CPU_BOUND_SHARE = 0.8
+"""A timed-out tool that wanted a CPU (ran or waited in the run queue) for at least this share of
+its call's wall time was CPU-bound: it burned its budget, and retrying it blindly burns another."""
 
 
 @dataclass(frozen=True)
@@ -21,6 +25,12 @@ class Observed:
     oom_killed: bool = False
     timeout_s: float = 0.0
     max_output_bytes: int = 0
+    cpu_s: float | None = None
+    """CPU time the tree used during the call (``None``: not measured)."""
+    demand_s: float | None = None
+    """CPU time plus run-queue wait during the call (``None``: not measured)."""
+    elapsed_s: float | None = None
+    """Wall time from the call's start to the kill."""
 
 
 def tool_error(
@@ -51,16 +61,7 @@ def _signal_of(rc: int | None) -> int | None:
 def classify(obs: Observed) -> tuple[bool, str | None, dict[str, Any] | None]:
     """Return ``(ok, result_json, error)``; the order of checks is the order of blame."""
     if obs.timed_out:
-        return (
-            False,
-            None,
-            tool_error(
-                f"tool did not finish within {obs.timeout_s:g} s; its process tree was killed",
-                kind="ToolTimeout",
-                code="tool_timeout",
-                retryable=True,
-            ),
-        )
+        return False, None, _timeout_error(obs)
     if obs.output_exceeded:
         return (
             False,
@@ -69,6 +70,7 @@ def classify(obs: Observed) -> tuple[bool, str | None, dict[str, Any] | None]:
                 f"tool wrote more than {obs.max_output_bytes} bytes of output; killed",
                 code="tool_output_exceeded",
                 retryable=False,
+                details={"limit": "output", "max_output_bytes": obs.max_output_bytes},
             ),
         )
     if obs.oom_killed:
@@ -76,7 +78,10 @@ def classify(obs: Observed) -> tuple[bool, str | None, dict[str, Any] | None]:
             False,
             None,
             tool_error(
-                "tool exceeded its memory limit; killed", code="tool_memory_exceeded", retryable=False
+                "tool exceeded its memory limit; killed",
+                code="tool_memory_exceeded",
+                retryable=False,
+                details={"limit": "memory"},
             ),
         )
     if obs.reply:
@@ -101,14 +106,22 @@ def classify(obs: Observed) -> tuple[bool, str | None, dict[str, Any] | None]:
         return (
             False,
             None,
-            tool_error("tool exceeded its CPU time limit; killed", code="tool_cpu_exceeded", retryable=False),
+            tool_error(
+                "tool exceeded its CPU time limit; killed",
+                code="tool_cpu_exceeded",
+                retryable=False,
+                details={"limit": "cpu_time"},
+            ),
         )
     if sig == signal.SIGXFSZ:
         return (
             False,
             None,
             tool_error(
-                "tool exceeded its file size limit; killed", code="tool_file_size_exceeded", retryable=False
+                "tool exceeded its file size limit; killed",
+                code="tool_file_size_exceeded",
+                retryable=False,
+                details={"limit": "file_size"},
             ),
         )
     if sig is not None:
@@ -133,3 +146,24 @@ def classify(obs: Observed) -> tuple[bool, str | None, dict[str, Any] | None]:
             details={"returncode": obs.returncode},
         ),
     )
+
+
+def _timeout_error(obs: Observed) -> dict[str, Any]:
+    """A wall-clock timeout; retryable unless the tool was CPU-bound for the whole call."""
+    details: dict[str, Any] = {"limit": "timeout", "timeout_s": obs.timeout_s}
+    cpu_bound = False
+    if obs.cpu_s is not None:
+        details["cpu_s"] = round(obs.cpu_s, 3)
+    if obs.demand_s is not None and obs.elapsed_s:
+        share = min(1.0, obs.demand_s / obs.elapsed_s)
+        details["cpu_share"] = round(share, 3)
+        cpu_bound = share >= CPU_BOUND_SHARE
+    details["cpu_bound"] = cpu_bound
+    if cpu_bound:
+        message = (
+            f"tool did not finish within {obs.timeout_s:g} s and was CPU-bound the whole time; "
+            "its process tree was killed (not retried unless the tool sets retry_on_timeout=True)"
+        )
+    else:
+        message = f"tool did not finish within {obs.timeout_s:g} s; its process tree was killed"
+    return tool_error(message, kind="ToolTimeout", code="tool_timeout", retryable=not cpu_bound, details=details)

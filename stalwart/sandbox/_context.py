@@ -6,8 +6,11 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import sys
-from collections.abc import Iterator
-from typing import Any
+
+TYPE_CHECKING = False  # not ``typing``: this module is imported inside sandboxes, where it costs
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any
 
 from stalwart.sandbox._runner import CTX_MODULE
 

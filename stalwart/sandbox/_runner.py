@@ -4,8 +4,12 @@ Executed as a script by a bare interpreter (``python -I -S _runner.py``), so it 
 library only, and lazily: ``asyncio`` alone costs ~30 ms, ``inspect`` ~4 ms, ``stalwart`` more,
 against a cold-start budget of 20 ms. Plain functions are introspected through ``__code__``.
 
-Protocol: one request on stdin, encoded with ``marshal`` by the trusted host (module, qualname,
-kwargs, limits, sys.path, credential and verifier snapshot); one JSON reply
+Protocol: two framed messages on stdin (4-byte big-endian length, then ``marshal`` bytes), written
+by the trusted host. The *warm-up* (module, sys.path, limits) makes the runner apply the limits and
+import the tool's module, then write ``READY`` (one byte) on the original stdout. The *call*
+(qualname, kwargs, credential, verifier snapshot, proxy socket) arrives only when a call is made:
+at once for a cold sandbox, later for one waiting in the warm pool. So a pooled sandbox has seen no
+argument and no credential before its one call. One JSON reply follows the ready byte:
 ``{"ok": true, "result_json": "..."}`` or ``{"ok": false, "error": {...}}`` on the original stdout,
 written by the small encoder below (the ``json`` module costs ~6 ms to import; the host parses the
 reply with ``json``, never ``marshal``, because the tool controls these bytes). The tool's own prints are redirected to stderr, which the host keeps a tail of.
@@ -22,6 +26,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
+
+READY = b"R"
+"""Written on the reply stream once the module is imported and the runner waits for its call."""
 
 CTX_MODULE = "_stalwart_sandbox_ctx"
 """``sys.modules`` key of the per-invocation context (credential, verifier snapshot)."""
@@ -288,10 +295,22 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def run_request(req: dict[str, Any]) -> dict[str, Any]:
-    """Execute one request; never raises."""
+def warm_up(req: dict[str, Any]) -> BaseException | None:
+    """Prepare for a call: ``sys.path`` and the tool's module imported; an import error is kept
+    and reported as the call's outcome, as it would be in a cold sandbox."""
     try:
         sys.path[:0] = req.get("sys_path", [])
+        importlib.import_module(req["module"])
+        return None
+    except BaseException as exc:  # noqa: BLE001 - everything a tool does becomes data
+        return exc
+
+
+def run_request(req: dict[str, Any], warm_error: BaseException | None = None) -> dict[str, Any]:
+    """Execute one call; never raises."""
+    try:
+        if warm_error is not None:
+            raise warm_error
         install_context(req.get("credential"), req.get("verifier"))
         if req.get("proxy_socket"):
             _start_shim(req["proxy_socket"])
@@ -303,16 +322,45 @@ def run_request(req: dict[str, Any]) -> dict[str, Any]:
         return {"ok": False, "error": error_dict(exc)}
 
 
-def main() -> None:
-    """Entry point inside the sandbox."""
+def frame(message: dict[str, Any]) -> bytes:
+    """Encode one host-to-runner message (used by the host)."""
     import marshal
 
-    req = marshal.loads(sys.stdin.buffer.read())
-    os.close(0)
+    body = marshal.dumps(message)
+    return len(body).to_bytes(4, "big") + body
+
+
+def _read_exact(fd: int, n: int) -> bytes:
+    out = bytearray()
+    while len(out) < n:
+        chunk = os.read(fd, n - len(out))
+        if not chunk:
+            raise EOFError("the host closed the request stream")
+        out += chunk
+    return bytes(out)
+
+
+def _read_message(fd: int) -> dict[str, Any]:
+    import marshal
+
+    size = int.from_bytes(_read_exact(fd, 4), "big")
+    return marshal.loads(_read_exact(fd, size))  # type: ignore[no-any-return]
+
+
+def main() -> None:
+    """Entry point inside the sandbox."""
+    warm = _read_message(0)
     reply_fd = os.dup(1)
     os.dup2(2, 1)
-    _apply_limits(req["limits"])
-    reply = run_request(req)
+    _apply_limits(warm["limits"])
+    warm_error = warm_up(warm)
+    _write_all(reply_fd, READY)
+    try:
+        req = _read_message(0)
+    except EOFError:
+        os._exit(0)  # discarded from the pool without a call
+    os.close(0)
+    reply = run_request({**req, "module": warm["module"]}, warm_error)
     try:
         data = dumps(reply).encode("utf-8", "surrogatepass")
     except (TypeError, ValueError, RecursionError) as exc:

@@ -54,6 +54,8 @@ class ToolOutcome:
     duration_ms: float
     egress_log: list[dict[str, Any]] = field(default_factory=list)
     stderr_tail: str = ""
+    pooled: bool = False
+    """Served by a sandbox from the warm pool (started before the call, used once)."""
 
 
 @runtime_checkable

@@ -33,12 +33,20 @@ def spawn_worker(db: str, ledger: str, lease_s: float, log: Path) -> subprocess.
     )
 
 
+def _serving(log: Path) -> bool:
+    """The worker printed its banner: it has connected, loaded its models and may claim runs."""
+    return log.is_file() and b" serving " in log.read_bytes()
+
+
+def _tails(folder: Path) -> str:
+    return "\n".join(p.read_text()[-1500:] for p in sorted(folder.glob("worker-*.log"))[-3:])
+
+
 def test_kill_dash_nine_loses_nothing_and_doubles_nothing(pg_url: str, tmp_path: Path) -> None:
     from tests.chaos.chaos_app import app, setup_ledger
 
     setup_ledger(pg_url)
     app.settings = app.settings.model_copy(update={"db": pg_url})
-    log = tmp_path / "workers.log"
     rng = random.Random(int(os.environ.get("CHAOS_SEED", "42")))
 
     async def submit() -> list[str]:
@@ -49,7 +57,8 @@ def test_kill_dash_nine_loses_nothing_and_doubles_nothing(pg_url: str, tmp_path:
     ids = asyncio.run(submit())
     # A 3 s lease: short enough that takeovers happen all the time under one kill a second, long
     # enough that a freshly started worker loading its guard models on a loaded CI box keeps its lease.
-    workers = [spawn_worker(pg_url, pg_url, 3.0, log) for _ in range(3)]
+    logs = [tmp_path / f"worker-start-{k}.log" for k in range(3)]
+    workers = [spawn_worker(pg_url, pg_url, 3.0, lg) for lg in logs]
     kills = 0
     deadline = time.monotonic() + 240
     try:
@@ -59,11 +68,17 @@ def test_kill_dash_nine_loses_nothing_and_doubles_nothing(pg_url: str, tmp_path:
                 done = conn.execute("SELECT count(*) FROM runs WHERE status='COMPLETED'").fetchone()[0]
                 if done == 100:
                     break
-                victim = rng.randrange(len(workers))
+                # Kill only a worker that is serving: on a loaded box a restart takes seconds, and
+                # killing workers that never got to claim anything would test nothing but patience.
+                ready = [k for k in range(len(workers)) if _serving(logs[k])]
+                if not ready:
+                    continue
+                victim = rng.choice(ready)
                 workers[victim].send_signal(signal.SIGKILL)
                 workers[victim].wait()
                 kills += 1
-                workers[victim] = spawn_worker(pg_url, pg_url, 3.0, log)
+                logs[victim] = tmp_path / f"worker-{kills}.log"
+                workers[victim] = spawn_worker(pg_url, pg_url, 3.0, logs[victim])
     finally:
         for w in workers:
             w.send_signal(signal.SIGKILL)
@@ -79,7 +94,7 @@ def test_kill_dash_nine_loses_nothing_and_doubles_nothing(pg_url: str, tmp_path:
                     journal = [(e.seq, e.kind, e.name, e.status) for e in await app2.journal(rid)]
                     pytest.fail(f"run {rid} ended {info.status}: owner={rec.owner} epoch={rec.epoch} "
                                 f"lease={rec.lease_expires_at} now={time.time()} wake={rec.wake_at} "
-                                f"journal={journal}\n{log.read_text()[-3000:]}")
+                                f"journal={journal}\n{_tails(tmp_path)}")
                 assert info.output == 3 * n + 3
         finally:
             await app2.close()

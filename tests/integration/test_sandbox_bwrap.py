@@ -43,7 +43,7 @@ def bwrap_sandbox() -> BwrapSandbox:
     global _bwrap
     assert shutil.which("bwrap"), "bubblewrap is required for these tests: apt-get install bubblewrap"
     if _bwrap is None:
-        _bwrap = BwrapSandbox()
+        _bwrap = BwrapSandbox(pool=False)  # shared by tests on different event loops; the pool has its own tests
     return _bwrap
 
 

@@ -37,3 +37,25 @@ def test_guard_contract_names() -> None:
 def test_context_contract_methods() -> None:
     for name in ("step", "tool", "sleep", "wait_signal", "now", "uuid", "random", "llm", "partial"):
         assert callable(getattr(sw.Context, name)), name
+
+
+def test_import_stalwart_is_light() -> None:
+    """Inside a sandbox every tool module's ``import stalwart`` is paid per call: it must pull in
+    nothing heavy until a name is used (checked in a bare interpreter, as the sandbox runs it)."""
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    code = (
+        f"import sys; sys.path[:0] = [{root!r}]; import stalwart, stalwart.sandbox; "
+        "stalwart.sandbox.current_credential; stalwart.__version__; "
+        "heavy = [m for m in ('typing', 'pydantic', 'asyncio', 'inspect', 'json', 'stalwart.engine', "
+        "'stalwart.settings', 'stalwart.gateway', 'stalwart.guard') if m in sys.modules]; print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+    # and the lazy names still resolve
+    check = f"import sys; sys.path[:0] = [{root!r}]; import stalwart as sw; print(sw.App.__name__)"
+    out = subprocess.run([sys.executable, "-I", "-c", check], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "App"

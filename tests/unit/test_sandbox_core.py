@@ -248,3 +248,62 @@ async def test_proxy_decisions_with_rebinding_resolver() -> None:
     assert (await proxy.decide("api.example.com", 80))[0] is None
     addr, why = await proxy.decide("rebind.example.com", 443)
     assert addr is None and "link-local" in why
+
+
+# -- timeouts: which limit fired, and whether another attempt makes sense ------------------------
+def test_cpu_bound_timeout_is_not_retryable() -> None:
+    obs = Observed(None, b"", timed_out=True, timeout_s=5, cpu_s=2.1, demand_s=4.9, elapsed_s=5.0)
+    ok, _, err = classify(obs)
+    assert not ok and err is not None
+    assert err["code"] == "tool_timeout" and err["retryable"] is False
+    assert err["details"] == {"limit": "timeout", "timeout_s": 5, "cpu_s": 2.1, "cpu_share": 0.98, "cpu_bound": True}
+    assert "CPU-bound" in err["message"]
+
+
+def test_waiting_timeout_is_retryable() -> None:
+    obs = Observed(None, b"", timed_out=True, timeout_s=5, cpu_s=0.1, demand_s=0.2, elapsed_s=5.0)
+    err = classify(obs)[2]
+    assert err is not None and err["retryable"] is True and err["details"]["cpu_bound"] is False
+
+
+@pytest.mark.parametrize(
+    "obs,limit",
+    [
+        (Observed(-9, b"", output_exceeded=True), "output"),
+        (Observed(137, b"", oom_killed=True), "memory"),
+        (Observed(128 + signal.SIGXCPU, b""), "cpu_time"),
+        (Observed(128 + signal.SIGXFSZ, b""), "file_size"),
+    ],
+)
+def test_each_limit_names_itself(obs: Observed, limit: str) -> None:
+    err = classify(obs)[2]
+    assert err is not None and err["details"]["limit"] == limit
+
+
+# -- warm pool sizing (pure) ------------------------------------------------------------------------
+def test_pool_target_size_follows_the_call_rate() -> None:
+    from stalwart.sandbox._pool import KeyStats, PoolLimits, target_size
+
+    lim = PoolLimits(per_profile_max=3, idle_s=30)
+    st = KeyStats()
+    assert target_size(st, 0.0, lim) == 0  # never called
+    st.record_call(100.0, lim.idle_s)
+    assert target_size(st, 100.0, lim) == 0  # one call is no rate
+    st.record_call(110.0, lim.idle_s)
+    assert target_size(st, 110.0, lim) == 1  # slow calls: one ready sandbox covers them
+    for t in range(111, 140):
+        st.record_call(float(t) * 0.01 + 110, lim.idle_s)
+    assert target_size(st, st.last_call or 0, lim) == 3  # fast calls: capped per profile
+    assert target_size(st, (st.last_call or 0) + 31, lim) == 0  # idle: drops to zero
+    st.record_call((st.last_call or 0) + 100, lim.idle_s)
+    assert st.interval_s is None  # a call after a quiet spell starts a new rate
+
+
+def test_runner_frames_round_trip() -> None:
+    import marshal
+
+    from stalwart.sandbox._runner import frame
+
+    data = frame({"module": "m", "kwargs": {"a": 1}})
+    assert int.from_bytes(data[:4], "big") == len(data) - 4
+    assert marshal.loads(data[4:]) == {"module": "m", "kwargs": {"a": 1}}

@@ -90,3 +90,18 @@ def visible_text(*, credential: str) -> dict:
 
 async def sleep_async(seconds: float) -> None:
     await asyncio.sleep(seconds)
+
+
+def framework_bytecode() -> dict:
+    """Where the framework's bytecode comes from inside the sandbox (precompiled, read-only)."""
+    import os
+
+    import stalwart.errors
+
+    cached = stalwart.errors.__cached__
+    try:
+        with open(cached, "ab"):
+            writable = True
+    except OSError:
+        writable = False
+    return {"cached": cached, "exists": os.path.exists(cached), "writable": writable}

@@ -163,3 +163,78 @@ def threads_work() -> int:
     t.start()
     t.join()
     return len(box)
+
+
+# -- attempts that target the warm pool --------------------------------------------------------
+def leave_behind(token: str) -> list:
+    """Try to leave state for whichever call comes next (tmpfs, /dev/shm, the environment)."""
+    left = []
+    for path in ("/tmp/leftover", "/dev/shm/leftover", "/run/leftover"):
+        try:
+            with open(path, "w") as f:
+                f.write(token)
+            left.append(path)
+        except OSError:
+            continue
+    os.environ["LEFTOVER"] = token
+    return left
+
+
+def find_leftovers() -> list:
+    """Report anything a previous call left behind; raise when nothing is found."""
+    found = [p for p in ("/tmp/leftover", "/dev/shm/leftover", "/run/leftover") if os.path.exists(p)]
+    if "LEFTOVER" in os.environ:
+        found.append("env")
+    if found:
+        return found
+    raise LookupError("nothing left by a previous call")
+
+
+def snoop(secret: str) -> str:
+    """Look for another call's argument or credential anywhere this process can read."""
+    from stalwart.sandbox import current_credential
+
+    cred = current_credential()
+    if cred is not None and secret in cred:
+        return "own credential matches"
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        for name in ("cmdline", "environ"):
+            try:
+                with open(f"/proc/{pid}/{name}", "rb") as f:
+                    if secret.encode() in f.read():
+                        return f"found in /proc/{pid}/{name}"
+            except OSError:
+                continue
+    for root, _dirs, files in os.walk("/tmp"):
+        for name in files:
+            try:
+                with open(os.path.join(root, name), "rb") as f:
+                    if secret.encode() in f.read():
+                        return f"found in {root}/{name}"
+            except OSError:
+                continue
+    raise LookupError("no trace of another call")
+
+
+def keep_alive(token: str) -> int:
+    """Start a detached process meant to outlive the call (named by ``token`` so the host can look)."""
+    pid = os.fork()
+    if pid == 0:
+        os.setsid()
+        if os.fork() == 0:
+            os.execv("/bin/sleep", ["sleep", token])
+        os._exit(0)
+    os.waitpid(pid, 0)
+    time.sleep(0.2)
+    return pid
+
+
+def echo_credential_len(secret: str) -> int:
+    """A victim call: holds a secret argument and a credential while it runs."""
+    from stalwart.sandbox import current_credential
+
+    with open("/tmp/victim-notes", "w") as f:
+        f.write(secret)
+    return len(current_credential() or "")
