@@ -8,6 +8,7 @@ the same contract suite (``tests/integration/test_store_contract.py``).
 from stalwart.store._artifacts import ArtifactMissing, ArtifactRef, ArtifactStore, FileBlobs, S3Blobs, is_artifact_ref
 from stalwart.store._bus import OutboxPublisher, format_event, rebuild_run, tail_events
 from stalwart.store._keys import Keyring
+from stalwart.store._ledger import LEDGER_NS, LedgerDecide, LedgerRow
 from stalwart.store._open import open_store
 from stalwart.store._protocol import Store
 from stalwart.store._records import (
@@ -33,6 +34,9 @@ __all__ = [
     "rebuild_run",
     "tail_events",
     "Keyring",
+    "LEDGER_NS",
+    "LedgerDecide",
+    "LedgerRow",
     "Store",
     "open_store",
     "parse_db_url",
