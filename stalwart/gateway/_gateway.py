@@ -87,6 +87,7 @@ class _Tally:
         self.tokens_in += resp.tokens_in
         self.tokens_out += resp.tokens_out
         self.usd += model.cost(resp.tokens_in, resp.tokens_out)
+        self.cost_known = self.cost_known and model.price_known
 
 
 class Gateway:
@@ -147,6 +148,7 @@ class Gateway:
         self._fixed_caps = set(self._caps)
         self._cap_seen: dict[tuple[str, str], float] = {}
         self.alerts = AlertSink(on_alert, self.settings.webhook_url)
+        self._warned: set[str] = set()
 
     # -- public --------------------------------------------------------------------------------
     async def complete(
@@ -651,11 +653,12 @@ class Gateway:
                 s.cap.max_usd is not None and au > s.cap.max_usd + 1e-12
             ):
                 tally.over.append(s.scope)
-        if not model.price_known:
-            tally.cost_known = False
 
     def _warn_unpriced(self, models: list[Model]) -> None:
         for m in models:
+            if m.name in self._warned:
+                continue
+            self._warned.add(m.name)
             log.warning(
                 "gateway: model %r has no prices: its cost is UNKNOWN and reported as 0 with "
                 "cost_known=false; token caps still apply, USD caps refuse it (set "

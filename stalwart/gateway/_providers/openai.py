@@ -59,7 +59,8 @@ def unsupported_parameter(message: str, sent: dict[str, Any]) -> str | None:
     for pattern in _UNSUPPORTED:
         for match in pattern.finditer(message):
             name = match.group(1).split(".")[0]
-            if name in sent and name not in ("model", "messages"):
+            # The output cap is never dropped (only renamed): budgets rely on it.
+            if name in sent and name not in ("model", "messages", "max_completion_tokens"):
                 return name
     return None
 
