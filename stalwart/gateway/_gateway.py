@@ -586,18 +586,24 @@ class Gateway:
         """``on_delta`` that counts the stream's output and cuts it when it outgrows its hold."""
         if on_delta is None:
             return None
-        produced = 0
+        text: list[str] = []
+        estimate = 0
 
         async def metered(piece: str) -> None:
-            nonlocal produced
-            produced += max(1, count_text(piece, model.entry.model)) if piece else 0
-            tally.stream_tokens = produced
-            if produced > hold.out_tokens:
-                raise BudgetExceeded(
-                    f"stream of model {model.name!r} cut: its output reached the {hold.out_tokens} "
-                    "tokens its budget reservation covers",
-                    details={"stage": "stream", "attempts": tally.attempts},
-                )
+            nonlocal estimate
+            text.append(piece)
+            # Per-piece counts over-estimate (pieces split words); recount exactly only near the limit.
+            estimate += count_text(piece, model.entry.model) if piece else 0
+            if estimate > hold.out_tokens:
+                estimate = count_text("".join(text), model.entry.model)
+                if estimate > hold.out_tokens:
+                    tally.stream_tokens = estimate
+                    raise BudgetExceeded(
+                        f"stream of model {model.name!r} cut: its output reached the {hold.out_tokens} "
+                        "tokens its budget reservation covers",
+                        details={"stage": "stream", "attempts": tally.attempts},
+                    )
+            tally.stream_tokens = estimate
             tally.streamed = True
             await on_delta(piece)
 

@@ -347,7 +347,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _convention_error(self, body: dict[str, Any], model: str) -> bool:
         with self.fake._lock:
-            rejected = self.fake.rejected_params.get(None, set()) | self.fake.rejected_params.get(model, set())
+            rejected = self.fake.rejected_params.get(None, set()) | self.fake.rejected_params.get(
+                model, set()
+            )
         for name in sorted(rejected):
             if name in body:
                 self._error(
@@ -360,9 +362,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self.fake.strict_roles:
             roles = [m.get("role") for m in body.get("messages") or []]
             if "developer" in roles or "system" in roles[1:]:
-                self._error(
-                    False, 400, "invalid_request_error", "System message must be at the beginning."
-                )
+                self._error(False, 400, "invalid_request_error", "System message must be at the beginning.")
                 return True
         return False
 

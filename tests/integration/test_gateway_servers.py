@@ -105,7 +105,9 @@ async def test_an_unsupported_parameter_is_dropped_once_and_remembered(srv: Fake
     await gw.aclose()
 
 
-async def test_max_tokens_refused_is_renamed_and_a_genuine_bad_request_still_fails(srv: FakeLLMServer) -> None:
+async def test_max_tokens_refused_is_renamed_and_a_genuine_bad_request_still_fails(
+    srv: FakeLLMServer,
+) -> None:
     srv.reject_param("max_tokens")
     gw = gateway(srv, pinned=True)
     await gw.complete(ask(max_tokens=50), CallContext(run_id="r"))
