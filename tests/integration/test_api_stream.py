@@ -109,17 +109,19 @@ def test_raw_sse_client_sees_chunks_then_an_error_event_and_done(stack) -> None:
     llm.reset()
     llm.reply(FIRST + INJECTION)
     events: list[str] = []
-    with httpx.Client(base_url=server.url, timeout=30) as c:
-        with c.stream(
+    with (
+        httpx.Client(base_url=server.url, timeout=30) as c,
+        c.stream(
             "POST",
             "/v1/chat/completions",
             headers={"Authorization": f"Bearer {keys['acme-operator']}"},
             json={"model": "primary", "stream": True, "messages": [{"role": "user", "content": "hi"}]},
-        ) as r:
-            assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
-            for line in r.iter_lines():
-                if line.startswith("data: "):
-                    events.append(line[6:])
+        ) as r,
+    ):
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        for line in r.iter_lines():
+            if line.startswith("data: "):
+                events.append(line[6:])
     assert events[-1] == "[DONE]"
     error = json.loads(events[-2])["error"]
     assert error["code"] == "output_blocked" and error["status"] == 502
