@@ -337,6 +337,20 @@ class Gateway:
         usd = await self._fast.counter_get(_SPEND_NS, f"org:{org}:{month}:usd")
         return tokens, usd
 
+    async def warm(self) -> list[str]:
+        """Load every in-process model of the registry now (in a thread, off the event loop), so
+        that no call pays for it; a worker does this before it claims work. Returns their names.
+
+        Raises ``ConfigError`` naming the missing package when one cannot load (fail closed)."""
+        warmed = []
+        for model in self.registry.models.values():
+            if model.provider != "embedded":
+                continue
+            provider = self.registry.provider(model)
+            await provider.warm()  # type: ignore[attr-defined]
+            warmed.append(model.name)
+        return warmed
+
     def provider(self, name: str) -> Provider:
         """The adapter of registry entry ``name`` (checked: prices, key)."""
         return self.registry.provider(self.registry.get(name))
