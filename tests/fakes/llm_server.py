@@ -562,6 +562,9 @@ class _Handler(BaseHTTPRequestHandler):
                 "output_tokens": n_out + sum(_tokens(json.dumps(c["arguments"]), model) for c in calls),
             },
         }
+        if body.get("stream"):
+            self._anthropic_stream(doc, cut=fault == "cut")
+            return
         if fault == "cut":
             data = json.dumps(doc).encode()
             self.send_response(200)
@@ -572,6 +575,44 @@ class _Handler(BaseHTTPRequestHandler):
             self._cut()
             return
         self._send_json(200, doc)
+
+    def _anthropic_stream(self, doc: dict[str, Any], *, cut: bool) -> None:
+        """Anthropic's streaming events: message_start, content blocks as deltas, message_delta."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+
+        def event(kind: str, data: dict[str, Any]) -> None:
+            self._chunk(f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n".encode())
+
+        usage = doc["usage"]
+        start = {**doc, "content": [], "stop_reason": None, "usage": {**usage, "output_tokens": 0}}
+        event("message_start", {"message": start})
+        for i, block in enumerate(doc["content"]):
+            if block["type"] == "text":
+                event("content_block_start", {"index": i, "content_block": {"type": "text", "text": ""}})
+                pieces = [block["text"][j : j + 8] for j in range(0, len(block["text"]), 8)]
+                for n, piece in enumerate(pieces):
+                    if cut and n == len(pieces) // 2:
+                        self._cut()
+                        return
+                    event("content_block_delta", {"index": i, "delta": {"type": "text_delta", "text": piece}})
+            else:
+                event("content_block_start", {"index": i, "content_block": {**block, "input": {}}})
+                partial = json.dumps(block["input"])
+                event(
+                    "content_block_delta",
+                    {"index": i, "delta": {"type": "input_json_delta", "partial_json": partial}},
+                )
+            event("content_block_stop", {"index": i})
+        event(
+            "message_delta",
+            {"delta": {"stop_reason": doc["stop_reason"], "stop_sequence": None}, "usage": usage},
+        )
+        event("message_stop", {})
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
 
 
 def _truncate(text: str, max_tokens: int, finish: str, model: str) -> tuple[str, str, int]:

@@ -120,3 +120,25 @@ async def test_max_tokens_refused_is_renamed_and_a_genuine_bad_request_still_fai
         await gw.complete(ask(max_tokens=50), CallContext(run_id="r"))
     assert len(srv.requests) - n == 1
     await gw.aclose()
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_providers_stream_their_tokens_as_they_come(srv: FakeLLMServer, provider: str) -> None:
+    srv.reply("streamed piece by piece, as produced")
+    url = srv.openai_url if provider == "openai" else srv.anthropic_url
+    model = "gpt-4o-2024-08-06" if provider == "openai" else "claude-3-5-sonnet-20241022"
+    e = ModelEntry(provider=provider, model=model, base_url=url, price_in_per_mtok=1, price_out_per_mtok=2)  # type: ignore[arg-type]
+    gw = Gateway(Settings(models={"m": e}, routes={"default": RouteEntry(models=["m"])}))
+    pieces: list[str] = []
+
+    async def on_delta(piece: str) -> None:
+        pieces.append(piece)
+
+    result = await gw.complete(ask(), CallContext(run_id="r"), on_delta=on_delta)
+    assert len(pieces) > 2 and "".join(pieces) == result.text == "streamed piece by piece, as produced"
+    assert srv.requests[-1].body.get("stream") is True and result.tokens_out > 0
+    # A stream cut mid-answer is a failure, never a partial success (and not retried once streamed).
+    srv.inject("cut")
+    with pytest.raises(ProviderError):
+        await gw.complete(ask(), CallContext(run_id="r"), on_delta=on_delta)
+    await gw.aclose()
