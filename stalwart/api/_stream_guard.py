@@ -1,9 +1,11 @@
 """The output guard for a streamed answer: text is released only once it has been scanned.
 
 Scanning every token would cost more than generating it, and scanning each chunk alone would
-miss an injection split across chunks. So pending text is scanned in steps (at a word boundary
-once ``step`` characters are pending, or at a line or sentence end) together with the tail of
-what was already released (a sliding ``window``), and only scanned text leaves. A placeholder
+miss an injection split across chunks. So pending text is scanned in steps (at a line or
+sentence end, else once ``step`` + ``holdback`` characters are pending) together with the tail
+of what was already released (a sliding ``window``, so a phrase cut by a step is still seen
+whole), and only scanned text leaves; mid-sentence, the last ``holdback`` characters wait for
+the next scan, so the opening words of an injection are not sent before it can be recognised. A placeholder
 split across chunks (``{{EMA`` … ``IL_1}}``) is held back until it is whole, then re-hydrated.
 Pure: the scan and re-hydration functions are injected.
 """
@@ -30,7 +32,10 @@ class StreamGuard:
     """``text -> Verdict`` (``.action`` in allow/flag/block)."""
     rehydrate: Callable[[str], str]
     window: int = 400
-    step: int = 32
+    step: int = 16
+    holdback: int = 24
+    """Scanned text that still waits for what follows it: the start of an injection is held
+    until the phrase is complete enough to be judged (mid-sentence only)."""
     released: str = ""
     pending: str = ""
     blocked: Any = None
@@ -42,8 +47,10 @@ class StreamGuard:
         if self.blocked is not None:
             return ""
         self.pending += piece
-        if len(self.pending) >= self.step and self.pending[-1:].isspace() or _BOUNDARY.search(self.pending):
-            return self._release(final=False)
+        if _BOUNDARY.search(self.pending):
+            return self._release(final=False, keep=0)
+        if len(self.pending) >= self.step + self.holdback:
+            return self._release(final=False, keep=self.holdback)
         return ""
 
     def finish(self) -> str:
@@ -52,7 +59,7 @@ class StreamGuard:
             return ""
         return self._release(final=True)
 
-    def _release(self, *, final: bool) -> str:
+    def _release(self, *, final: bool, keep: int = 0) -> str:
         self.scans += 1
         verdict = self.scan(self.released[-self.window :] + self.pending)
         if getattr(verdict, "action", "allow") == "block":
@@ -60,8 +67,11 @@ class StreamGuard:
             self.pending = ""
             return ""
         text = self.pending
+        tail = text[len(text) - keep :] if keep else ""
+        text = text[: len(text) - len(tail)]
         held = "" if final else _split_placeholder(text)
         text = text[: len(text) - len(held)]
+        held += tail
         self.pending = held
         self.released += text
         return self.rehydrate(text)
