@@ -125,7 +125,7 @@ class Registry:
         elif e.provider == "embedded":
             from stalwart.gateway._providers.embedded import EmbeddedProvider
 
-            p = EmbeddedProvider(model.name, e.model)
+            p = EmbeddedProvider(model.name, e.model, e.context_window)
         elif e.provider == "openai":
             from stalwart.gateway._providers.openai import OpenAIProvider
 

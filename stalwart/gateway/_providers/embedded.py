@@ -82,25 +82,27 @@ class EmbeddedModel:
         return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
 
-_loaded: dict[str, EmbeddedModel] = {}
+_loaded: dict[tuple[str, int], EmbeddedModel] = {}
 _load_lock = threading.Lock()
+MAX_CONTEXT = 8192
+"""SmolLM2's trained context length: an entry's ``context_window`` is capped to it."""
 
 
-def _load_sync(model_id: str) -> EmbeddedModel:
+def _load_sync(model_id: str, n_ctx: int) -> EmbeddedModel:
     with _load_lock:
-        model = _loaded.get(model_id)
+        model = _loaded.get((model_id, n_ctx))
         if model is None:
-            model = EmbeddedModel(model_id, weights_path(model_id))
-            _loaded[model_id] = model
+            model = EmbeddedModel(model_id, weights_path(model_id), n_ctx=n_ctx)
+            _loaded[(model_id, n_ctx)] = model
         return model
 
 
-async def load_embedded(model_id: str) -> EmbeddedModel:
-    """The process's one instance of ``model_id``, loaded in a thread on first use."""
-    model = _loaded.get(model_id)
+async def load_embedded(model_id: str, n_ctx: int = 2048) -> EmbeddedModel:
+    """The process's one instance of ``model_id`` (with that context), loaded in a thread on first use."""
+    model = _loaded.get((model_id, n_ctx))
     if model is not None:
         return model
-    return await asyncio.to_thread(_load_sync, model_id)
+    return await asyncio.to_thread(_load_sync, model_id, n_ctx)
 
 
 class EmbeddedProvider:
@@ -110,17 +112,18 @@ class EmbeddedProvider:
     supports_json_schema = True
     label = EMBEDDED_LABEL
 
-    def __init__(self, entry_name: str, model_id: str) -> None:
+    def __init__(self, entry_name: str, model_id: str, context_window: int = 2048) -> None:
         weights_path(model_id)  # fail closed at configuration time, naming the missing package
         self._where = f"embedded model {entry_name!r}"
         self._model_id = model_id
+        self._n_ctx = max(256, min(context_window, MAX_CONTEXT))
 
     async def warm(self) -> None:
         """Load the weights now (in a thread), so the first call does not pay for it."""
-        await load_embedded(self._model_id)
+        await load_embedded(self._model_id, self._n_ctx)
 
     async def complete(self, req: ProviderRequest) -> ProviderResponse:
-        model = await load_embedded(self._model_id)
+        model = await load_embedded(self._model_id, self._n_ctx)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         stop = threading.Event()
@@ -141,6 +144,8 @@ class EmbeddedProvider:
                 elif kind == "done":
                     result = value
                     break
+                elif "context window" in value or "exceed context" in value:
+                    raise provider_error(self._where, "context_overflow", f"llama.cpp: {value}")
                 else:
                     raise provider_error(self._where, "server", f"llama.cpp failed: {value}")
         finally:
