@@ -101,3 +101,32 @@ async def test_tokens_stream_as_they_are_produced() -> None:
     )
     assert "".join(pieces) == result.text and len(pieces) == result.tokens_out > 1
     await gw.aclose()
+
+
+@needs_model
+def test_the_api_streams_the_real_model_through_the_openai_sdk(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import openai
+
+    from tests.e2e.apps import build_app
+    from tests.e2e.server import ServerThread
+
+    app = build_app()
+    app.settings = settings().model_copy(update={"db": f"sqlite:///{tmp_path}/api.db"})
+    with ServerThread(app, worker=False) as server:
+        key, _ = server.call(
+            server.api.state.stalwart.keys.create(org="acme", roles=["operator"], subject="op")
+        )
+        client = openai.OpenAI(base_url=server.url + "/v1", api_key=key, max_retries=0)
+        stream = client.chat.completions.create(
+            model="small",
+            messages=[{"role": "user", "content": "Name three fruits."}],
+            max_tokens=32,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        pieces, usage = [], None
+        for chunk in stream:
+            usage = chunk.usage or usage
+            pieces += [c.delta.content for c in chunk.choices if c.delta.content]
+    assert len(pieces) >= 2 and "".join(pieces).strip()
+    assert usage is not None and 0 < usage.completion_tokens <= 32
