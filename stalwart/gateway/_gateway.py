@@ -469,10 +469,11 @@ class Gateway:
                 if delay > self._max_retry_wait_s:
                     raise
                 tally.attempts[-1]["waited_s"] = round(delay, 3)
-                await self._sleep(delay)
-                continue
             finally:
                 await self._settle_hold(hold_id, spends, tally, model, resp, call, hold)
+            if resp is None:  # a retryable failure: wait (holding no budget), then try again
+                await self._sleep(tally.attempts[-1]["waited_s"])
+                continue
             tally.add(model, resp)
             tally.attempts.append(
                 {
