@@ -203,3 +203,30 @@ async def test_a_stream_that_outgrows_its_reservation_is_cut(srv: FakeLLMServer,
     assert 0 < tokens <= 20 + 30  # prompt plus what the reservation covered, not the whole answer
     await gw.aclose()
     await store.close()
+
+
+async def test_concurrent_workflow_runs_hold_the_org_cap(srv: FakeLLMServer, db_url: str) -> None:
+    import stalwart as sw
+
+    srv.reply("word " * 300)  # every call uses all the output its reservation allows
+    app = sw.App("ledger-race", settings=settings(srv).model_copy(update={"db": db_url}))
+
+    @app.workflow(name="ask", version="1")
+    async def ask_once(ctx: sw.Context) -> str:
+        await ctx.llm(
+            "default", messages=[{"role": "user", "content": "tell me more"}], max_tokens=MAX_TOKENS
+        )
+        return "answered"
+
+    gw = await app.gateway()
+    worst = (30 * PRICE_IN + MAX_TOKENS * PRICE_OUT) / 1_000_000
+    cap = 5 * worst
+    await gw.set_cap("org", "acme", Budget(max_usd=cap))
+    ids = [await app.start("ask", org="acme") for _ in range(16)]
+    async with app.worker(concurrency=16):
+        outs = [await app.result(rid, timeout=60) for rid in ids]
+    _, usd = await gw.org_spend("acme")
+    answered = outs.count("answered")
+    assert 1 <= answered <= 6, outs
+    assert usd <= cap + worst + 1e-9, (usd, cap)
+    await app.close()
