@@ -34,7 +34,7 @@ class RedisState:
             raise ConfigError(
                 "redis_url is set but the 'redis' package is missing: pip install redis"
             ) from None
-        self._r = aioredis.Redis.from_url(url)
+        self._r: Any = aioredis.Redis.from_url(url)  # redis-py's sync/async union types
         self._fallback = fallback
         self._clock = clock
 

@@ -176,7 +176,8 @@ def _generate(
     try:
         with model.lock:
             model.llm.reset()
-            for chunk in model.llm.create_chat_completion(**kw):
+            stream: Any = model.llm.create_chat_completion(**kw)
+            for chunk in stream:
                 choice = chunk["choices"][0]
                 text = choice.get("delta", {}).get("content")
                 if text:
