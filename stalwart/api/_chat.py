@@ -313,7 +313,11 @@ async def _stream(
             await queue.put(("error", exc))
 
     task = asyncio.create_task(run())
-    first = await queue.get()
+    try:
+        first = await queue.get()
+    except asyncio.CancelledError:  # the client went away before the first token
+        task.cancel()
+        raise
     if first[0] == "error":
         exc = first[1]
         await _audit(
