@@ -173,3 +173,49 @@ def test_concurrent_streaming_and_plain_calls_hold_the_org_cap(stack) -> None:
     assert set(statuses) <= {200, 402}, (statuses, errors[:2])
     assert 4 <= ok <= 10, statuses
     assert budget["spent_usd"] <= cap + worst + 1e-9, budget
+
+
+def test_a_client_that_leaves_mid_stream_releases_the_budget_hold(stack) -> None:
+    import sqlite3
+    import time as _time
+
+    server, llm, keys = stack
+    llm.reset()
+    llm.reply(FIRST + SECOND)
+    llm.inject("gate")
+    db = server.api.state.stalwart.app.settings.db.removeprefix("sqlite:///")
+    with httpx.Client(base_url=server.url) as c:
+        admin = {"Authorization": f"Bearer {keys['race-admin']}"}
+        assert c.put("/admin/budget", json={"max_usd": 100.0}, headers=admin).status_code == 200
+    body = {"model": "primary", "stream": True, "messages": [{"role": "user", "content": "status?"}]}
+    with (
+        httpx.Client(base_url=server.url, timeout=30) as c,
+        c.stream(
+            "POST",
+            "/v1/chat/completions",
+            json=body,
+            headers={"Authorization": f"Bearer {keys['race-operator']}"},
+        ) as r,
+    ):
+        lines = r.iter_lines()
+        for line in lines:
+            if '"content": "The' in line:
+                break  # the first tokens arrived; the provider still waits at its gate
+        with sqlite3.connect(db) as conn:
+            held = conn.execute("SELECT count(*) FROM budget_holds").fetchone()[0]
+        if held != 1:
+            from stalwart.gateway import CallContext as CC
+            gw = server.call(server.api.state.stalwart.app.gateway())
+            sp = server.call(gw._spends(CC(run_id="x", org="race"), gw._clock()))
+            with sqlite3.connect(db) as conn:
+                allh = conn.execute("SELECT * FROM budget_holds").fetchall()
+            rest = [next(lines, "") for _ in range(4)]
+            raise AssertionError((gw._caps, sp, allh, rest))
+    # The client has left (the response is closed) while the provider was still generating.
+    llm.gate.set()
+    deadline = _time.monotonic() + 30
+    while held and _time.monotonic() < deadline:
+        _time.sleep(0.05)
+        with sqlite3.connect(db) as conn:
+            held = conn.execute("SELECT count(*) FROM budget_holds").fetchone()[0]
+    assert held == 0

@@ -169,8 +169,9 @@ def _generate(
     """Run one generation in this (worker) thread, handing each token's text to ``put``."""
     kw: dict[str, Any] = {"messages": _messages(req.messages), "max_tokens": req.max_tokens, "stream": True}
     kw["temperature"] = 0.0 if req.temperature is None else req.temperature
+    kw["repeat_penalty"] = 1.1  # a 135M model otherwise loops on a phrase until max_tokens
     if req.json_schema is not None:
-        kw["response_format"] = {"type": "json_object", "schema": req.json_schema}
+        kw["response_format"] = {"type": "json_object", "schema": bounded_strings(req.json_schema)}
     tokens_out = 0
     finish = ""
     try:
@@ -194,6 +195,24 @@ def _generate(
         put("error", f"{type(exc).__name__}: {exc}")
         return
     put("done", {"tokens_in": tokens_in, "tokens_out": tokens_out, "finish": finish or "stop"})
+
+
+MAX_STRING = 400
+"""Longest string the grammar lets the model write where the schema sets no ``maxLength``."""
+
+
+def bounded_strings(schema: Any) -> Any:
+    """``schema`` with a ``maxLength`` on every unbounded string: a small model that rambles inside
+    a free-text field would otherwise run into ``max_tokens`` mid-JSON and never close it. Any
+    answer valid under the bounded schema is valid under the original one."""
+    if isinstance(schema, list):
+        return [bounded_strings(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: bounded_strings(v) for k, v in schema.items()}
+    if out.get("type") == "string" and "maxLength" not in out and "enum" not in out and "const" not in out:
+        out["maxLength"] = MAX_STRING
+    return out
 
 
 def _messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
