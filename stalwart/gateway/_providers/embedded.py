@@ -169,9 +169,13 @@ def _generate(
     """Run one generation in this (worker) thread, handing each token's text to ``put``."""
     kw: dict[str, Any] = {"messages": _messages(req.messages), "max_tokens": req.max_tokens, "stream": True}
     kw["temperature"] = 0.0 if req.temperature is None else req.temperature
-    kw["repeat_penalty"] = 1.1  # a 135M model otherwise loops on a phrase until max_tokens
     if req.json_schema is not None:
-        kw["response_format"] = {"type": "json_object", "schema": bounded_strings(req.json_schema)}
+        # Strings share about half the output budget (at ~2 characters a token, conservatively),
+        # so the object can always close within max_tokens.
+        limit = max(16, min(MAX_STRING, req.max_tokens * 2 // max(1, _count_strings(req.json_schema))))
+        kw["response_format"] = {"type": "json_object", "schema": bounded_strings(req.json_schema, limit)}
+    else:
+        kw["repeat_penalty"] = 1.1  # a 135M model otherwise loops on a phrase until max_tokens
     tokens_out = 0
     finish = ""
     try:
@@ -201,17 +205,33 @@ MAX_STRING = 400
 """Longest string the grammar lets the model write where the schema sets no ``maxLength``."""
 
 
-def bounded_strings(schema: Any) -> Any:
-    """``schema`` with a ``maxLength`` on every unbounded string: a small model that rambles inside
-    a free-text field would otherwise run into ``max_tokens`` mid-JSON and never close it. Any
-    answer valid under the bounded schema is valid under the original one."""
+def _free_string(node: Any) -> bool:
+    return (
+        isinstance(node, dict)
+        and node.get("type") == "string"
+        and not {"maxLength", "enum", "const"} & node.keys()
+    )
+
+
+def _count_strings(schema: Any) -> int:
     if isinstance(schema, list):
-        return [bounded_strings(s) for s in schema]
+        return sum(_count_strings(s) for s in schema)
+    if not isinstance(schema, dict):
+        return 0
+    return int(_free_string(schema)) + sum(_count_strings(v) for v in schema.values())
+
+
+def bounded_strings(schema: Any, limit: int = MAX_STRING) -> Any:
+    """``schema`` with ``maxLength: limit`` on every unbounded string: a small model that rambles
+    inside a free-text field would otherwise run into ``max_tokens`` mid-JSON and never close it.
+    Any answer valid under the bounded schema is valid under the original one."""
+    if isinstance(schema, list):
+        return [bounded_strings(s, limit) for s in schema]
     if not isinstance(schema, dict):
         return schema
-    out = {k: bounded_strings(v) for k, v in schema.items()}
-    if out.get("type") == "string" and "maxLength" not in out and "enum" not in out and "const" not in out:
-        out["maxLength"] = MAX_STRING
+    out = {k: bounded_strings(v, limit) for k, v in schema.items()}
+    if _free_string(out):
+        out["maxLength"] = limit
     return out
 
 
