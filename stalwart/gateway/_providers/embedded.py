@@ -169,13 +169,15 @@ def _generate(
     """Run one generation in this (worker) thread, handing each token's text to ``put``."""
     kw: dict[str, Any] = {"messages": _messages(req.messages), "max_tokens": req.max_tokens, "stream": True}
     kw["temperature"] = 0.0 if req.temperature is None else req.temperature
+    # A 135M model otherwise loops on a phrase until max_tokens (measured on the golden suite:
+    # with it, every order id right and no run failed; without it, half the ids wrong).
+    kw["repeat_penalty"] = 1.1
     if req.json_schema is not None:
-        # Strings share about half the output budget (at ~2 characters a token, conservatively),
-        # so the object can always close within max_tokens.
-        limit = max(16, min(MAX_STRING, req.max_tokens * 2 // max(1, _count_strings(req.json_schema))))
+        # Budget the strings so the grammar closes the object within max_tokens even at one
+        # character a token: about 8 tokens of structure per property, 10 for the braces.
+        room = req.max_tokens - 10 - 8 * _count_props(req.json_schema)
+        limit = max(8, min(MAX_STRING, room // max(1, _count_strings(req.json_schema))))
         kw["response_format"] = {"type": "json_object", "schema": bounded_strings(req.json_schema, limit)}
-    else:
-        kw["repeat_penalty"] = 1.1  # a 135M model otherwise loops on a phrase until max_tokens
     tokens_out = 0
     finish = ""
     try:
@@ -219,6 +221,15 @@ def _count_strings(schema: Any) -> int:
     if not isinstance(schema, dict):
         return 0
     return int(_free_string(schema)) + sum(_count_strings(v) for v in schema.values())
+
+
+def _count_props(schema: Any) -> int:
+    if isinstance(schema, list):
+        return sum(_count_props(s) for s in schema)
+    if not isinstance(schema, dict):
+        return 0
+    own = len(schema["properties"]) if isinstance(schema.get("properties"), dict) else 0
+    return own + sum(_count_props(v) for v in schema.values())
 
 
 def bounded_strings(schema: Any, limit: int = MAX_STRING) -> Any:
