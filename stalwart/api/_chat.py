@@ -4,7 +4,10 @@ Each call: untrusted messages are scanned for injection (a block answers 400), P
 placeholders before anything leaves, the gateway routes and charges the call to the caller's org
 budget, the answer is scanned as untrusted model output, the caller's own values are put back in
 place of placeholders, and an audit entry records who called which model at what cost (never the
-content). ``stream: true`` answers with server-sent events in OpenAI's chunk format.
+content). ``stream: true`` answers with server-sent events in OpenAI's chunk format, forwarding
+the provider's tokens as they are produced: the output guard scans them incrementally (a sliding
+window; only scanned text leaves) and a block, a budget cut or a provider failure mid-stream ends
+the stream with an ``error`` event. A failure before the first token is an ordinary HTTP error.
 """
 
 from __future__ import annotations
@@ -22,8 +25,10 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from stalwart.api._auth import Principal, requires
-from stalwart.api._errors import ApiError
+from stalwart.api._errors import ApiError, error_body, status_for
 from stalwart.api._schemas import ErrorOut
+from stalwart.api._stream_guard import StreamGuard
+from stalwart.errors import StalwartError
 
 __all__ = ["router"]
 
@@ -134,7 +139,8 @@ async def _guarded_messages(
                 flags.append({"message": i, "score": round(verdict.score, 3)})
         red = await asyncio.to_thread(guard.redact, text, placeholders) if text else None
         msg: dict[str, Any] = {
-            "role": "system" if m.role == "developer" else m.role,
+            # Developer messages keep their role: each provider maps it to what its server takes.
+            "role": m.role,
             "content": red.text if red is not None else (m.content or ""),
         }
         if red is not None:
@@ -184,6 +190,8 @@ async def chat_completions(
     )
     call = CallContext(run_id=call_id, org=p.org, user=p.subject, workflow="api.chat")
     started = time.time()
+    if body.stream:
+        return await _stream(ctx, gw, guard, req, call, body, p, mapping, guard_info, call_id, int(started))
     try:
         result = await gw.complete(req, call)
     except Exception as exc:
@@ -240,24 +248,15 @@ async def chat_completions(
         "completion_tokens": result.tokens_out,
         "total_tokens": result.tokens_in + result.tokens_out,
     }
-    created = int(started)
-    finish = result.finish_reason or "stop"
-    if not body.stream:
-        return {
-            "id": call_id,
-            "object": "chat.completion",
-            "created": created,
-            "model": result.model_id,
-            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-            "usage": usage,
-            "system_fingerprint": None,
-        }
-    include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    return StreamingResponse(
-        _sse(call_id, created, result.model_id, message, finish, usage, include_usage),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-store"},
-    )
+    return {
+        "id": call_id,
+        "object": "chat.completion",
+        "created": int(started),
+        "model": result.model_id,
+        "choices": [{"index": 0, "message": message, "finish_reason": result.finish_reason or "stop"}],
+        "usage": usage,
+        "system_fingerprint": None,
+    }
 
 
 def _tool_call(i: int, c: dict[str, Any]) -> dict[str, Any]:
@@ -272,41 +271,193 @@ def _tool_call(i: int, c: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def _sse(
+async def _audit(ctx: Any, p: Principal, resource: str, decision: str, details: dict[str, Any]) -> None:
+    await ctx.gov.audit(
+        "gateway.chat_completion",
+        actor=p.actor,
+        org=p.org,
+        action="complete",
+        resource=resource,
+        decision=decision,
+        user_id=p.subject,
+        details=details,
+    )
+
+
+async def _stream(
+    ctx: Any,
+    gw: Any,
+    guard: Any,
+    req: Any,
+    call: Any,
+    body: ChatRequest,
+    p: Principal,
+    mapping: dict[str, str],
+    guard_info: dict[str, Any],
     call_id: str,
     created: int,
-    model: str,
-    message: dict[str, Any],
-    finish: str,
-    usage: dict[str, int],
+) -> StreamingResponse:
+    """Run the call in a task whose tokens flow through a queue into the SSE response.
+
+    The response starts only once the first token (or the whole answer) exists, so that a call
+    refused up front (budget, routing, provider down) is still an ordinary HTTP error."""
+    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+
+    async def on_delta(piece: str) -> None:
+        await queue.put(("delta", piece))
+
+    async def run() -> None:
+        try:
+            await queue.put(("done", await gw.complete(req, call, on_delta=on_delta)))
+        except Exception as exc:  # noqa: BLE001 - handed to the response, which reports it
+            await queue.put(("error", exc))
+
+    task = asyncio.create_task(run())
+    try:
+        first = await queue.get()
+    except asyncio.CancelledError:  # the client went away before the first token
+        task.cancel()
+        raise
+    if first[0] == "error":
+        exc = first[1]
+        await _audit(
+            ctx,
+            p,
+            f"model:{body.model}",
+            "error",
+            {"call_id": call_id, "error": getattr(exc, "code", type(exc).__name__)},
+        )
+        raise exc
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    return StreamingResponse(
+        _sse(ctx, p, guard, body, mapping, guard_info, call_id, created, first, queue, task, include_usage),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _sse(
+    ctx: Any,
+    p: Principal,
+    guard: Any,
+    body: ChatRequest,
+    mapping: dict[str, str],
+    guard_info: dict[str, Any],
+    call_id: str,
+    created: int,
+    first: tuple[str, Any],
+    queue: asyncio.Queue[tuple[str, Any]],
+    task: asyncio.Task[None],
     include_usage: bool,
 ) -> AsyncIterator[bytes]:
-    def chunk(delta: dict[str, Any], finish_reason: str | None = None, **extra: Any) -> bytes:
+    model = body.model
+
+    def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
         doc = {
             "id": call_id,
             "object": "chat.completion.chunk",
             "created": created,
             "model": model,
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
-            **extra,
         }
         return f"data: {json.dumps(doc)}\n\n".encode()
 
+    def failure(code: str, message: str, status: int) -> bytes:
+        doc = error_body(code, message)
+        doc["error"].update(type=code, status=status)
+        return f"data: {json.dumps(doc)}\n\n".encode()
+
+    # Scanning costs ~10 ms a window: off the event loop is not worth a thread hop per step.
+    sg = StreamGuard(scan=lambda text: guard.scan(text, "model"), rehydrate=lambda t: _rehydrate(t, mapping))
     yield chunk({"role": "assistant", "content": ""})
-    text = message.get("content") or ""
-    for piece in re.findall(r"\S+\s*|\s+", text):
-        yield chunk({"content": piece})
-    if message.get("tool_calls"):
-        yield chunk({"tool_calls": [{"index": i, **tc} for i, tc in enumerate(message["tool_calls"])]})
-    yield chunk({}, finish)
-    if include_usage:
-        doc = {
-            "id": call_id,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "choices": [],
-            "usage": usage,
+    event = first
+    try:
+        while True:
+            kind, value = event
+            if kind == "delta":
+                text = sg.feed(value)
+                if text:
+                    yield chunk({"content": text})
+            elif kind == "error":
+                text = sg.finish()
+                if text:
+                    yield chunk({"content": text})
+                code = getattr(value, "code", "internal_error")
+                status = status_for(value) if isinstance(value, StalwartError) else 500
+                message = value.message if isinstance(value, StalwartError) else "internal error"
+                await _audit(
+                    ctx, p, f"model:{model}", "error", {"call_id": call_id, "error": code, "streamed": True}
+                )
+                yield failure(code, message, status)
+                yield b"data: [DONE]\n\n"
+                return
+            else:
+                result = value
+                model = result.model_id
+                text = ""
+                if result.text and not (sg.scans or sg.pending):
+                    # Nothing was streamed (a cache hit, a non-streaming provider): all at once.
+                    text = sg.feed(result.text)
+                text += sg.finish()
+                if text:
+                    yield chunk({"content": text})
+                break
+            if sg.blocked is not None:
+                break
+            event = await queue.get()
+        if sg.blocked is not None:
+            task.cancel()
+            await _audit(
+                ctx,
+                p,
+                f"model:{model}",
+                "output_blocked",
+                {"call_id": call_id, "streamed": True, "reasons": list(sg.blocked.reasons)[:5]},
+            )
+            yield failure("output_blocked", "the model's answer was blocked by the output guard", 502)
+            yield b"data: [DONE]\n\n"
+            return
+        if result.tool_calls:
+            calls = [_tool_call(i, c) for i, c in enumerate(result.tool_calls)]
+            yield chunk({"tool_calls": [{"index": i, **tc} for i, tc in enumerate(calls)]})
+        yield chunk({}, result.finish_reason or "stop")
+        usage = {
+            "prompt_tokens": result.tokens_in,
+            "completion_tokens": result.tokens_out,
+            "total_tokens": result.tokens_in + result.tokens_out,
         }
-        yield f"data: {json.dumps(doc)}\n\n".encode()
-    yield b"data: [DONE]\n\n"
+        await _audit(
+            ctx,
+            p,
+            f"model:{result.model}",
+            "allow",
+            {
+                "call_id": call_id,
+                "model_id": result.model_id,
+                "tokens_in": result.tokens_in,
+                "tokens_out": result.tokens_out,
+                "cost_usd": result.cost_usd,
+                "cost_known": result.cost_known,
+                "cached": result.cached,
+                "pii_redacted": guard_info["redacted"],
+                "injection_flags": guard_info["flags"],
+                "output_verdict": "allow",
+                "streamed": True,
+                "guard_scans": sg.scans,
+            },
+        )
+        if include_usage:
+            doc = {
+                "id": call_id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [],
+                "usage": usage,
+            }
+            yield f"data: {json.dumps(doc)}\n\n".encode()
+        yield b"data: [DONE]\n\n"
+    finally:
+        # A client that went away, or a block: stop generating (the hold is still settled).
+        if not task.done():
+            task.cancel()

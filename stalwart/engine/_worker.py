@@ -67,6 +67,8 @@ class Worker:
         # lease is ever held while a process warms up.
         await self.app.guard_ready()
         await self.app.guard_ready(pii=True)
+        if any(m.provider == "embedded" for m in self.app.settings.models.values()):
+            await (await self.app.gateway()).warm()  # in-process models load once, before any claim
         self.app._attach_worker(self)
         self._loop_task = asyncio.create_task(self._loop(), name=f"stalwart-worker-{self.worker_id}")
         self._beat_task = asyncio.create_task(self._heartbeat(), name="stalwart-heartbeat")

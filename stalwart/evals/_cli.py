@@ -75,6 +75,29 @@ def _production_app(db: str | None, app: str | None) -> Any:
     return the_app
 
 
+def _target_model(suite: Any, settings: Any, model: str) -> tuple[Any, Any]:
+    """The suite and settings with every model call routed to the entry ``model``."""
+    from stalwart.settings import ModelEntry
+
+    models = dict(settings.models)
+    if model == "embedded" and model not in models:
+        models[model] = ModelEntry(provider="embedded", model="SmolLM2-135M-Instruct")
+    if model not in models and model != "local":
+        known = ", ".join(sorted({*models, "local", "embedded"}))
+        raise InvalidInput(
+            f"--model {model!r} is not a [models.{model}] entry of the settings (known: {known})"
+        )
+    settings = settings.model_copy(update={"models": models})
+    kind = models[model].provider if model in models else "local"
+    update: dict[str, Any] = {"provider": "settings", "route": [model], "name": f"{suite.name}@{model}"}
+    if kind == "embedded":
+        # A CPU model answers one call at a time at tens of tokens/s: give each case room.
+        update["timeout_s"] = max(suite.timeout_s, 600.0)
+    suite = suite.model_copy(update=update)
+    err.print(f"eval: every model call of suite {suite.name!r} goes to {model!r} ({kind})")
+    return suite, settings
+
+
 def _print_report(report: Any, paths: dict[str, Path] | None) -> None:
     m = report.metrics
     table = Table(
@@ -130,6 +153,13 @@ def run_cmd(
     ),
     concurrency: int | None = typer.Option(None, "--concurrency", help="Override the suite's concurrency."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    model: str | None = typer.Option(
+        None,
+        "--model",
+        help="Answer every model call with this registry entry instead of the suite's provider "
+        "('embedded': the in-process SmolLM2-135M, configured or not). Its real pass rate is "
+        "reported; the bundled gates are calibrated on the scripted model.",
+    ),
 ) -> None:
     """Run a suite through the real engine; write reports; with --gate, exit 1 if a gate fails."""
     from stalwart.evals._report import write_report
@@ -143,9 +173,12 @@ def run_cmd(
         if concurrency:
             s = s.model_copy(update={"concurrency": concurrency})
         base = load_report(baseline) if baseline else None
+        settings = _settings()
+        if model:
+            s, settings = _target_model(s, settings, model)
         return await run_suite(
             s,
-            settings=_settings(),
+            settings=settings,
             baseline=base,
             baseline_name=str(baseline) if baseline else None,
             progress=progress and err.is_terminal,

@@ -3,8 +3,10 @@
 For each call: render the prompt, count its tokens, work out what every budget scope has left,
 plan the route (breakers, PII, context, latency, budget), then walk the plan as a fallback chain:
 cache lookup, limits, provider call with retries (``Retry-After`` honoured), structured-output
-validation with up to two correction prompts. Usage is checked against the caps afterwards and
-threshold crossings are reported on the result.
+validation with up to two correction prompts. Every provider call first reserves its worst-case
+cost in the ledger (atomically, against every cap that applies), then settles to its actual
+cost; a stream whose output outgrows its reservation is cut. Threshold crossings are computed
+from the ledger's atomic before/after totals, so each fires once per period.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -23,7 +26,7 @@ from pydantic import BaseModel
 from stalwart.errors import BudgetExceeded, OutputValidationError, PolicyDenied, ProviderError
 from stalwart.gateway._alerts import AlertSink
 from stalwart.gateway._breaker import Breakers
-from stalwart.gateway._budget import Budget, Spend, affordable_out, crossings
+from stalwart.gateway._budget import Budget, Hold, Spend, affordable_out, crossings, reservation
 from stalwart.gateway._cache import ResponseCache, cache_key
 from stalwart.gateway._cost import CostEstimate, estimate_cost
 from stalwart.gateway._limits import Limiter
@@ -40,7 +43,7 @@ from stalwart.gateway._structured import (
     validate_output,
 )
 from stalwart.gateway._templates import BUNDLED_PROMPTS, TemplateStore
-from stalwart.gateway._tokens import count_messages
+from stalwart.gateway._tokens import count_messages, count_text
 from stalwart.gateway._types import CallContext, LLMRequest, LLMResult, ProviderRequest, ProviderResponse
 from stalwart.settings import Settings
 
@@ -63,6 +66,8 @@ _FALLBACK_KINDS = {
 }
 _BREAKER_KINDS = {"server", "timeout", "connection", "stream_cut", "malformed"}
 _SPEND_NS = "gateway.spend"
+_LEASE_MARGIN_S = 30.0
+Delta = Callable[[str], Awaitable[None]]
 
 
 @dataclass(slots=True)
@@ -71,11 +76,18 @@ class _Tally:
     tokens_out: int = 0
     usd: float = 0.0
     attempts: list[dict[str, Any]] = field(default_factory=list)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    over: list[str] = field(default_factory=list)
+    streamed: bool = False
+    cost_known: bool = True
+    stream_tokens: int = 0
+    """Output tokens the current attempt has streamed so far (charged if it is cut)."""
 
     def add(self, model: Model, resp: ProviderResponse) -> None:
         self.tokens_in += resp.tokens_in
         self.tokens_out += resp.tokens_out
         self.usd += model.cost(resp.tokens_in, resp.tokens_out)
+        self.cost_known = self.cost_known and model.price_known
 
 
 class Gateway:
@@ -139,10 +151,17 @@ class Gateway:
         self._fixed_caps = set(self._caps)
         self._cap_seen: dict[tuple[str, str], float] = {}
         self.alerts = AlertSink(on_alert, self.settings.webhook_url)
+        self._warned: set[str] = set()
 
     # -- public --------------------------------------------------------------------------------
-    async def complete(self, req: LLMRequest, call: CallContext) -> LLMResult:
+    async def complete(
+        self, req: LLMRequest, call: CallContext, *, on_delta: Delta | None = None
+    ) -> LLMResult:
         """Make one model call under ``call``'s budgets; see the module docstring for the steps.
+
+        ``on_delta`` receives the answer's text as the provider produces it (the call streams).
+        Once a piece was handed on, a failure is raised as is: no retry, no fallback (what the
+        caller already has cannot be taken back). Whatever ``on_delta`` raises ends the call.
 
         Raises ``BudgetExceeded`` (no cap has room, or actual usage went past one: the result is
         then in ``details["result"]``), ``OutputValidationError`` (non-retryable), ``PolicyDenied``
@@ -159,6 +178,8 @@ class Gateway:
         max_tokens = req.max_tokens or DEFAULT_MAX_TOKENS
         prompt_tokens = count_messages(messages, candidates[0].entry.model, req.tools)
         spends = await self._spends(call, now)
+        if any(not m.price_known for m in candidates):
+            self._warn_unpriced([m for m in candidates if not m.price_known])
         allowance = {
             m.name: affordable_out(
                 spends, prompt_tokens, max_tokens, m.entry.price_in_per_mtok, m.entry.price_out_per_mtok
@@ -187,6 +208,7 @@ class Gateway:
             self._no_route(plan.skipped, routing, req.task)
         tally = _Tally()
         last: ProviderError | None = None
+        last_budget: BudgetExceeded | None = None
         for model, out_allow in plan.order:
             provider = self.registry.provider(model)
             msgs = list(messages)
@@ -200,10 +222,11 @@ class Gateway:
                 tools=req.tools,
                 json_schema=schema if provider.supports_json_schema else None,
                 schema_name=req.output.__name__ if req.output else "output",
-                stream=req.stream,
+                stream=req.stream or on_delta is not None,
                 timeout_s=model.entry.timeout_s,
                 task=req.task,
                 vars=req.vars,
+                on_delta=on_delta,
             )
             key = None
             if req.cacheable or req.temperature == 0:
@@ -219,15 +242,21 @@ class Gateway:
                     routing.update(chosen=model.name, reason="cache hit")
                     return self._from_cache(doc, req.output, routing, started)
             try:
-                resp = await self._call_model(model, provider, preq, tally, call)
+                resp = await self._call_model(model, provider, preq, tally, call, spends)
                 value: Any = resp.text
                 if req.output is not None and not resp.tool_calls:
                     value, resp = await self._validated(
                         model, provider, preq, resp, req.output, tally, call, spends
                     )
+            except BudgetExceeded as err:
+                if err.details.get("stage") != "reserve" or tally.streamed:
+                    raise
+                routing["skipped"].append({"model": model.name, "why": f"budget: {err.message}"})
+                last_budget = err
+                continue
             except ProviderError as err:
                 kind = err.details.get("kind")
-                if kind not in _FALLBACK_KINDS:
+                if kind not in _FALLBACK_KINDS or tally.streamed:
                     err.details.update(routing=routing, attempts=tally.attempts)
                     raise
                 routing["skipped"].append({"model": model.name, "why": f"failed: {kind}: {err.message}"})
@@ -253,12 +282,16 @@ class Gateway:
                 attempts=tally.attempts,
                 finish_reason=resp.finish_reason,
                 tool_calls=resp.tool_calls,
+                cost_known=tally.cost_known,
             )
-            await self._settle(result, call, spends, now)
+            await self._settle(result, call, tally)
             if key is not None:
                 await self.cache.put(key, result.to_json(), now)
             return result
-        assert last is not None
+        if last is None:
+            assert last_budget is not None
+            last_budget.details.update(routing=routing, attempts=tally.attempts)
+            raise last_budget
         raise ProviderError(
             f"every model for task {req.task!r} failed; last: {last.message}",
             status=last.status,
@@ -302,11 +335,26 @@ class Gateway:
     async def org_spend(self, org: str, now: float | None = None) -> tuple[float, float]:
         """``(tokens, usd)`` spent by ``org`` in the calendar month (UTC) of ``now``.
 
-        Counted on the dimensions its monthly cap sets (a dimension without a cap reads 0)."""
+        Counted whether or not the org has a cap (the ledger of the budget store: the database,
+        or Redis when ``redis_url`` is set)."""
         month = time.strftime("%Y-%m", time.gmtime(self._clock() if now is None else now))
-        tokens = await self._state.counter_get(_SPEND_NS, f"org:{org}:{month}:tokens")
-        usd = await self._state.counter_get(_SPEND_NS, f"org:{org}:{month}:usd")
+        tokens = await self._fast.counter_get(_SPEND_NS, f"org:{org}:{month}:tokens")
+        usd = await self._fast.counter_get(_SPEND_NS, f"org:{org}:{month}:usd")
         return tokens, usd
+
+    async def warm(self) -> list[str]:
+        """Load every in-process model of the registry now (in a thread, off the event loop), so
+        that no call pays for it; a worker does this before it claims work. Returns their names.
+
+        Raises ``ConfigError`` naming the missing package when one cannot load (fail closed)."""
+        warmed = []
+        for model in self.registry.models.values():
+            if model.provider != "embedded":
+                continue
+            provider = self.registry.provider(model)
+            await provider.warm()  # type: ignore[attr-defined]
+            warmed.append(model.name)
+        return warmed
 
     def provider(self, name: str) -> Provider:
         """The adapter of registry entry ``name`` (checked: prices, key)."""
@@ -345,20 +393,19 @@ class Gateway:
 
     async def _spends(self, call: CallContext, now: float) -> list[Spend]:
         out = []
+        run_key = f"run:{call.run_id}"
         if call.budget is not None:
-            out.append(Spend("run", call.budget, call.spent_tokens, call.spent_usd))
+            out.append(Spend("run", call.budget, call.spent_tokens, call.spent_usd, run_key))
         ucap = await self._cap("user", call.user, now)
         if ucap is not None:
-            out.append(Spend("user", ucap, call.spent_tokens, call.spent_usd))
+            out.append(Spend("user", ucap, call.spent_tokens, call.spent_usd, run_key))
         ocap = await self._cap("org", call.org, now)
         if ocap is not None:
             month = time.strftime("%Y-%m", time.gmtime(now))
-            tokens = usd = 0.0
-            if ocap.max_tokens is not None:
-                tokens = await self._state.counter_get(_SPEND_NS, f"org:{call.org}:{month}:tokens")
-            if ocap.max_usd is not None:
-                usd = await self._state.counter_get(_SPEND_NS, f"org:{call.org}:{month}:usd")
-            out.append(Spend("org_month", ocap, tokens, usd))
+            key = f"org:{call.org}:{month}"
+            tokens = await self._fast.counter_get(_SPEND_NS, f"{key}:tokens")
+            usd = await self._fast.counter_get(_SPEND_NS, f"{key}:usd")
+            out.append(Spend("org_month", ocap, tokens, usd, key, ledger_spent=True))
         return out
 
     def _no_route(self, skipped: list[dict[str, Any]], routing: dict[str, Any], task: str) -> None:
@@ -377,15 +424,33 @@ class Gateway:
         )
 
     async def _call_model(
-        self, model: Model, provider: Provider, preq: ProviderRequest, tally: _Tally, call: CallContext
+        self,
+        model: Model,
+        provider: Provider,
+        preq: ProviderRequest,
+        tally: _Tally,
+        call: CallContext,
+        spends: list[Spend],
     ) -> ProviderResponse:
-        """One model, with retries on retryable errors; raises the last ``ProviderError``."""
+        """One model, with retries on retryable errors; raises the last ``ProviderError``.
+
+        Each attempt reserves its worst case first (``BudgetExceeded`` with
+        ``details["stage"] == "reserve"`` when it does not fit) and settles after, failed or not."""
         for attempt in range(1, self._attempts_per_model + 1):
             now = self._clock()
             t0 = time.perf_counter()
+            hold_id, hold = await self._reserve(model, preq, tally, spends, now)
+            sent = ProviderRequest(
+                **{
+                    **{f: getattr(preq, f) for f in preq.__slots__},  # type: ignore[attr-defined]
+                    "max_tokens": hold.out_tokens,
+                    "on_delta": self._metered(preq.on_delta, hold, tally, model),
+                }
+            )
+            resp = None
             try:
-                async with self.limiter.slot(model, preq.max_tokens, now):
-                    resp = await provider.complete(preq)
+                async with self.limiter.slot(model, sent.max_tokens, now):
+                    resp = await provider.complete(sent)
             except ProviderError as err:
                 kind = err.details.get("kind")
                 tally.attempts.append(
@@ -401,7 +466,7 @@ class Gateway:
                 )
                 if kind in _BREAKER_KINDS:
                     await self.breakers.record(model.name, False, now)
-                if not err.retryable or attempt == self._attempts_per_model:
+                if not err.retryable or attempt == self._attempts_per_model or tally.streamed:
                     raise
                 delay = err.retry_after
                 if delay is None:
@@ -409,7 +474,10 @@ class Gateway:
                 if delay > self._max_retry_wait_s:
                     raise
                 tally.attempts[-1]["waited_s"] = round(delay, 3)
-                await self._sleep(delay)
+            finally:
+                await self._settle_hold(hold_id, spends, tally, model, resp, call, hold)
+            if resp is None:  # a retryable failure: wait (holding no budget), then try again
+                await self._sleep(tally.attempts[-1]["waited_s"])
                 continue
             tally.add(model, resp)
             tally.attempts.append(
@@ -469,7 +537,7 @@ class Gateway:
                     "max_tokens": out,
                 }
             )
-            resp = await self._call_model(model, provider, preq, tally, call)
+            resp = await self._call_model(model, provider, preq, tally, call, spends)
         raise OutputValidationError(
             f"model {model.name!r} answered {MAX_CORRECTIONS + 1} times without matching "
             f"{output.__name__}: {errors}",
@@ -488,37 +556,151 @@ class Gateway:
             return "fallback: earlier candidates failed"
         return "first eligible candidate of the route"
 
-    async def _settle(self, result: LLMResult, call: CallContext, spends: list[Spend], now: float) -> None:
-        tokens = result.tokens_in + result.tokens_out
-        org_cap = next((s.cap for s in spends if s.scope == "org_month"), None)
-        if org_cap is not None:
-            month = time.strftime("%Y-%m", time.gmtime(now))
-            if org_cap.max_tokens is not None:
-                await self._state.counter_add(_SPEND_NS, f"org:{call.org}:{month}:tokens", tokens, now)
-            if org_cap.max_usd is not None:
-                await self._state.counter_add(_SPEND_NS, f"org:{call.org}:{month}:usd", result.cost_usd, now)
-        alerts = crossings(spends, tokens, result.cost_usd)
-        for a in alerts:
-            a.update(
-                run_id=call.run_id,
-                org=call.org,
-                user=call.user,
-                workflow=call.workflow,
-                version=call.version,
-                step_seq=call.step_seq,
-            )
-        result.budget_alerts = alerts
-        if alerts:
-            await self.alerts.emit(alerts)
-        over = [
+    async def _reserve(
+        self, model: Model, preq: ProviderRequest, tally: _Tally, spends: list[Spend], now: float
+    ) -> tuple[str, Hold]:
+        """Hold this attempt's worst-case cost against every cap, atomically in the ledger."""
+        hold_id = secrets.token_hex(12)
+        prompt = count_messages(preq.messages, preq.model_id, preq.tools)
+        if not spends:
+            return hold_id, Hold(preq.max_tokens, {}, prompt)
+        # Run and user caps count what this call already spent (the journal has not seen it yet).
+        live = [
             s
+            if s.ledger_spent
+            else Spend(
+                s.scope, s.cap, s.tokens + tally.tokens_in + tally.tokens_out, s.usd + tally.usd, s.key
+            )
             for s in spends
-            if (s.cap.max_tokens is not None and s.tokens + tokens > s.cap.max_tokens)
-            or (s.cap.max_usd is not None and s.usd + result.cost_usd > s.cap.max_usd + 1e-12)
         ]
-        if over:
+        e = model.entry
+        made: list[Hold] = []
+
+        def decide(rows: dict[str, Any]) -> dict[str, tuple[float, float]] | str:
+            got = reservation(
+                live,
+                rows,
+                prompt,
+                preq.max_tokens,
+                e.price_in_per_mtok,
+                e.price_out_per_mtok,
+                price_known=model.price_known,
+                model=model.name,
+            )
+            if isinstance(got, str):
+                return got
+            made[:] = [got]
+            return got.holds
+
+        lease = now + 2 * preq.timeout_s + _LEASE_MARGIN_S
+        keys = sorted({s.key for s in spends if s.key})
+        answer = await self._fast.ledger_reserve(hold_id, keys, decide, lease, now)
+        if isinstance(answer, str):
             raise BudgetExceeded(
-                f"{over[0].scope} budget exceeded by actual usage of this call",
+                f"budget exhausted for model {model.name!r}: {answer}",
+                details={"stage": "reserve", "attempts": tally.attempts},
+            )
+        return hold_id, made[0]
+
+    def _metered(self, on_delta: Delta | None, hold: Hold, tally: _Tally, model: Model) -> Delta | None:
+        """``on_delta`` that counts the stream's output and cuts it when it outgrows its hold."""
+        if on_delta is None:
+            return None
+        text: list[str] = []
+        estimate = 0
+
+        async def metered(piece: str) -> None:
+            nonlocal estimate
+            text.append(piece)
+            # Per-piece counts over-estimate (pieces split words); recount exactly only near the limit.
+            estimate += count_text(piece, model.entry.model) if piece else 0
+            if estimate > hold.out_tokens:
+                estimate = count_text("".join(text), model.entry.model)
+                if estimate > hold.out_tokens:
+                    tally.stream_tokens = estimate
+                    raise BudgetExceeded(
+                        f"stream of model {model.name!r} cut: its output reached the {hold.out_tokens} "
+                        "tokens its budget reservation covers",
+                        details={"stage": "stream", "attempts": tally.attempts},
+                    )
+            tally.stream_tokens = estimate
+            tally.streamed = True
+            await on_delta(piece)
+
+        return metered
+
+    async def _settle_hold(
+        self,
+        hold_id: str,
+        spends: list[Spend],
+        tally: _Tally,
+        model: Model,
+        resp: ProviderResponse | None,
+        call: CallContext,
+        hold: Hold,
+    ) -> None:
+        """Release the hold and charge the actual cost; record threshold crossings and overruns."""
+        if not spends:
+            return
+        if resp is not None:
+            tokens, usd = resp.tokens_in + resp.tokens_out, model.cost(resp.tokens_in, resp.tokens_out)
+        elif tally.stream_tokens:
+            # Cut mid-stream: the provider charges what it produced (our estimate of it).
+            n = min(tally.stream_tokens, hold.out_tokens)
+            tokens, usd = hold.prompt_tokens + n, model.cost(hold.prompt_tokens, n)
+        else:
+            tokens, usd = 0, 0.0
+        tally.stream_tokens = 0
+        ledger = {s.key: (float(tokens), usd) for s in spends if s.ledger_spent}
+        now = self._clock()
+        # Shielded: a cancelled call (client gone, stream cut) must still release its hold.
+        totals = await asyncio.shield(self._fast.ledger_settle(hold_id, ledger, now))
+        if resp is None:
+            return
+        for s in spends:
+            if s.ledger_spent:
+                bt, bu, at, au = totals[s.key]
+            else:
+                bt = s.tokens + tally.tokens_in + tally.tokens_out
+                bu = s.usd + tally.usd
+                at, au = bt + tokens, bu + usd
+            found = crossings([Spend(s.scope, s.cap, bt, bu)], int(at - bt), au - bu)
+            for a in found:
+                a.update(
+                    run_id=call.run_id,
+                    org=call.org,
+                    user=call.user,
+                    workflow=call.workflow,
+                    version=call.version,
+                    step_seq=call.step_seq,
+                )
+            tally.alerts.extend(found)
+            if (s.cap.max_tokens is not None and at > s.cap.max_tokens) or (
+                s.cap.max_usd is not None and au > s.cap.max_usd + 1e-12
+            ):
+                tally.over.append(s.scope)
+
+    def _warn_unpriced(self, models: list[Model]) -> None:
+        for m in models:
+            if m.name in self._warned:
+                continue
+            self._warned.add(m.name)
+            log.warning(
+                "gateway: model %r has no prices: its cost is UNKNOWN and reported as 0 with "
+                "cost_known=false; token caps still apply, USD caps refuse it (set "
+                "models.%s.price_in_per_mtok and price_out_per_mtok)",
+                m.name,
+                m.name,
+            )
+
+    async def _settle(self, result: LLMResult, call: CallContext, tally: _Tally) -> None:
+        """Report the call's threshold crossings; raise if actual usage went past a cap."""
+        result.budget_alerts = list(tally.alerts)
+        if tally.alerts:
+            await self.alerts.emit(tally.alerts)
+        if tally.over:
+            raise BudgetExceeded(
+                f"{tally.over[0]} budget exceeded by actual usage of this call",
                 details={"result": result.to_json()},
             )
 

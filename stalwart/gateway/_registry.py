@@ -8,6 +8,7 @@ scripted model), and the default route is ``["local"]``. Every misconfiguration 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 from stalwart.errors import ConfigError
@@ -28,7 +29,8 @@ LOCAL_ENTRY = ModelEntry.model_validate(
         "pii_allowed": True,
     }
 )
-_FLOATING = ("latest",)
+_FLOATING = re.compile(r"(?:^|[:/@_-])latest(?:$|[:/@_-])", re.IGNORECASE)
+_FREE = ("local", "embedded")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +44,14 @@ class Model:
     def provider(self) -> str:
         return self.entry.provider
 
+    @property
+    def price_known(self) -> bool:
+        """Whether this entry's cost can be computed: both prices set, or a free in-process model."""
+        e = self.entry
+        return e.provider in _FREE or {"price_in_per_mtok", "price_out_per_mtok"} <= e.model_fields_set
+
     def cost(self, tokens_in: int, tokens_out: int) -> float:
-        """USD for this usage at the entry's prices."""
+        """USD for this usage at the entry's prices (0 when the prices are unknown)."""
         e = self.entry
         return (tokens_in * e.price_in_per_mtok + tokens_out * e.price_out_per_mtok) / 1_000_000
 
@@ -89,18 +97,19 @@ class Registry:
         e, n = model.entry, model.name
         if e.provider == "local":
             return
-        if not {"price_in_per_mtok", "price_out_per_mtok"} <= e.model_fields_set:
+        if {"price_in_per_mtok", "price_out_per_mtok"} & e.model_fields_set and not model.price_known:
             raise ConfigError(
-                f"models.{n}: the price table lacks model {e.model!r}: set models.{n}.price_in_per_mtok "
-                f"and models.{n}.price_out_per_mtok (0 for a free endpoint)"
+                f"models.{n}: set both models.{n}.price_in_per_mtok and models.{n}.price_out_per_mtok, "
+                "or neither (cost then reported as unknown)"
             )
         if e.api_key_env and not os.environ.get(e.api_key_env):
             raise ConfigError(
                 f"models.{n}.api_key_env names the environment variable {e.api_key_env}, which is not set"
             )
-        if any(tag in e.model for tag in _FLOATING):
+        if _FLOATING.search(e.model) and not e.pinned:
             raise ConfigError(
-                f"models.{n}.model is {e.model!r}, a floating alias: pin an exact model version"
+                f"models.{n}.model is {e.model!r}, a floating alias: pin an exact model version, "
+                f"or set models.{n}.pinned = true if you pin that tag on the server yourself"
             )
 
     def provider(self, model: Model) -> Provider:
@@ -113,10 +122,20 @@ class Registry:
         key = os.environ.get(e.api_key_env) if e.api_key_env else None
         if e.provider == "local":
             p = LocalProvider(self._local_rules)
+        elif e.provider == "embedded":
+            from stalwart.gateway._providers.embedded import EmbeddedProvider
+
+            p = EmbeddedProvider(model.name, e.model, e.context_window)
         elif e.provider == "openai":
             from stalwart.gateway._providers.openai import OpenAIProvider
 
-            p = OpenAIProvider(model.name, base_url=e.base_url, api_key=key, timeout_s=e.timeout_s)
+            p = OpenAIProvider(
+                model.name,
+                base_url=e.base_url,
+                api_key=key,
+                timeout_s=e.timeout_s,
+                developer_role=e.developer_role,
+            )
         else:
             from stalwart.gateway._providers.anthropic import AnthropicProvider
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from stalwart.store import LEDGER_NS, LedgerDecide, LedgerRow
+
 __all__ = ["MemoryState", "SharedState"]
 
 
@@ -26,6 +28,14 @@ class SharedState(Protocol):
 
     async def counter_get(self, namespace: str, key: str) -> float: ...
 
+    async def ledger_reserve(
+        self, hold_id: str, keys: list[str], decide: LedgerDecide, expires_at: float, now: float
+    ) -> dict[str, tuple[float, float]] | str: ...
+
+    async def ledger_settle(
+        self, hold_id: str, spend: dict[str, tuple[float, float]], now: float
+    ) -> dict[str, tuple[float, float, float, float]]: ...
+
 
 class MemoryState:
     """Process-local flags, key/value entries (with expiry) and counters."""
@@ -34,6 +44,7 @@ class MemoryState:
         self.flags: dict[str, dict[str, Any]] = {}
         self.kv: dict[tuple[str, str], tuple[bytes, float | None]] = {}
         self.counters: dict[tuple[str, str], float] = {}
+        self.holds: dict[tuple[str, str], tuple[float, float, float]] = {}
 
     async def get_flag(self, name: str) -> dict[str, Any] | None:
         return self.flags.get(name)
@@ -67,3 +78,38 @@ class MemoryState:
 
     async def counter_get(self, namespace: str, key: str) -> float:
         return self.counters.get((namespace, key), 0.0)
+
+    async def ledger_reserve(
+        self, hold_id: str, keys: list[str], decide: LedgerDecide, expires_at: float, now: float
+    ) -> dict[str, tuple[float, float]] | str:
+        # No await between reading and writing: atomic on the event loop.
+        for hk in [hk for hk, (_, _, exp) in self.holds.items() if exp <= now]:
+            del self.holds[hk]
+        rows: dict[str, LedgerRow] = {}
+        for key in keys:
+            held = [(t, u) for (_, k), (t, u, _) in self.holds.items() if k == key]
+            rows[key] = (
+                self.counters.get((LEDGER_NS, f"{key}:tokens"), 0.0),
+                self.counters.get((LEDGER_NS, f"{key}:usd"), 0.0),
+                sum(t for t, _ in held),
+                sum(u for _, u in held),
+            )
+        decision = decide(rows)
+        if not isinstance(decision, str):
+            for key, (t, u) in decision.items():
+                self.holds[(hold_id, key)] = (t, u, expires_at)
+        return decision
+
+    async def ledger_settle(
+        self, hold_id: str, spend: dict[str, tuple[float, float]], now: float
+    ) -> dict[str, tuple[float, float, float, float]]:
+        for hk in [hk for hk in self.holds if hk[0] == hold_id]:
+            del self.holds[hk]
+        out = {}
+        for key, (t, u) in spend.items():
+            bt = self.counters.get((LEDGER_NS, f"{key}:tokens"), 0.0)
+            bu = self.counters.get((LEDGER_NS, f"{key}:usd"), 0.0)
+            self.counters[(LEDGER_NS, f"{key}:tokens")] = bt + t
+            self.counters[(LEDGER_NS, f"{key}:usd")] = bu + u
+            out[key] = (bt, bu, bt + t, bu + u)
+        return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -86,6 +87,8 @@ class LLMResult:
     finish_reason: str
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     budget_alerts: list[dict[str, Any]] = field(default_factory=list)
+    cost_known: bool = True
+    """False when a model without prices answered: ``cost_usd`` then counts only priced calls."""
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-safe dict (the Pydantic value is dumped in JSON mode)."""
@@ -104,6 +107,7 @@ class LLMResult:
             kw["value"] = output_type.model_validate(kw["value"])
         kw.setdefault("tool_calls", [])
         kw.setdefault("budget_alerts", [])
+        kw.setdefault("cost_known", True)
         return cls(**kw)
 
 
@@ -125,6 +129,8 @@ class ProviderRequest:
     timeout_s: float = 60.0
     task: str = ""
     vars: dict[str, Any] = field(default_factory=dict)
+    on_delta: Callable[[str], Awaitable[None]] | None = None
+    """Called with each piece of answer text as the provider produces it (streaming calls)."""
 
 
 @dataclass(slots=True)

@@ -10,6 +10,7 @@ from stalwart.store._blobs import Blobs, BlobUrl, FileBlobs, S3Blobs, open_blobs
 from stalwart.store._bus import OutboxPublisher, format_event, rebuild_run, tail_events
 from stalwart.store._keys import Keyring
 from stalwart.store._lease import FleetCounts, LeaderLease, decide_lease
+from stalwart.store._ledger import LEDGER_NS, LedgerDecide, LedgerRow
 from stalwart.store._open import open_store
 from stalwart.store._protocol import Store
 from stalwart.store._records import (
@@ -42,6 +43,9 @@ __all__ = [
     "FleetCounts",
     "LeaderLease",
     "decide_lease",
+    "LEDGER_NS",
+    "LedgerDecide",
+    "LedgerRow",
     "Store",
     "open_store",
     "parse_db_url",

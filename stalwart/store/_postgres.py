@@ -22,6 +22,7 @@ from psycopg_pool import AsyncConnectionPool
 from stalwart.errors import LeaseLost, RunNotFound, StoreError, StoreUnavailable
 from stalwart.store._audit_sql import AUDIT_INSERT_POSTGRES
 from stalwart.store._lease import FLEET_COUNTS_SQL, FleetCounts, LeaderLease, decide_lease
+from stalwart.store._ledger import LEDGER_NS, LedgerDecide, LedgerRow
 from stalwart.store._migrations import load_migrations
 from stalwart.store._records import (
     Claim,
@@ -615,6 +616,66 @@ class PostgresStore:
     async def fleet_counts(self, now: float) -> FleetCounts:
         rows = await self._fetch(FLEET_COUNTS_SQL, (now, now, now, now))  # one statement, one snapshot
         return FleetCounts(*(int(v or 0) for v in rows[0]))
+
+    @_translate
+    async def ledger_reserve(
+        self, hold_id: str, keys: list[str], decide: LedgerDecide, expires_at: float, now: float
+    ) -> dict[str, tuple[float, float]] | str:
+        async with self._pool.connection() as conn, conn.transaction():
+            # One advisory lock per ledger key, taken in a fixed order (no deadlock between calls
+            # that share several keys), serialises every reservation on those keys.
+            for key in sorted(keys):
+                await conn.execute("SELECT pg_advisory_xact_lock(7258140, hashtext(%s))", (key,))
+            await conn.execute("DELETE FROM budget_holds WHERE expires_at<=%s AND key = ANY(%s)", (now, keys))
+            rows: dict[str, LedgerRow] = {}
+            for key in keys:
+                cur = await conn.execute(
+                    "SELECT key, value FROM counters WHERE namespace=%s AND key IN (%s,%s)",
+                    (LEDGER_NS, f"{key}:tokens", f"{key}:usd"),
+                )
+                spent = {k: v for k, v in await cur.fetchall()}
+                cur = await conn.execute(
+                    "SELECT COALESCE(SUM(tokens),0), COALESCE(SUM(usd),0) FROM budget_holds WHERE key=%s", (key,)
+                )
+                held = await cur.fetchone()
+                assert held is not None
+                rows[key] = (
+                    float(spent.get(f"{key}:tokens", 0.0)),
+                    float(spent.get(f"{key}:usd", 0.0)),
+                    float(held[0]),
+                    float(held[1]),
+                )
+            decision = decide(rows)
+            if isinstance(decision, str):
+                return decision
+            async with conn.cursor() as cur:
+                await cur.executemany(
+                    "INSERT INTO budget_holds (hold_id, key, tokens, usd, expires_at) VALUES (%s,%s,%s,%s,%s)",
+                    [(hold_id, k, t, u, expires_at) for k, (t, u) in decision.items()],
+                )
+        return decision
+
+    @_translate
+    async def ledger_settle(
+        self, hold_id: str, spend: dict[str, tuple[float, float]], now: float
+    ) -> dict[str, tuple[float, float, float, float]]:
+        out: dict[str, tuple[float, float, float, float]] = {}
+        async with self._pool.connection() as conn, conn.transaction():
+            await conn.execute("DELETE FROM budget_holds WHERE hold_id=%s", (hold_id,))
+            for key, (tokens, usd) in spend.items():
+                after = []
+                for dim, delta in (("tokens", tokens), ("usd", usd)):
+                    cur = await conn.execute(
+                        "INSERT INTO counters (namespace, key, value, updated_at) VALUES (%s,%s,%s,%s)"
+                        " ON CONFLICT (namespace, key) DO UPDATE SET value=counters.value+excluded.value,"
+                        " updated_at=excluded.updated_at RETURNING value",
+                        (LEDGER_NS, f"{key}:{dim}", float(delta), now),
+                    )
+                    row = await cur.fetchone()
+                    assert row is not None
+                    after.append(float(row[0]))
+                out[key] = (after[0] - tokens, after[1] - usd, after[0], after[1])
+        return out
 
     # -- outbox ------------------------------------------------------------------------------
     @_translate

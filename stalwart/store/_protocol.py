@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from stalwart.store._lease import FleetCounts, LeaderLease
+from stalwart.store._ledger import LedgerDecide
 from stalwart.store._records import (
     Claim,
     DeadLetter,
@@ -202,6 +203,20 @@ class Store(Protocol):
 
     async def fleet_counts(self, now: float) -> FleetCounts:
         """Runs by queue state, the DLQ size and the open reviews, counted in one snapshot."""
+
+    async def ledger_reserve(
+        self, hold_id: str, keys: list[str], decide: LedgerDecide, expires_at: float, now: float
+    ) -> dict[str, tuple[float, float]] | str:
+        """Atomically (against every other reservation on ``keys``, in any process): drop expired
+        holds, read each key's :data:`LedgerRow`, and store the holds ``decide`` returns under
+        ``hold_id`` until ``expires_at``. Returns ``decide``'s answer (a string: nothing held)."""
+        ...
+
+    async def ledger_settle(
+        self, hold_id: str, spend: dict[str, tuple[float, float]], now: float
+    ) -> dict[str, tuple[float, float, float, float]]:
+        """Atomically release ``hold_id``'s holds and add ``spend`` (``(tokens, usd)`` per key) to
+        the spent totals. Returns ``(tokens_before, usd_before, tokens_after, usd_after)`` per key."""
         ...
 
     # -- outbox ------------------------------------------------------------------------------

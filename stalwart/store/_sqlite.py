@@ -20,6 +20,7 @@ from typing import Any
 from stalwart.errors import LeaseLost, RunNotFound, StoreError, StoreUnavailable
 from stalwart.store._audit_sql import AUDIT_INSERT_SQLITE
 from stalwart.store._lease import FLEET_COUNTS_SQL, FleetCounts, LeaderLease, decide_lease
+from stalwart.store._ledger import LEDGER_NS, LedgerDecide, LedgerRow
 from stalwart.store._migrations import load_migrations
 from stalwart.store._records import (
     Claim,
@@ -565,6 +566,59 @@ class SqliteStore:
     async def fleet_counts(self, now: float) -> FleetCounts:
         rows = self._q(FLEET_COUNTS_SQL.replace("%s", "?"), (now, now, now, now))
         return FleetCounts(*(int(v or 0) for v in rows[0]))
+
+    async def ledger_reserve(
+        self, hold_id: str, keys: list[str], decide: LedgerDecide, expires_at: float, now: float
+    ) -> dict[str, tuple[float, float]] | str:
+        with self._tx() as cur:
+            cur.execute(
+                f"DELETE FROM budget_holds WHERE expires_at<=? AND key IN ({','.join('?' * len(keys))})",
+                (now, *keys),
+            )
+            rows: dict[str, LedgerRow] = {}
+            for key in keys:
+                spent = dict(
+                    cur.execute(
+                        "SELECT key, value FROM counters WHERE namespace=? AND key IN (?,?)",
+                        (LEDGER_NS, f"{key}:tokens", f"{key}:usd"),
+                    ).fetchall()
+                )
+                held = cur.execute(
+                    "SELECT COALESCE(SUM(tokens),0), COALESCE(SUM(usd),0) FROM budget_holds WHERE key=?", (key,)
+                ).fetchone()
+                rows[key] = (
+                    float(spent.get(f"{key}:tokens", 0.0)),
+                    float(spent.get(f"{key}:usd", 0.0)),
+                    float(held[0]),
+                    float(held[1]),
+                )
+            decision = decide(rows)
+            if isinstance(decision, str):
+                return decision
+            cur.executemany(
+                "INSERT INTO budget_holds (hold_id, key, tokens, usd, expires_at) VALUES (?,?,?,?,?)",
+                [(hold_id, k, t, u, expires_at) for k, (t, u) in decision.items()],
+            )
+        return decision
+
+    async def ledger_settle(
+        self, hold_id: str, spend: dict[str, tuple[float, float]], now: float
+    ) -> dict[str, tuple[float, float, float, float]]:
+        out: dict[str, tuple[float, float, float, float]] = {}
+        with self._tx() as cur:
+            cur.execute("DELETE FROM budget_holds WHERE hold_id=?", (hold_id,))
+            for key, (tokens, usd) in spend.items():
+                after = []
+                for dim, delta in (("tokens", tokens), ("usd", usd)):
+                    row = cur.execute(
+                        "INSERT INTO counters (namespace, key, value, updated_at) VALUES (?,?,?,?)"
+                        " ON CONFLICT (namespace, key) DO UPDATE SET value=value+excluded.value,"
+                        " updated_at=excluded.updated_at RETURNING value",
+                        (LEDGER_NS, f"{key}:{dim}", float(delta), now),
+                    ).fetchone()
+                    after.append(float(row[0]))
+                out[key] = (after[0] - tokens, after[1] - usd, after[0], after[1])
+        return out
 
     # -- outbox ------------------------------------------------------------------------------
     async def outbox_after(self, after_id: int, limit: int = 500) -> list[OutboxEvent]:

@@ -13,7 +13,13 @@ It runs in a thread (stdlib ``ThreadingHTTPServer``, HTTP/1.1 keep-alive) and su
 ``"refusal"``        a content-filter refusal
 ``"overflow"``       400 context length exceeded
 ``"401"``            bad key; the message echoes the key, as some real providers do
+``"gate"``           stream: half the answer, then wait for ``srv.gate`` before the rest
 =================  ================================================================
+
+Conventions of servers users run: ``reject_param(name)`` answers 400 "Unsupported parameter"
+to every request carrying ``name`` (as OpenAI's reasoning models do for ``temperature``), and
+``strict_roles = True`` refuses a ``developer`` message or a system message that is not first
+(what many llama.cpp / Ollama chat templates do).
 
 ``compromised = True`` makes it obey instructions it finds in the prompt (guard evals). Every
 request is counted and its raw body recorded (for PII-leak counting at the HTTP boundary).
@@ -104,6 +110,9 @@ class FakeLLMServer:
         self.host, self.port = host, port
         self.timeout_s = timeout_s
         self.compromised = False
+        self.strict_roles = False
+        self.rejected_params: dict[str | None, set[str]] = {}
+        self.gate = threading.Event()
         self.requests: list[Recorded] = []
         self._faults: dict[str | None, list[str]] = {}
         self._ratio: dict[str | None, tuple[float, tuple[str, ...]]] = {}
@@ -168,6 +177,11 @@ class FakeLLMServer:
         with self._lock:
             self._replies[model] = reply
 
+    def reject_param(self, name: str, model: str | None = None) -> None:
+        """From now on answer 400 "Unsupported parameter" to requests (to ``model``) carrying ``name``."""
+        with self._lock:
+            self.rejected_params.setdefault(model, set()).add(name)
+
     def reset(self) -> None:
         with self._lock:
             self.requests.clear()
@@ -175,6 +189,9 @@ class FakeLLMServer:
             self._ratio.clear()
             self._replies.clear()
             self.compromised = False
+            self.strict_roles = False
+            self.rejected_params.clear()
+            self.gate.clear()
 
     def count(self, model: str | None = None, path: str | None = None) -> int:
         """Requests received (for one model and/or path)."""
@@ -321,10 +338,33 @@ class _Handler(BaseHTTPRequestHandler):
         self.fake._record(Recorded(path, model, body, raw, fault))
         if fault and self._common_fault(fault, anthropic):
             return
+        if not anthropic and self._convention_error(body, model):
+            return
         if anthropic:
             self._anthropic(body, fault)
         else:
             self._openai(body, fault)
+
+    def _convention_error(self, body: dict[str, Any], model: str) -> bool:
+        with self.fake._lock:
+            rejected = self.fake.rejected_params.get(None, set()) | self.fake.rejected_params.get(
+                model, set()
+            )
+        for name in sorted(rejected):
+            if name in body:
+                self._error(
+                    False,
+                    400,
+                    "invalid_request_error",
+                    f"Unsupported parameter: '{name}' is not supported with this model.",
+                )
+                return True
+        if self.fake.strict_roles:
+            roles = [m.get("role") for m in body.get("messages") or []]
+            if "developer" in roles or "system" in roles[1:]:
+                self._error(False, 400, "invalid_request_error", "System message must be at the beginning.")
+                return True
+        return False
 
     def _common_fault(self, fault: str, anthropic: bool) -> bool:
         name, _, arg = fault.partition(":")
@@ -391,7 +431,9 @@ class _Handler(BaseHTTPRequestHandler):
             for c in calls
         ]
         if body.get("stream"):
-            self._openai_stream(model, text, tool_calls, finish, usage, body, cut=fault == "cut")
+            self._openai_stream(
+                model, text, tool_calls, finish, usage, body, cut=fault == "cut", gate=fault == "gate"
+            )
             return
         doc = {
             "id": "chatcmpl-fake",
@@ -433,6 +475,7 @@ class _Handler(BaseHTTPRequestHandler):
         body: dict[str, Any],
         *,
         cut: bool,
+        gate: bool = False,
     ) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
@@ -459,7 +502,9 @@ class _Handler(BaseHTTPRequestHandler):
                 event({"content": p})
             self._cut()
             return
-        for p in pieces:
+        for i, p in enumerate(pieces):
+            if gate and i == max(1, len(pieces) // 2):
+                self.fake.gate.wait(self.fake.timeout_s * 10)
             event({"content": p})
         for i, tc in enumerate(tool_calls):
             event(
@@ -517,6 +562,9 @@ class _Handler(BaseHTTPRequestHandler):
                 "output_tokens": n_out + sum(_tokens(json.dumps(c["arguments"]), model) for c in calls),
             },
         }
+        if body.get("stream"):
+            self._anthropic_stream(doc, cut=fault == "cut")
+            return
         if fault == "cut":
             data = json.dumps(doc).encode()
             self.send_response(200)
@@ -527,6 +575,44 @@ class _Handler(BaseHTTPRequestHandler):
             self._cut()
             return
         self._send_json(200, doc)
+
+    def _anthropic_stream(self, doc: dict[str, Any], *, cut: bool) -> None:
+        """Anthropic's streaming events: message_start, content blocks as deltas, message_delta."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+
+        def event(kind: str, data: dict[str, Any]) -> None:
+            self._chunk(f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n".encode())
+
+        usage = doc["usage"]
+        start = {**doc, "content": [], "stop_reason": None, "usage": {**usage, "output_tokens": 0}}
+        event("message_start", {"message": start})
+        for i, block in enumerate(doc["content"]):
+            if block["type"] == "text":
+                event("content_block_start", {"index": i, "content_block": {"type": "text", "text": ""}})
+                pieces = [block["text"][j : j + 8] for j in range(0, len(block["text"]), 8)]
+                for n, piece in enumerate(pieces):
+                    if cut and n == len(pieces) // 2:
+                        self._cut()
+                        return
+                    event("content_block_delta", {"index": i, "delta": {"type": "text_delta", "text": piece}})
+            else:
+                event("content_block_start", {"index": i, "content_block": {**block, "input": {}}})
+                partial = json.dumps(block["input"])
+                event(
+                    "content_block_delta",
+                    {"index": i, "delta": {"type": "input_json_delta", "partial_json": partial}},
+                )
+            event("content_block_stop", {"index": i})
+        event(
+            "message_delta",
+            {"delta": {"stop_reason": doc["stop_reason"], "stop_sequence": None}, "usage": usage},
+        )
+        event("message_stop", {})
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
 
 
 def _truncate(text: str, max_tokens: int, finish: str, model: str) -> tuple[str, str, int]:

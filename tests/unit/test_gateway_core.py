@@ -100,9 +100,11 @@ def test_registry_names_the_setting_for_misconfiguration(monkeypatch: pytest.Mon
     with pytest.raises(ConfigError, match=r"routes\.default\.models names 'nope'"):
         Registry(Settings(routes={"default": RouteEntry(models=["nope"])}))
     reg = _registry(
-        p=ModelEntry(provider="openai", model="gpt-4o-2024-08-06", api_key_env="STALWART_TEST_NOKEY")
+        p=ModelEntry(
+            provider="openai", model="gpt-4o-2024-08-06", api_key_env="STALWART_TEST_NOKEY", price_in_per_mtok=1
+        )
     )
-    with pytest.raises(ConfigError, match=r"models\.p: the price table lacks model 'gpt-4o-2024-08-06'"):
+    with pytest.raises(ConfigError, match=r"models\.p: set both models\.p\.price_in_per_mtok"):
         reg.provider(reg.get("p"))
     with pytest.raises(ConfigError, match=r"unknown model 'ghost'.*\[models\.ghost\]"):
         reg.get("ghost")

@@ -13,11 +13,13 @@ class Provider(Protocol):
     """One configured endpoint. Every error it raises is already a ``ProviderError``."""
 
     name: str
-    """``openai`` | ``anthropic`` | ``local``."""
+    """``openai`` | ``anthropic`` | ``local`` | ``embedded``."""
     supports_json_schema: bool
     """Whether the endpoint enforces a JSON Schema itself (else the schema goes into the prompt)."""
 
-    async def complete(self, req: ProviderRequest) -> ProviderResponse: ...
+    async def complete(self, req: ProviderRequest) -> ProviderResponse:
+        """Answer ``req``; when ``req.on_delta`` is set, hand it each piece of text as produced."""
+        ...
 
     async def aclose(self) -> None: ...
 

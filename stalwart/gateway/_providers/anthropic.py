@@ -7,6 +7,7 @@ from typing import Any
 
 import anthropic
 
+from stalwart.errors import StalwartError
 from stalwart.gateway._providers._base import canonical_tool
 from stalwart.gateway._providers._errors import provider_error, translate
 from stalwart.gateway._types import ProviderRequest, ProviderResponse
@@ -82,7 +83,18 @@ class AnthropicProvider:
                 for t in map(canonical_tool, req.tools)
             ]
         try:
-            resp = await self._client.messages.create(**kw, timeout=req.timeout_s)
+            if req.stream or req.on_delta is not None:
+                async with self._client.messages.stream(**kw, timeout=req.timeout_s) as stream:
+                    async for event in stream:
+                        if event.type == "text" and event.text and req.on_delta is not None:
+                            await req.on_delta(event.text)
+                    resp = await stream.get_final_message()
+                if resp.stop_reason is None:
+                    raise provider_error(self._where, "stream_cut", "stream ended before the answer finished")
+            else:
+                resp = await self._client.messages.create(**kw, timeout=req.timeout_s)
+        except StalwartError:
+            raise  # ours already (a stream cut by the guard or the budget in ``on_delta``)
         except Exception as exc:  # noqa: BLE001 - every failure is translated here, once
             raise translate(exc, self._where, self._secret) from None
         stop = resp.stop_reason or ""

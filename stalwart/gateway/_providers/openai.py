@@ -10,25 +10,59 @@ request transform and response models cost more per call than the whole rest of 
 from __future__ import annotations
 
 import json
+import logging
+import re
 from typing import Any
 
 import httpx
 import openai
 
+from stalwart.errors import ProviderError, StalwartError
 from stalwart.gateway._providers._base import canonical_tool
 from stalwart.gateway._providers._errors import error_body_message, provider_error, status_error, translate
 from stalwart.gateway._types import ProviderRequest, ProviderResponse
 
-__all__ = ["OpenAIProvider"]
+__all__ = ["OpenAIProvider", "unsupported_parameter"]
+
+log = logging.getLogger("stalwart.gateway")
 
 
-def _messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    out = []
-    for m in messages:
-        if m.get("role") == "developer":
-            m = {**m, "role": "system"}
-        out.append(m)
-    return out
+_UNSUPPORTED = [
+    re.compile(r"unsupported (?:parameter|value)[:\s]+'?\"?([A-Za-z_][\w.]*)", re.IGNORECASE),
+    re.compile(r"'?\"?([A-Za-z_][\w.]*)'?\"? is not supported", re.IGNORECASE),
+    re.compile(r"unrecognized request argument supplied:\s*'?\"?([A-Za-z_][\w.]*)", re.IGNORECASE),
+    re.compile(
+        r"(?:unknown|unexpected|extra) (?:field|parameter|argument)s?[:\s]+'?\"?([A-Za-z_][\w.]*)",
+        re.IGNORECASE,
+    ),
+]
+_RENAMED = {"max_tokens": "max_completion_tokens"}
+"""Parameters a server refuses in favour of a newer name (OpenAI's reasoning models)."""
+
+
+def _messages(messages: list[dict[str, Any]], developer_role: str) -> list[dict[str, Any]]:
+    """Messages as this server takes them. With ``developer_role="system"`` every system and
+    developer message is folded, in order, into one leading system message: many local servers'
+    chat templates reject a second system message or one that is not first."""
+    if developer_role == "developer":
+        return list(messages)
+    head = [m for m in messages if m.get("role") in ("system", "developer")]
+    if not head:
+        return list(messages)
+    text = "\n\n".join(str(m.get("content") or "") for m in head)
+    rest = [m for m in messages if m.get("role") not in ("system", "developer")]
+    return [{"role": "system", "content": text}, *rest]
+
+
+def unsupported_parameter(message: str, sent: dict[str, Any]) -> str | None:
+    """The request parameter a 400 names as unsupported, when it is one we sent (else ``None``)."""
+    for pattern in _UNSUPPORTED:
+        for match in pattern.finditer(message):
+            name = match.group(1).split(".")[0]
+            # The output cap is never dropped (only renamed): budgets rely on it.
+            if name in sent and name not in ("model", "messages", "max_completion_tokens"):
+                return name
+    return None
 
 
 def _args(raw: Any) -> dict[str, Any]:
@@ -48,10 +82,19 @@ class OpenAIProvider:
     supports_json_schema = True
 
     def __init__(
-        self, entry_name: str, *, base_url: str | None, api_key: str | None, timeout_s: float
+        self,
+        entry_name: str,
+        *,
+        base_url: str | None,
+        api_key: str | None,
+        timeout_s: float,
+        developer_role: str = "system",
     ) -> None:
         self._where = f"openai model {entry_name!r}"
         self._secret = api_key
+        self._developer_role = developer_role
+        self.dropped: dict[str, set[str]] = {}
+        """Per model id, parameters its server refused as unsupported: never sent to it again."""
         self._client = openai.AsyncOpenAI(
             api_key=api_key or "not-needed", base_url=base_url, max_retries=0, timeout=timeout_s
         )
@@ -68,7 +111,7 @@ class OpenAIProvider:
     def _kwargs(self, req: ProviderRequest) -> dict[str, Any]:
         kw: dict[str, Any] = {
             "model": req.model_id,
-            "messages": _messages(req.messages),
+            "messages": _messages(req.messages, self._developer_role),
             "max_tokens": req.max_tokens,
         }
         if req.temperature is not None:
@@ -80,10 +123,29 @@ class OpenAIProvider:
                 "type": "json_schema",
                 "json_schema": {"name": req.schema_name, "schema": req.json_schema, "strict": True},
             }
+        for name in self.dropped.get(req.model_id, ()):
+            value = kw.pop(name, None)
+            if name in _RENAMED and value is not None:
+                kw[_RENAMED[name]] = value
         kw["timeout"] = req.timeout_s
         return kw
 
     async def complete(self, req: ProviderRequest) -> ProviderResponse:
+        """One call; a 400 naming a parameter as unsupported is retried once without it, and
+        that parameter is never sent to this model again."""
+        try:
+            return await self._complete(req)
+        except ProviderError as err:
+            if err.status != 400 or err.details.get("kind") != "bad_request":
+                raise
+            name = unsupported_parameter(err.message, self._kwargs(req))
+            if name is None:
+                raise
+            self.dropped.setdefault(req.model_id, set()).add(name)
+            log.warning("%s: the server does not support %r; retrying without it", self._where, name)
+            return await self._complete(req)
+
+    async def _complete(self, req: ProviderRequest) -> ProviderResponse:
         kw = self._kwargs(req)
         try:
             if req.stream:
@@ -95,6 +157,8 @@ class OpenAIProvider:
                     self._where, http.status_code, error_body_message(http.text), http.headers, self._secret
                 )
             resp = json.loads(http.content)
+        except StalwartError:
+            raise  # ours already (a stream cut by the guard or the budget in ``on_delta``)
         except Exception as exc:  # noqa: BLE001 - every failure is translated here, once
             raise translate(exc, self._where, self._secret) from None
         try:
@@ -141,6 +205,8 @@ class OpenAIProvider:
                 delta = choice.delta
                 if delta.content:
                     parts.append(delta.content)
+                    if req.on_delta is not None:
+                        await req.on_delta(delta.content)
                 for tc in delta.tool_calls or []:
                     slot = tools.setdefault(tc.index, {"id": "", "name": "", "arguments": ""})
                     slot["id"] = tc.id or slot["id"]
