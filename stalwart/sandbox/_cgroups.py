@@ -15,24 +15,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from stalwart.sandbox._proctree import children
+
 __all__ = ["CgroupHandle", "CgroupManager"]
 
 CONTROLLERS = ("pids", "memory")
-
-
-def _children(pid: int) -> list[int]:
-    out: list[int] = []
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return out
-    for tid in tids:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/children") as f:
-                out += [int(c) for c in f.read().split()]
-        except OSError:
-            continue
-    return out
 
 
 def _own_path(controller: str, proc_cgroup: str) -> str | None:
@@ -54,7 +41,7 @@ class CgroupHandle:
         """Move ``pid`` into the groups, then its descendants that already exist."""
         for fd in self.join_fds:
             os.write(fd, str(pid).encode())
-        for child in _children(pid):
+        for child in children(pid):
             self.adopt_tree(child)
 
     def oom_killed(self) -> bool:

@@ -36,7 +36,8 @@ class TreeUsage:
         )
 
 
-def _children(pid: int) -> list[int]:
+def children(pid: int) -> list[int]:
+    """Direct children of ``pid`` (every thread's ``children`` list; host pids)."""
     out: list[int] = []
     try:
         tids = os.listdir(f"/proc/{pid}/task")
@@ -58,7 +59,7 @@ def descendants(pid: int) -> list[int]:
     while todo and len(out) < 100_000:
         p = todo.pop()
         out.append(p)
-        todo += _children(p)
+        todo += children(p)
     return out
 
 
