@@ -22,6 +22,8 @@ __version__ = "0.1.0"
 _LAZY: dict[str, tuple[str, str | None]] = {
     "App": ("stalwart.engine", "App"),
     "Context": ("stalwart.engine", "Context"),
+    "AgentResult": ("stalwart.engine", "AgentResult"),
+    "AgentToolCall": ("stalwart.engine", "AgentToolCall"),
     "RetryPolicy": ("stalwart.engine", "RetryPolicy"),
     "RunInfo": ("stalwart.engine", "RunInfo"),
     "RunStatus": ("stalwart.engine", "RunStatus"),
@@ -48,7 +50,7 @@ for _name in _ERRORS:
     _LAZY[_name] = ("stalwart.errors", _name)
 
 __all__ = [
-    "App", "Context", "Budget", "RetryPolicy", "RunInfo", "RunStatus", "Worker", "Settings", "load_settings",
+    "App", "Context", "AgentResult", "AgentToolCall", "Budget", "RetryPolicy", "RunInfo", "RunStatus", "Worker", "Settings", "load_settings",
     "verify_credential", "guard", *_ERRORS, "__version__",
 ]
 
@@ -69,7 +71,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from stalwart import guard
-    from stalwart.engine import App, Context, RetryPolicy, RunInfo, RunStatus, Worker
+    from stalwart.engine import AgentResult, AgentToolCall, App, Context, RetryPolicy, RunInfo, RunStatus, Worker
     from stalwart.errors import *  # noqa: F403
     from stalwart.gateway import Budget
     from stalwart.sandbox import verify_credential

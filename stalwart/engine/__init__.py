@@ -1,5 +1,6 @@
 """stalwart.engine — durable workflows: definitions, replay, workers, retries, breakers, sagas."""
 
+from stalwart.engine._agent import STOP_REASONS, AgentResult, AgentToolCall
 from stalwart.engine._app import KILL_SWITCH_FLAG, App, RunInfo
 from stalwart.engine._breaker import BreakerPolicy, BreakerState
 from stalwart.engine._context import Context
@@ -12,6 +13,9 @@ from stalwart.engine._worker import Worker
 
 __all__ = [
     "App",
+    "AgentResult",
+    "AgentToolCall",
+    "STOP_REASONS",
     "Context",
     "RunInfo",
     "RunStatus",

@@ -130,6 +130,7 @@ class App:
         clock: Clock | None = None,
         jitter: random.Random | None = None,
         policies: str | Path | None = None,
+        local_rules: list[Any] | None = None,
     ) -> None:
         self.name = name
         self.settings = settings if settings is not None else load_settings(db=db)
@@ -172,6 +173,9 @@ class App:
         self._canary_cache: dict[str, tuple[float, Any]] = {}
         self._memory: Any = None
         self._artifacts: Any = None
+        self.local_rules: list[Any] = list(local_rules or [])
+        """Scripted rules (``stalwart.gateway.LocalRule``) the offline ``local`` provider consults
+        before its built-in ones: deterministic tool calls for tests and demos."""
         """``stalwart.telemetry.Telemetry`` once connected: spans, metrics, alerts (never raises)."""
 
     # -- registration ------------------------------------------------------------------------
@@ -793,7 +797,7 @@ class App:
             from stalwart.gateway import Gateway
 
             self._gateway = Gateway(self.settings, await self.connect(), clock=self.clock.time,
-                                    prompts_dir=self.home / "prompts")
+                                    prompts_dir=self.home / "prompts", local_rules=self.local_rules or None)
         return self._gateway
 
     async def governance(self) -> Any:
@@ -872,12 +876,18 @@ class App:
         if self.telemetry is not None:
             self.telemetry.guard_verdict(source, action, score, pii_types or [])
 
-    def _filter_tool_calls(self, ex: RunExecution, calls: list[dict[str, Any]], meta: dict[str, Any]) -> list[Any]:
-        """Keep the model's tool calls the workflow allows with valid arguments; block and record the rest."""
+    def _filter_tool_calls(
+        self, ex: RunExecution, calls: list[dict[str, Any]], meta: dict[str, Any],
+        tools: dict[str, ToolDef] | None = None,
+    ) -> tuple[list[Any], list[Any]]:
+        """Split the model's tool calls into those allowed (a tool of ``tools``, by default the
+        workflow's, with valid arguments) and those blocked, which are recorded and flagged. Each
+        blocked call comes back with the ``reason`` and ``code`` of its refusal."""
         from stalwart.guard import ToolCallPolicy
 
-        policy = ToolCallPolicy({name: t.json_schema() for name, t in ex.wdef.tools.items()})
-        kept = []
+        allowed = ex.wdef.tools if tools is None else tools
+        policy = ToolCallPolicy({name: t.json_schema() for name, t in allowed.items()})
+        kept, blocked = [], []
         for call in calls:
             decision = policy.check(str(call.get("name")), call.get("arguments") or call.get("args") or {})
             if decision.allowed:
@@ -888,7 +898,8 @@ class App:
                       "reason": decision.reason, "code": decision.code}
             meta.setdefault("blocked_tool_calls", []).append(record)
             ex.flag(record)
-        return kept
+            blocked.append({**call, "reason": decision.reason, "code": decision.code})
+        return kept, blocked
 
     async def credential_broker(self) -> Any:
         """The per-invocation credential broker (``stalwart.sandbox.CredentialBroker``), shared by

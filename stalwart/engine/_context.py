@@ -103,15 +103,22 @@ class Context:
 
         A tool with a keyword parameter ``idempotency_key`` receives ``"{run_id}:{step_seq}"``.
         """
+        seqs = self._ex.reserve(4)  # before any await: replay-stable
+        return await self._governed_tool(self._resolve_tool(tool), kwargs, seqs)
+
+    async def _governed_tool(
+        self, tdef: ToolDef, kwargs: dict[str, Any], seqs: list[int], note: dict[str, Any] | None = None
+    ) -> Any:
+        """The one governed path of a tool call (allowlist, arguments, policy, risk, review, then
+        the tool step), at four sequence numbers the caller reserved."""
         from stalwart.engine._governed import authorize_tool_call, denial, request_review
 
         ex = self._ex
-        policy_seq, review_seq, signal_seq, tool_seq = ex.reserve(4)  # before any await: replay-stable
-        tdef = self._resolve_tool(tool)
+        policy_seq, review_seq, signal_seq, tool_seq = seqs
         args = None
         if ex.wdef.tools.get(tdef.name) is tdef:  # an unlisted tool fails in call_tool, recorded and counted
             args = tdef.validate_args(kwargs)
-            verdict = await authorize_tool_call(ex, tdef, args, seq=policy_seq)
+            verdict = await authorize_tool_call(ex, tdef, args, seq=policy_seq, note=note)
             if verdict["action"] == "deny":
                 err = denial(tdef, verdict)
                 err._stalwart_step = policy_seq  # type: ignore[attr-defined]
@@ -124,7 +131,7 @@ class Context:
                 )
                 if decision.get("args"):  # a reviewer modified them: validate the new ones in the step
                     kwargs, args = dict(decision["args"]), None
-        return await call_tool(ex, tdef, kwargs, seq=tool_seq, validated=args)
+        return await call_tool(ex, tdef, kwargs, seq=tool_seq, validated=args, note=note)
 
     async def review(
         self, reason: str, *, risk: float | None = None, action: dict[str, Any] | None = None,
@@ -341,6 +348,47 @@ class Context:
             cacheable=cacheable,
             tools=tools,
         )
+
+
+    async def agent(
+        self,
+        *,
+        template: str,
+        input: Any,
+        tools: list[Any],
+        output: Any = None,
+        max_turns: int = 8,
+        route: str = "default",
+        vars: dict[str, Any] | None = None,
+        model: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        max_usd: float | None = None,
+        max_wall_s: float | None = None,
+        max_repeat: int = 3,
+        max_tool_errors: int = 3,
+    ) -> Any:
+        """Let the model choose the tools, in a durable loop; return an ``AgentResult``.
+
+        ``template`` (``"support-agent@1"``) is rendered with ``vars`` plus ``input`` (its ``input``
+        slot); each turn is a journaled ``ctx.llm`` call on ``route`` offered ``tools`` (each one a
+        tool of this workflow, its JSON schema taken from its signature), and each call the model
+        asks for takes the governed path of ``ctx.tool`` as its own steps, concurrently with the
+        others of its turn. A refused or failed call is answered to the model as a tool error.
+        With ``output`` (a Pydantic model) the answer is validated into it.
+
+        The loop stops at the answer or at the first bound: ``max_turns`` model calls,
+        ``max_tokens``/``max_usd`` spent by its turns (or the workflow's budget), ``max_wall_s``
+        seconds between its first and latest step, an identical call asked for more than
+        ``max_repeat`` times (``loop``), or ``max_tool_errors`` refused or failed calls. A bound
+        does not raise: ``AgentResult.stopped`` names it and the partial result is kept.
+        """
+        from stalwart.engine._agent import run_agent
+
+        return await run_agent(self, template=template, input=input, tools=tools, output=output,
+                               max_turns=max_turns, route=route, vars=vars, model=model, temperature=temperature,
+                               max_tokens=max_tokens, max_usd=max_usd, max_wall_s=max_wall_s,
+                               max_repeat=max_repeat, max_tool_errors=max_tool_errors)
 
 
 def _done(entry: JournalEntry, now: float, result_json: str | None, timed_out: bool = False) -> JournalEntry:

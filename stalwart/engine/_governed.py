@@ -272,9 +272,11 @@ def _amount(args: dict[str, Any]) -> int:
 
 
 async def authorize_tool_call(
-    ex: RunExecution, tool: ToolDef, args: dict[str, Any], *, seq: int | None = None
+    ex: RunExecution, tool: ToolDef, args: dict[str, Any], *, seq: int | None = None,
+    note: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Evaluate policy and risk for a tool call, as a durable step (the same answer on replay)."""
+    """Evaluate policy and risk for a tool call, as a durable step (the same answer on replay).
+    ``note`` is added to the step's meta (an agent's turn)."""
     gov: Governance = await ex.app.governance()
 
     async def body(seq: int, attempt: int) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -305,7 +307,7 @@ async def authorize_tool_call(
                   "errors": list(decision.errors), "risk": assessment.to_json(), "amount": amount}
         if ex.app.telemetry is not None:
             ex.app.telemetry.policy_decision(tool.name, action)
-        return result, {"tool": tool.name}
+        return result, {"tool": tool.name, **(note or {})}
 
     return await ex.durable("policy", tool.name, body, seq=seq)  # type: ignore[no-any-return]
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from stalwart.engine._execution import RunExecution
 
-__all__ = ["call_llm"]
+__all__ = ["call_llm", "llm_step"]
 
 _META_FIELDS = (
     "model", "provider", "model_id", "response_model", "tokens_in", "tokens_out", "cost_usd", "cached",
@@ -29,8 +29,39 @@ async def call_llm(
     cacheable: bool,
     tools: list[Any] | None,
 ) -> Any:
+    from stalwart.gateway import LLMResult
+
+    data = await llm_step(ex, task, template=template, vars=vars, messages=messages, output=output, model=model,
+                          max_tokens=max_tokens, temperature=temperature, cacheable=cacheable, tools=tools)
+    result = LLMResult.from_json(data, output)
+    return result if tools else result.value
+
+
+async def llm_step(
+    ex: RunExecution,
+    task: str,
+    *,
+    template: str | None,
+    vars: dict[str, Any],
+    messages: list[dict[str, Any]] | None,
+    output: Any,
+    model: str | None,
+    max_tokens: int | None,
+    temperature: float | None,
+    cacheable: bool,
+    tools: list[Any] | None,
+    seq: int | None = None,
+    allowed: dict[str, Any] | None = None,
+    note: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One journaled model call; returns the recorded ``LLMResult`` JSON.
+
+    ``allowed`` narrows the tools the model may call to that mapping (an agent's own tools) and
+    keeps the refused calls, with their reasons, under ``blocked_tool_calls``; ``note`` is added
+    to the step's meta (an agent's turn).
+    """
     from stalwart.errors import BudgetExceeded
-    from stalwart.gateway import CallContext, LLMRequest, LLMResult
+    from stalwart.gateway import CallContext, LLMRequest
 
     if not isinstance(task, str) or not task:
         raise TypeError("ctx.llm needs a task name (the route to use) as its first argument")
@@ -39,7 +70,7 @@ async def call_llm(
     async def body(seq: int, attempt: int) -> tuple[Any, dict[str, Any]]:
         gateway = await ex.app.gateway()
         rg = ex.guard()
-        meta: dict[str, Any] = {}
+        meta: dict[str, Any] = dict(note or {})
         chosen_template, chosen_model = template, model
         if template is not None and "@" in template:
             tname = template.split("@", 1)[0]
@@ -98,15 +129,15 @@ async def call_llm(
         if not result.cached:
             await _watch_model_identity(ex, result, meta)
         if data.get("tool_calls"):
-            data["tool_calls"] = ex.app._filter_tool_calls(ex, data["tool_calls"], meta)
+            data["tool_calls"], blocked = ex.app._filter_tool_calls(ex, data["tool_calls"], meta, allowed)
+            if allowed is not None:
+                data["blocked_tool_calls"] = blocked
         meta.update({k: data[k] for k in _META_FIELDS if k in data})
         meta["attempts"] = len(data.get("attempts") or [])
         meta["provider_attempts"] = data.get("attempts") or []
         return data, meta
 
-    data = await ex.durable("llm", task, body)
-    result = LLMResult.from_json(data, output)
-    return result if tools else result.value
+    return await ex.durable("llm", task, body, seq=seq)  # type: ignore[no-any-return]
 
 
 def _tool_spec(ex: RunExecution, tool: Any) -> dict[str, Any]:

@@ -138,9 +138,10 @@ def check_fresh(tool: ToolDef, value: Any, now: float, max_staleness_s: float) -
 
 async def call_tool(
     ex: RunExecution, tool: ToolDef, kwargs: dict[str, Any], *, seq: int | None = None,
-    validated: dict[str, Any] | None = None,
+    validated: dict[str, Any] | None = None, note: dict[str, Any] | None = None,
 ) -> Any:
-    """Invoke ``tool`` as a durable step of the run (see ``Context.tool``).
+    """Invoke ``tool`` as a durable step of the run (see ``Context.tool``); ``note`` is added to
+    the step's meta (an agent's turn and call id).
 
     A tool with ``max_staleness_s`` must return an ``as_of``; stale data raises ``StaleData``
     (retryable). A tool with a ``fallback`` falls back to it, in the same step, when it fails or
@@ -154,6 +155,7 @@ async def call_tool(
             "compensate": tool.compensate is not None,
             "sandbox": tool.sandbox,
             "attempt": attempt,
+            **(note or {}),
         }
         if ex.wdef.tools.get(tool.name) is not tool:
             ex.app._count_unauthorized(tool.name)

@@ -16,7 +16,14 @@ from stalwart.gateway._providers.embedded import EMBEDDED_LABEL
 from stalwart.gateway._providers.local import LocalProvider, LocalRule
 from stalwart.gateway._templates import PROMPT_FLAG_PREFIX, PromptTemplate, parse_template, split_ref
 from stalwart.gateway._tokens import count_messages, count_text
-from stalwart.gateway._types import LOCAL_LABEL, CallContext, LLMRequest, LLMResult
+from stalwart.gateway._types import (
+    LOCAL_LABEL,
+    CallContext,
+    LLMRequest,
+    LLMResult,
+    ProviderRequest,
+    ProviderResponse,
+)
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
@@ -34,6 +41,8 @@ __all__ = [
     "LocalRule",
     "PromptTemplate",
     "Provider",
+    "ProviderRequest",
+    "ProviderResponse",
     "count_messages",
     "count_text",
     "parse_template",

@@ -7,7 +7,7 @@ import stalwart.store
 
 
 def test_top_level_exports() -> None:
-    for name in ("App", "Context", "Budget", "RunStatus", "WorkflowFailed", "guard", "RetryPolicy"):
+    for name in ("App", "Context", "Budget", "RunStatus", "WorkflowFailed", "guard", "RetryPolicy", "AgentResult"):
         assert name in sw.__all__, name
         assert hasattr(sw, name), name
 
@@ -35,7 +35,7 @@ def test_guard_contract_names() -> None:
 
 
 def test_context_contract_methods() -> None:
-    for name in ("step", "tool", "sleep", "wait_signal", "now", "uuid", "random", "llm", "partial"):
+    for name in ("step", "tool", "sleep", "wait_signal", "now", "uuid", "random", "llm", "partial", "agent"):
         assert callable(getattr(sw.Context, name)), name
 
 
