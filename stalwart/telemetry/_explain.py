@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from stalwart.telemetry._agent_tree import agent_tree
+
 __all__ = ["Explanation", "StepRow", "explain", "format_duration"]
 
 _WAIT_KINDS = frozenset({"sleep", "signal", "review"})
@@ -74,6 +76,8 @@ class Explanation:
     top_time: tuple[str, ...]
     summary: str
     notes: tuple[str, ...] = field(default=())
+    agents: tuple[str, ...] = field(default=())
+    """Each ``ctx.agent`` loop drawn as a tree: its outcome, its turns and their tool calls."""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict (``stalwart run explain ID --json``)."""
@@ -83,6 +87,7 @@ class Explanation:
         d["top_cost"] = list(self.top_cost)
         d["top_time"] = list(self.top_time)
         d["notes"] = list(self.notes)
+        d["agents"] = list(self.agents)
         return d
 
     def to_text(self, max_rows: int = 200) -> str:
@@ -308,6 +313,7 @@ def explain(run: Any, journal: Sequence[Any]) -> Explanation:
         tuple(top_time),
         summary,
         tuple(notes),
+        agent_tree(entries),
     )
 
 

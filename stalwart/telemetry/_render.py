@@ -56,6 +56,10 @@ def _head(e: Explanation) -> list[str]:
         f" (marked *)."
     )
     lines.extend(e.notes)
+    if e.agents:
+        lines.append("")
+        lines.append("Agent turns:")
+        lines.extend(f"  {line}" for line in e.agents)
     return lines
 
 
