@@ -24,10 +24,12 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.chaos, pytest.mark.postgres]
 
 
-def spawn_worker(db: str, ledger: str, lease_s: float, log: Path) -> subprocess.Popen[bytes]:
+def spawn_worker(
+    db: str, ledger: str, lease_s: float, log: Path, app: str = "tests.chaos.chaos_app:app"
+) -> subprocess.Popen[bytes]:
     env = {**os.environ, "CHAOS_LEDGER_URL": ledger, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(
-        [sys.executable, "-m", "stalwart.cli", "--db", db, "--app", "tests.chaos.chaos_app:app", "worker",
+        [sys.executable, "-m", "stalwart.cli", "--db", db, "--app", app, "worker",
          "--concurrency", "8", "--lease-s", str(lease_s)],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log.open("ab"),
     )

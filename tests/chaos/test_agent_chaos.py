@@ -1,0 +1,80 @@
+"""kill -9 during multi-turn agent runs: another worker takes over at the turn where the run
+stopped, and each tool call's side effect happens exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+import stalwart as sw
+from tests.chaos.test_chaos import _serving, _tails, spawn_worker
+
+pytestmark = [pytest.mark.chaos, pytest.mark.postgres]
+
+RUNS = 6
+
+
+def _spawn(db: str, log: Path) -> subprocess.Popen[bytes]:
+    return spawn_worker(db, db, 2.0, log, app="tests.chaos.agent_chaos_app:app")
+
+
+def test_kill_dash_nine_mid_agent_run_doubles_no_side_effect(pg_url: str, tmp_path: Path) -> None:
+    from tests.chaos.agent_chaos_app import app, setup_ledger
+
+    setup_ledger(pg_url)
+    app.settings = app.settings.model_copy(update={"db": pg_url})
+
+    async def submit() -> list[str]:
+        ids = [await app.start("agent-ledger", n, idempotency_key=f"agent-chaos-{n}") for n in range(RUNS)]
+        await app.close()
+        return ids
+
+    ids = asyncio.run(submit())
+    kills = 0
+    log = tmp_path / "worker-0.log"
+    worker = _spawn(pg_url, log)
+    deadline = time.monotonic() + 180
+    try:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            while time.monotonic() < deadline:
+                time.sleep(0.05)
+                done = conn.execute("SELECT count(*) FROM runs WHERE status='COMPLETED'").fetchone()[0]
+                if done == RUNS:
+                    break
+                rows = conn.execute("SELECT count(*) FROM ledger").fetchone()[0]
+                # kill only a worker that serves, once it has made side effects and runs are mid-way
+                if kills < 2 and _serving(log) and rows >= 2 + 8 * kills and done < RUNS:
+                    worker.send_signal(signal.SIGKILL)
+                    worker.wait()
+                    kills += 1
+                    log = tmp_path / f"worker-{kills}.log"
+                    worker = _spawn(pg_url, log)
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+
+    async def check() -> None:
+        app2 = sw.App("check", db=pg_url)
+        try:
+            for rid in ids:
+                info = await app2.get_run(rid)
+                assert info.status == "COMPLETED", (info.status, info.error, _tails(tmp_path))
+                assert info.output == {"stopped": "answer", "turns": 4, "total": 10}
+        finally:
+            await app2.close()
+
+    asyncio.run(check())
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        rows = conn.execute("SELECT key, run, amount FROM ledger").fetchall()
+        invocations = conn.execute("SELECT count(*) FROM calls").fetchone()[0]
+    assert kills >= 1, "the test must actually kill a worker mid-run"
+    assert len(rows) == 4 * RUNS  # one row per tool call: nothing lost, nothing doubled
+    for rid in ids:
+        assert sorted(a for _, r, a in rows if r == rid) == [1, 2, 3, 4]
+    print(f"\nagent chaos: {kills} kills, {invocations} tool invocations for {len(rows)} ledger rows")
