@@ -66,8 +66,11 @@ def test_kill_dash_nine_mid_agent_run_doubles_no_side_effect(pg_url: str, tmp_pa
                 info = await app2.get_run(rid)
                 assert info.status == "COMPLETED", (info.status, info.error, _tails(tmp_path))
                 assert info.output == {"stopped": "answer", "turns": 4, "total": 10}
+                report = await app.replay(rid)  # the journal answers every turn and call: no model call
+                assert report.outcome == "identical" and report.provider_calls == 0, report.detail
         finally:
             await app2.close()
+            await app.close()
 
     asyncio.run(check())
     with psycopg.connect(pg_url, autocommit=True) as conn:
