@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import inspect
 import typing
 from collections.abc import Callable
@@ -138,6 +139,7 @@ class ToolDef:
     return_type: Any = None
     takes_idempotency_key: bool = False
     _model: Any = field(default=None, repr=False)
+    _schema: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.sandbox not in ("process", "none"):
@@ -175,4 +177,7 @@ class ToolDef:
         return set(self._model.model_fields)
 
     def json_schema(self) -> dict[str, Any]:
-        return self._model.model_json_schema()  # type: ignore[no-any-return]
+        """The arguments' JSON schema (built once: every model call offered the tool needs it)."""
+        if self._schema is None:
+            self._schema = self._model.model_json_schema()
+        return copy.deepcopy(self._schema)  # type: ignore[no-any-return]

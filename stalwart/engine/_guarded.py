@@ -38,6 +38,10 @@ class RunGuard:
         self._placeholders: Any = None
         self.pii_counts: dict[str, int] = {}
         self._unreported_pii: list[str] = []
+        self._redacted: dict[str, tuple[str, dict[str, int]]] = {}
+        """Strings already redacted in this execution, with what was found: the same string gets
+        the same placeholders again (the numbering is the run's), so an agent's history, sent
+        again each turn, is not analysed again. Counts are still added each time, as before."""
 
     @property
     def pii_on(self) -> bool:
@@ -61,11 +65,18 @@ class RunGuard:
         await self.ex.app.guard_ready(pii=True)
         ph = await self.placeholders()
         if isinstance(value, str):
-            red = self.guard.redact(value, ph)
-            for k, n in red.counts.items():
+            done = self._redacted.get(value)
+            if done is None:
+                red = self.guard.redact(value, ph)
+                done = (red.text, dict(red.counts))
+                if len(self._redacted) >= 4096:
+                    self._redacted.clear()
+                self._redacted[value] = done
+            text, counts = done
+            for k, n in counts.items():
                 self.pii_counts[k] = self.pii_counts.get(k, 0) + n
                 self._unreported_pii.extend([k] * n)
-            return red.text
+            return text
         if isinstance(value, dict):
             return {k: await self.redact_value(v) for k, v in value.items()}
         if isinstance(value, list | tuple):

@@ -210,7 +210,7 @@ async def test_wall_time_is_decided_from_journaled_times(sqlite_url: str) -> Non
             return time.monotonic()
 
     script = Script(lambda n: [("lookup_order", {"order_id": f"A-{3000 + n}"})])
-    app, ledger = make_app(sqlite_url, script, clock=Clock())  # each lookup takes 5 s of its clock
+    app, _ = make_app(sqlite_url, script, clock=Clock())  # each lookup takes 5 s of its clock
     rid, out = await run(app, "Keep looking", bounds={"max_wall_s": 8})
     assert out["stopped"] == "wall_time" and out["turns"] == 2
     assert (await app.replay(rid)).outcome == "identical"
