@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import statistics
 import sys
@@ -27,8 +28,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import stalwart as sw  # noqa: E402
-from stalwart.gateway import LocalProvider, ProviderRequest, ProviderResponse  # noqa: E402
+import stalwart as sw
+from stalwart.gateway import LocalProvider, ProviderRequest, ProviderResponse
 
 
 def script_for(turns: int) -> Any:
@@ -71,7 +72,7 @@ async def raw_loop(runs: int, turns: int) -> list[float]:
             for c in resp.tool_calls:
                 messages.append({"role": "tool", "tool_call_id": c["id"],
                                  "content": json.dumps(lookup_order(**c["arguments"]))})
-        per_turn += [b - a for a, b in zip(starts, starts[1:], strict=False)]
+        per_turn += [b - a for a, b in itertools.pairwise(starts)]
     return per_turn
 
 
@@ -93,7 +94,7 @@ async def stalwart_agent(runs: int, turns: int, db: str) -> list[float]:
             if r < 3:
                 continue
             starts = [e.started_at for e in await app.journal(rid) if e.kind == "llm"]
-            per_turn += [b - a for a, b in zip(starts, starts[1:], strict=False)]
+            per_turn += [b - a for a, b in itertools.pairwise(starts)]
     await app.close()
     return per_turn
 

@@ -118,7 +118,9 @@ class App:
     ``db`` resolves as argument > ``STALWART_DB`` > ``stalwart.toml`` > ``sqlite:///.stalwart/stalwart.db``.
     ``policies`` is the app's Cedar bundle (a directory, relative to the module that creates the
     app): it seeds a store that holds no policy version yet; after that the store's active version
-    rules, changed with ``stalwart policy propose|approve``. Nothing connects until the first async call.
+    rules, changed with ``stalwart policy propose|approve``. ``local_rules`` script the offline
+    ``local`` provider (``stalwart.gateway.LocalRule``: deterministic answers and tool calls for tests
+    and demos; it stays labelled as not a real LLM). Nothing connects until the first async call.
     """
 
     def __init__(

@@ -55,7 +55,8 @@ def agent_tree(journal: Sequence[Any]) -> tuple[str, ...]:
         template = (s or {}).get("template") or next(
             (t["llm"].meta["agent"].get("template") for t in loop["turns"].values() if t["llm"]), "?")
         if s is None:
-            lines.append(f"agent {template} (from #{at}): in progress, {len(loop['turns'])} turns so far")
+            n = len(loop["turns"])
+            lines.append(f"agent {template} (from #{at}): in progress, {n} turn{'s' if n != 1 else ''} so far")
         else:
             lines.append(f"agent {template}: {s['stopped']} after {s['turns']} turns, {s['tool_calls']} tool calls, "
                          f"{s['tool_errors']} tool errors, {int(s.get('tokens') or 0):,} tokens")

@@ -236,3 +236,26 @@ async def test_an_agent_takes_only_its_workflows_tools_and_sane_bounds(sqlite_ur
             with pytest.raises(sw.WorkflowFailed, match=needle):
                 await app.result(rid, timeout=30)
     await app.close()
+
+
+async def test_a_call_that_needs_review_waits_durably_then_runs_once(sqlite_url: str) -> None:
+    script = Script([("issue_refund", {"order_id": "A-1001", "cents": 12_500})], ANSWER)
+    app, ledger = make_app(sqlite_url, script, policies=POLICIES)  # refunds over 100 USD need a human
+    async with app.worker(concurrency=2):
+        rid = await app.start("agent", {"message": "Refund $125 on A-1001"}, org="acme", user="u1")
+        for _ in range(400):
+            if (await app.get_run(rid)).status == "WAITING":
+                break
+            await asyncio.sleep(0.05)
+        assert (await app.get_run(rid)).status == "WAITING" and ledger == []
+        gov = await app.governance()
+        [review] = await gov.reviews.list(org="acme")
+        assert review.proposed_action["tool"] == "issue_refund"
+        await gov.reviews.decide(review.id, "bob", "approve")
+        out = await app.result(rid, timeout=60)
+    assert out["stopped"] == "answer" and [c["ok"] for c in out["calls"]] == [True]
+    assert [k for k, _ in ledger] == ["issue_refund"]  # once, after the approval
+    kinds = [e.kind for e in await app.journal(rid)]
+    assert kinds == ["llm", "policy", "review", "signal", "tool", "llm", "agent"]
+    assert script.calls == 2  # the turn before the wait was not asked again on resume
+    await app.close()
