@@ -76,6 +76,12 @@ async def raw_loop(runs: int, turns: int) -> list[float]:
     return per_turn
 
 
+CPU: dict[str, float] = {}
+"""Process CPU time per model turn (answer turns included): less sensitive to a loaded machine."""
+PARTS: dict[str, list[float]] = {"model step": [], "policy + tool steps": []}
+"""Where a ``ctx.agent`` turn's time goes, from the journal (the rest is commits and scheduling)."""
+
+
 async def stalwart_agent(runs: int, turns: int, db: str) -> list[float]:
     app = sw.App("bench-agent", db=db, local_rules=[script_for(turns)])
     tool = app.tool(sandbox="none")(lookup_order)
@@ -87,15 +93,24 @@ async def stalwart_agent(runs: int, turns: int, db: str) -> list[float]:
         return res.turns
 
     per_turn: list[float] = []
+    cpu = 0.0
     async with app.worker(concurrency=4):
         for r in range(runs + 3):  # 3 warm-up runs (guard and gateway load on first use)
+            c0 = time.process_time()
             rid = await app.start("agent", f"Where is my order A-{r}?")
             await app.result(rid, timeout=120)
             if r < 3:
                 continue
-            starts = [e.started_at for e in await app.journal(rid) if e.kind == "llm"]
+            cpu += time.process_time() - c0
+            journal = await app.journal(rid)
+            starts = [e.started_at for e in journal if e.kind == "llm"]
+            PARTS["model step"] += [e.finished_at - e.started_at for e in journal if e.kind == "llm"][:-1]
+            policy = [e.started_at for e in journal if e.kind == "policy"]
+            done = [e.finished_at for e in journal if e.kind == "tool"]
+            PARTS["policy + tool steps"] += [b - a for a, b in zip(policy, done, strict=True)]
             per_turn += [b - a for a, b in itertools.pairwise(starts)]
     await app.close()
+    CPU["ctx.agent"] = cpu / (runs * turns)
     return per_turn
 
 
@@ -109,7 +124,9 @@ async def main() -> None:
     ap.add_argument("--turns", type=int, default=4, help="model turns per run, the last one answering")
     args = ap.parse_args()
     await raw_loop(3, args.turns)  # warm-up
+    c0 = time.process_time()
     raw = await raw_loop(args.runs, args.turns)
+    CPU["raw loop"] = (time.process_time() - c0) / (args.runs * args.turns)
     with tempfile.TemporaryDirectory() as tmp:
         agent = await stalwart_agent(args.runs, args.turns, f"sqlite:///{tmp}/bench.db")
     rows = {"raw loop (provider + tool, in memory)": raw, "ctx.agent (SQLite, journaled, governed)": agent}
@@ -117,11 +134,14 @@ async def main() -> None:
     print(f"{'loop':42} {'p50':>8} {'p95':>8} {'n':>5}")
     for name, xs in rows.items():
         print(f"{name:42} {1000 * statistics.median(xs):8.2f} {1000 * p(xs, 95):8.2f} {len(xs):5d}")
+    for name, xs in PARTS.items():
+        print(f"  of which {name:33} {1000 * statistics.median(xs):8.2f} {1000 * p(xs, 95):8.2f} {len(xs):5d}")
     overhead = statistics.median(agent) - statistics.median(raw)
+    print("CPU per model turn (ms): " + ", ".join(f"{k} {1000 * v:.2f}" for k, v in CPU.items()))
     print(f"overhead of ctx.agent per turn, p50: {1000 * overhead:.2f} ms")
     out = ROOT / "bench" / "results" / f"agent-{time.strftime('%Y-%m-%d')}.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"runs": args.runs, "turns": args.turns, "raw_s": raw, "agent_s": agent,
+    out.write_text(json.dumps({"runs": args.runs, "turns": args.turns, "raw_s": raw, "agent_s": agent, "parts_s": PARTS, "cpu_per_turn_s": CPU,
                                "overhead_p50_s": overhead}, indent=1))
     print(f"samples: {out.relative_to(ROOT)}")
 

@@ -8,15 +8,20 @@ the journal, so it picks up at the turn where it stopped and pays for no model c
 Calls the model asks for in one turn run concurrently; their sequence numbers are taken, in the
 order the model listed them, before any of them starts, so a replay matches the journal whatever
 order they finished in. A call that is refused (not one of the agent's tools, arguments that do
-not match, a policy denial) or that fails is never retried behind the model's back: it is
-answered to the model as a tool error and counted.
+not match, a policy denial) is never made, and one that fails for good (after the tool's own
+retries) does not end the run: either is answered to the model as a tool error, and counted.
 
 The loop ends with an :class:`AgentResult` whose ``stopped`` says why: ``answer`` (the model
 answered without calling a tool), or the first bound reached, ``max_turns``, ``budget``,
 ``wall_time``, ``loop`` (the same call, same arguments, asked for more than ``max_repeat``
-times) or ``tool_errors``. Bounds end the loop with the partial result rather than raising: the
+times: that turn's calls are not made) or ``tool_errors``. Bounds are checked between turns, so
+the calls asked for at the last allowed turn are still made (a turn is a model call and its tool
+calls). Bounds end the loop with the partial result rather than raising: the
 workflow decides what a stopped agent means. Every bound is decided from journaled values (token
 counts, costs, step timestamps), so a replay stops exactly where the recorded run stopped.
+
+Not done here: ``stream=True`` (writing the turns to the run's event stream) waits for
+``ctx.emit``; the loop will emit each turn through it.
 """
 
 from __future__ import annotations

@@ -42,6 +42,9 @@ class RunGuard:
         """Strings already redacted in this execution, with what was found: the same string gets
         the same placeholders again (the numbering is the run's), so an agent's history, sent
         again each turn, is not analysed again. Counts are still added each time, as before."""
+        self._verdicts: dict[tuple[str, str], Any] = {}
+        """Scan verdicts by (source, text), for the same reason: the scan is deterministic, and
+        what a verdict causes (a record, a flag, a block) still happens on every scan."""
 
     @property
     def pii_on(self) -> bool:
@@ -108,7 +111,12 @@ class RunGuard:
     async def scan(self, text: str, source: str, where: str, meta: dict[str, Any]) -> None:
         """Scan untrusted text; raise on block, record a flag on the run."""
         await self.ex.app.guard_ready()
-        verdict = self.guard.scan(text, source)  # type: ignore[arg-type]
+        verdict = self._verdicts.get((source, text))
+        if verdict is None:
+            verdict = self.guard.scan(text, source)  # type: ignore[arg-type]
+            if len(self._verdicts) >= 4096:
+                self._verdicts.clear()
+            self._verdicts[(source, text)] = verdict
         pii, self._unreported_pii = self._unreported_pii, []
         self.ex.app._guard_verdict(source, verdict.action, verdict.score, pii)
         if verdict.action == "allow":
