@@ -100,10 +100,10 @@ async def run(app: sw.App, message: str, **kw: Any) -> tuple[str, dict]:
 ANSWER = json.dumps({"order_id": "A-1001", "refunded_cents": 1200, "message": "refunded"})
 
 
-async def test_a_multi_turn_agent_completes_and_its_replay_calls_no_model(sqlite_url: str) -> None:
+async def test_a_multi_turn_agent_completes_and_its_replay_calls_no_model(db_url: str) -> None:
     script = Script([("lookup_order", {"order_id": "A-1001"})],
                     [("issue_refund", {"order_id": "A-1001", "cents": 1200})], ANSWER)
-    app, ledger = make_app(sqlite_url, script)
+    app, ledger = make_app(db_url, script)
     rid, out = await run(app, "Refund $12 on order A-1001")
     assert out["stopped"] == "answer" and out["turns"] == 3 and out["errors"] == 0
     assert out["output"] == {"order_id": "A-1001", "refunded_cents": 1200, "message": "refunded"}
@@ -127,10 +127,10 @@ async def test_a_multi_turn_agent_completes_and_its_replay_calls_no_model(sqlite
     await app.close()
 
 
-async def test_calls_of_one_turn_run_in_parallel_with_replay_stable_numbers(sqlite_url: str) -> None:
+async def test_calls_of_one_turn_run_in_parallel_with_replay_stable_numbers(db_url: str) -> None:
     script = Script([("lookup_order", {"order_id": "A-1001"}), ("lookup_order", {"order_id": "A-1002"})],
                     ANSWER)
-    app, ledger = make_app(sqlite_url, script)
+    app, ledger = make_app(db_url, script)
     app._test_gates["A-1002"] = asyncio.Event()  # type: ignore[attr-defined]
     rid, out = await run(app, "Compare orders A-1001 and A-1002")
     # A-1001 waits until A-1002 has run: had they run one after the other, the first would time out
