@@ -25,7 +25,7 @@ from stalwart.store._audit_sql import AUDIT_INSERT_POSTGRES as CHAIN_INSERT  # n
 _CP_COLS = "tree_size, head_hash, root_hash, signed_at, key_id, signature, frontier, log_id"
 
 _VACUUMED = (
-    "runs", "journal", "signals", "outbox", "dead_letters", "reviews", "kv", "memory_items", "artifacts"
+    "runs", "journal", "signals", "outbox", "run_events", "dead_letters", "reviews", "kv", "memory_items", "artifacts"
 )
 """Tables a subject's erasure overwrites or deletes from: vacuumed so dead tuples drop the old bytes."""
 
@@ -46,6 +46,7 @@ _PAYLOAD_SCRUB = (
     ),
     ("UPDATE signals SET payload=CASE WHEN payload IS NULL THEN NULL ELSE %s END WHERE run_id = ANY(%s)", 1),
     ("UPDATE outbox SET payload=%s WHERE run_id = ANY(%s)", 1),
+    ("UPDATE run_events SET data=%s WHERE run_id = ANY(%s)", 1),
     ("UPDATE dead_letters SET error=CASE WHEN error IS NULL THEN NULL ELSE %s END WHERE run_id = ANY(%s)", 1),
     ("UPDATE reviews SET proposed_action=%s, args=NULL WHERE run_id = ANY(%s)", 1),
 )

@@ -40,6 +40,7 @@ _PAYLOAD_SCRUB = (
     ),
     ("UPDATE signals SET payload=CASE WHEN payload IS NULL THEN NULL ELSE ? END WHERE run_id IN ({ids})", 1),
     ("UPDATE outbox SET payload=? WHERE run_id IN ({ids})", 1),
+    ("UPDATE run_events SET data=? WHERE run_id IN ({ids})", 1),
     ("UPDATE dead_letters SET error=CASE WHEN error IS NULL THEN NULL ELSE ? END WHERE run_id IN ({ids})", 1),
     ("UPDATE reviews SET proposed_action=?, args=NULL WHERE run_id IN ({ids})", 1),
 )
