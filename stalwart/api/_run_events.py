@@ -57,6 +57,7 @@ async def sse_events(app: Any, run_id: str, after: int, *, heartbeat_s: float = 
         info = await app.get_run(run_id)
         yield _frame([("event", "end"), ("data", json.dumps({"run_id": run_id, "status": info.status.value}))])
     finally:
-        if nxt is not None:
+        if nxt is not None:  # the client left while the next event was awaited
             nxt.cancel()
+            await asyncio.wait({nxt})
         await events.aclose()
