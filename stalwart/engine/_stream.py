@@ -116,10 +116,12 @@ class TextStream:
         """The call failed: what it streamed is written with the next flush, and no ``llm.end``."""
         self.closing = True
 
-    async def take(self) -> tuple[RunEvent, int] | None:
-        """The next batch (and where it ends in :attr:`raw`), or ``None``; nothing is marked sent."""
+    async def take(self, *, final: bool) -> tuple[RunEvent, int] | None:
+        """The next batch (and where it ends in :attr:`raw`), or ``None``; nothing is marked sent.
+
+        ``final``: take everything (the call has ended), not only up to the last whitespace."""
         end = len(self.raw)
-        if self._redact is not None and not self.closing:
+        if self._redact is not None and not final:
             space = max((m.start() for m in _SPACE.finditer(self.raw, self.sent)), default=-1)
             if space <= self.sent:
                 return None
@@ -203,25 +205,34 @@ class RunStream:
             _log.debug("background flush of a run stream failed: %r", exc)
 
     async def flush(self) -> None:
-        """Write every pending event and text batch, in one transaction."""
+        """Write every pending event and text batch, in one transaction.
+
+        What is pending is taken when the flush starts: an event added, or a stream finished,
+        while this flush awaits the store waits for the next one, so an ``llm.end`` can never
+        overtake the last text of its call."""
         async with self._lock:
+            events, self._events = self._events, []
+            tail, self._tail = self._tail, []
             taken: list[tuple[TextStream, int]] = []
-            batch = list(self._events)
-            for t in list(self._texts):
-                got = await t.take()
-                if got is not None:
-                    batch.append(got[0])
-                    taken.append((t, got[1]))
-            batch += self._tail
-            if batch:
-                await self._write(batch)
-                self.batches += 1
-            self._events, self._tail = [], []
+            batch = list(events)
+            try:
+                for t in list(self._texts):
+                    got = await t.take(final=t.closing)
+                    if got is not None:
+                        batch.append(got[0])
+                        taken.append((t, got[1]))
+                batch += tail
+                if batch:
+                    await self._write(batch)
+                    self.batches += 1
+            except BaseException:
+                self._events, self._tail = events + self._events, tail + self._tail
+                raise
             for t, end in taken:
                 t.sent = end
-            self._texts = [t for t in self._texts if not t.closing]
+            self._texts = [t for t in self._texts if not (t.closing and t.sent >= len(t.raw))]
             self._since = None
-            if any(len(t.raw) > t.sent for t in self._texts):  # text held back at a word boundary
+            if any(len(t.raw) > t.sent for t in self._texts):  # text held back, or fed during this flush
                 self._since = self._mono()
                 self._arm()
 

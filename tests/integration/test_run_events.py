@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 import stalwart as sw
-from stalwart.engine._stream import StreamLimits
+from stalwart.engine import StreamLimits
 from stalwart.errors import InvalidInput
 from stalwart.settings import ModelEntry, RouteEntry, Settings
 from tests.e2e.server import ServerThread

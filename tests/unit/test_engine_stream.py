@@ -165,3 +165,29 @@ async def test_emitted_events_wait_for_the_next_flush_and_keep_their_order() -> 
     await rs.flush()
     await rs.flush()  # nothing pending: no write
     assert log.writes == 1 and [(e.offset, e.key) for e in log.rows] == [(1, "e0"), (2, "e1")]
+
+
+async def test_a_call_that_ends_during_a_flush_loses_nothing_and_ends_last() -> None:
+    """The timer's flush is writing when the call ends: the end waits for the text before it."""
+    log = Log()
+    release = asyncio.Event()
+    slow = {"first": True}
+
+    async def write(events: list[RunEvent]) -> None:
+        if slow.pop("first", False):
+            await release.wait()
+        await log.write(events)
+
+    rs = RunStream(write, log.read, now=lambda: 1.0, limits=StreamLimits(max_chars=10_000, max_delay_s=30.0))
+    t = await rs.text(0, 1, "x")
+    await t.feed("first part, ")
+    background = asyncio.create_task(rs.flush())
+    await asyncio.sleep(0)  # the flush has taken its batch and waits for the store
+    await t.feed("second part")
+    ending = asyncio.create_task(t.finish("first part, second part"))
+    await asyncio.sleep(0)
+    release.set()
+    await asyncio.gather(background, ending)
+    assert log.text() == "first part, second part"
+    assert [e.kind for e in log.rows] == ["llm.delta", "llm.delta", "llm.end"]
+    assert [e.offset for e in log.rows] == [1, 2, 3]
