@@ -48,7 +48,7 @@ from typing import Any
 
 from stalwart.store import RunEvent
 
-__all__ = ["RunStream", "StreamLimits", "TextStream", "RESERVED_KINDS"]
+__all__ = ["RESERVED_KINDS", "RunStream", "StreamLimits", "TextStream"]
 
 _log = logging.getLogger("stalwart.engine")
 _SPACE = re.compile(r"\s")

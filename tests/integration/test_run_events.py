@@ -177,7 +177,7 @@ def _sse(lines: Iterator[str], stop_after: int | None = None) -> list[dict[str, 
         if line.startswith(":"):
             continue
         field, _, value = line.partition(":")
-        cur[field] = value[1:] if value.startswith(" ") else value
+        cur[field] = value.removeprefix(" ")
     return out
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 
@@ -114,7 +115,7 @@ async def test_a_resumed_call_writes_only_what_follows_its_durable_prefix() -> N
     assert log.text() == ANSWER  # no character twice, none missing
     assert [e.offset for e in log.rows] == list(range(1, len(log.rows) + 1))
     positions = [(e.data["pos"], e.data["n"]) for e in log.rows if e.kind == "llm.delta"]
-    assert all(p + n == nxt for (p, n), (nxt, _) in zip(positions, positions[1:], strict=False))
+    assert all(p + n == nxt for (p, n), (nxt, _) in itertools.pairwise(positions))
 
 
 async def test_a_replayed_finish_writes_nothing_new() -> None:
