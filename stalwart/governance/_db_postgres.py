@@ -211,7 +211,10 @@ class PostgresGovDb:
                 "SELECT seq, kind, name, status, result, error FROM journal WHERE run_id=%s ORDER BY seq",
                 (rid,),
             )
-            out[rid] = {"run": run[0] if run else None, "steps": steps}
+            events = await self._q(
+                "SELECT ofs, kind, data, created_at FROM run_events WHERE run_id=%s ORDER BY ofs", (rid,)
+            )
+            out[rid] = {"run": run[0] if run else None, "steps": steps, "events": events}
         return out
 
     async def scrub_runs(self, run_ids: Sequence[str], marker: str) -> int:

@@ -238,7 +238,8 @@ class SqliteGovDb:
                 "SELECT seq, kind, name, status, result, error FROM journal WHERE run_id=? ORDER BY seq",
                 (rid,),
             )
-            out[rid] = {"run": run[0] if run else None, "steps": steps}
+            events = self._q("SELECT ofs, kind, data, created_at FROM run_events WHERE run_id=? ORDER BY ofs", (rid,))
+            out[rid] = {"run": run[0] if run else None, "steps": steps, "events": events}
         return out
 
     async def scrub_runs(self, run_ids: Sequence[str], marker: str) -> int:
