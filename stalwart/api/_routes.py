@@ -6,13 +6,14 @@ import asyncio
 import time
 from typing import Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from stalwart.api._auth import READ, Principal, requires
 from stalwart.api._errors import ApiError
 from stalwart.api._governance import ReviewError
 from stalwart.api._ops import ApiContext, Ops, public_run, scrub
+from stalwart.api._run_events import parse_last_event_id, sse_events
 from stalwart.api._schemas import (
     AlertOut,
     AuditVerifyOut,
@@ -96,6 +97,30 @@ async def get_trace(
 ) -> Any:
     """The run's spans (as persisted, else rebuilt from its journal) and its ``explain`` summary."""
     return await ops(request, p).trace(run_id)
+
+
+@router.get(
+    "/v1/runs/{run_id}/events",
+    tags=["runs"],
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def run_events(
+    request: Request,
+    run_id: str = _run_id(),
+    after: int = Query(0, ge=0, le=10**18, description="Resume after this offset (Last-Event-ID wins)."),
+    last_event_id: str | None = Header(None, alias="Last-Event-ID", max_length=40),
+    p: Principal = Depends(requires(*READ)),
+) -> Any:
+    """The run's durable event stream as server-sent events (``id:`` is the offset); it ends with an
+    ``end`` event once the run has ended. Reconnect with ``Last-Event-ID`` to resume."""
+    await ops(request, p).run(run_id)  # another org's run reads as not found, before anything streams
+    start = parse_last_event_id(last_event_id, after)
+    return StreamingResponse(
+        sse_events(_ctx(request).app, run_id, start),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
 
 
 @router.post("/v1/runs/{run_id}/cancel", response_model=RunOut, tags=["runs"])

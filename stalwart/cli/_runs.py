@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -193,6 +195,47 @@ def cancel(run_id: str = typer.Argument(..., help="The run id.")) -> None:
 
     info = run(go)
     console.print(f"cancellation requested for {info.id} (status {info.status.value})")
+
+
+@run_cli.command("follow")
+def follow(
+    run_id: str = typer.Argument(..., help="The run id."),
+    after: int = typer.Option(0, "--after", min=0, help="Start after this event offset (resume a broken follow)."),
+    json_out: bool = typer.Option(False, "--json", help="One JSON object per line: each event, then the end."),
+) -> None:
+    """Print the run's event stream as it is written (ctx.emit, streamed model text) until the run ends.
+
+    Exit code: 0 if the run completed, 1 if it failed, was cancelled or dead-lettered."""
+    app = load_app(default=None)
+
+    async def go() -> RunInfo:
+        try:
+            await app.get_run(run_id)  # an unknown id fails before anything is printed
+            mid_line = False
+            async for ev in app.events(run_id, after=after):
+                if json_out:
+                    sys.stdout.write(json.dumps(ev.to_dict(), default=str) + "\n")
+                elif ev.kind == "llm.delta":
+                    sys.stdout.write(str(ev.data.get("text", "")))
+                    mid_line = True
+                else:
+                    if mid_line:
+                        sys.stdout.write("\n")
+                        mid_line = False
+                    sys.stdout.write(f"[{ev.offset}] {ev.kind} {json.dumps(ev.data, default=str)}\n")
+                sys.stdout.flush()
+            if mid_line:
+                sys.stdout.write("\n")
+            return await app.get_run(run_id)
+        finally:
+            await app.close()
+
+    info = run(go)
+    if json_out:
+        sys.stdout.write(json.dumps({"kind": "end", "run_id": info.id, "status": info.status.value}) + "\n")
+    else:
+        console.print(f"run {info.id} ended {info.status.value}")
+    raise typer.Exit(0 if info.status.value == "COMPLETED" else 1)
 
 
 @run_cli.command("signal")

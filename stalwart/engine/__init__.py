@@ -9,6 +9,7 @@ from stalwart.engine._fleet import FLEET_LEASE, Fleet, start_fleet
 from stalwart.engine._ids import Clock, SystemClock
 from stalwart.engine._retry import RetryPolicy
 from stalwart.engine._states import TRANSITIONS, RunStatus, check_transition
+from stalwart.engine._stream import StreamLimits
 from stalwart.engine._worker import Worker
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "RetryPolicy",
     "BreakerPolicy",
     "BreakerState",
+    "StreamLimits",
     "Worker",
     "WorkflowDef",
     "ToolDef",

@@ -7,7 +7,7 @@ import random
 import sys
 import time
 from pathlib import Path
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +17,7 @@ from stalwart.engine._ids import Clock, SystemClock, new_id, new_trace_id
 from stalwart.engine._retry import RetryPolicy
 from stalwart.engine._serde import decode
 from stalwart.engine._states import TERMINAL, RunStatus
+from stalwart.engine._stream import StreamLimits
 from stalwart.errors import (
     ConfigError,
     InvalidInput,
@@ -28,7 +29,7 @@ from stalwart.errors import (
 )
 from stalwart.gateway import Budget
 from stalwart.settings import Settings, load_settings
-from stalwart.store import DeadLetter, JournalEntry, NewRun, RunRecord, Store, open_store
+from stalwart.store import DeadLetter, JournalEntry, NewRun, RunEvent, RunRecord, Store, open_store
 
 if TYPE_CHECKING:
     from stalwart.engine._execution import RunExecution
@@ -147,6 +148,8 @@ class App:
         self.artifact_inline_limit: int | None = 64 * 1024
         """Tool results whose JSON is larger go to the encrypted artifact store; the journal keeps a hash."""
         self.max_parallel = 16
+        self.stream_limits = StreamLimits()
+        """When a run's event stream is flushed: batch size and delay of streamed text."""
         """Bodies of one run that may execute at once under ``ctx.parallel``/``asyncio.gather``."""
         self._workflows: dict[str, dict[str, WorkflowDef]] = {}
         self._tools: dict[str, ToolDef] = {}
@@ -689,6 +692,38 @@ class App:
                 event.clear()
         finally:
             self._waiters.pop(run_id, None)
+
+    async def events(
+        self, run_id: str, after: int = 0, *, follow: bool = True, poll_s: float = 0.25
+    ) -> AsyncIterator[RunEvent]:
+        """The run's durable event stream (``ctx.emit``, streamed model calls) after offset ``after``.
+
+        An async iterator of :class:`~stalwart.store.RunEvent` in offset order (1, 2, 3…, no gaps,
+        never twice). With ``follow`` it waits for new events and ends once the run has ended and
+        every event is read; without, it ends at the last event written so far. Raises
+        :class:`~stalwart.errors.RunNotFound` for an unknown run. Resume a broken read by passing
+        the last offset seen as ``after``.
+        """
+        if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+            raise InvalidInput(f"after must be an offset (an integer >= 0), not {after!r}")
+        await self.connect()
+        delay = min(0.02, poll_s)
+        while True:
+            # The status is read before the events: a run seen ended has written all of them.
+            ended = (await self.get_run(run_id)).status in TERMINAL
+            batch = await self.store.read_events(run_id, after, 500)
+            for ev in batch:
+                after = ev.offset
+                yield ev
+            if len(batch) == 500:
+                continue
+            if ended or not follow:
+                return
+            if batch:
+                delay = min(0.02, poll_s)
+            else:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, poll_s)
 
     async def signal(self, run_id: str, name: str, payload: Any = None) -> None:
         """Deliver a signal to a run (``ctx.wait_signal(name)`` returns ``payload``)."""

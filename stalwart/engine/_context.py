@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from stalwart.engine._definitions import ToolDef
 from stalwart.engine._retry import RetryPolicy
 from stalwart.engine._serde import decode, encode
+from stalwart.engine._stream import RESERVED_KINDS
 from stalwart.engine._tools import call_tool
 from stalwart.errors import UnauthorizedToolCall
 from stalwart.store import JournalEntry
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
     from stalwart.engine._execution import RunExecution
 
 __all__ = ["Context"]
+
+_EMIT_LIMIT = 64 * 1024
 
 
 class Context:
@@ -306,6 +309,31 @@ class Context:
             )
         return outcome.get("output")
 
+    async def emit(self, kind: str, data: Any = None) -> None:
+        """Append an event of the workflow's own to the run's durable stream.
+
+        Readers (``app.events``, ``GET /v1/runs/{id}/events``, ``stalwart run follow``) see it by
+        the time the next step starts, and exactly once: an emit replayed after a crash is not
+        written again (each emit takes a journal position; see :mod:`stalwart.engine._stream`).
+        ``kind`` is a short name of your own (``llm.`` and ``run.`` are the runtime's); ``data``
+        must be JSON-serialisable and at most 64 KiB once encoded.
+        """
+        if not isinstance(kind, str) or not kind or len(kind) > 100:
+            raise TypeError("ctx.emit needs a kind: a non-empty string of at most 100 characters")
+        if kind.startswith(RESERVED_KINDS):
+            raise ValueError(f"event kinds starting with {' or '.join(RESERVED_KINDS)} are the runtime's own")
+        encoded = encode(data)
+        if len(encoded) > _EMIT_LIMIT:
+            raise ValueError(f"ctx.emit data is {len(encoded)} bytes encoded; the limit is {_EMIT_LIMIT} "
+                             "(store large values with a step and emit a reference)")
+        ex = self._ex
+        seq = ex.next_seq()
+        if seq < ex.replay_top:  # a later step is journaled: its commit wrote this event first
+            return
+        ex.stream.add(f"e{seq}", kind, decode(encoded))
+        if ex.stream.pending >= ex.stream.limits.max_events:
+            await ex.stream.flush()
+
     def partial(self, value: Any) -> None:
         """Report the best result so far; it becomes the output if a budget stops the run."""
         encode(value)  # fail now, not at the end, if it cannot be stored
@@ -324,6 +352,7 @@ class Context:
         temperature: float | None = None,
         cacheable: bool = False,
         tools: list[Any] | None = None,
+        stream: bool = False,
     ) -> Any:
         """Call a model through the gateway as a durable step.
 
@@ -332,6 +361,10 @@ class Context:
         calls the allowlist accepted. Prompt strings are redacted (PII to the vault) and untrusted
         text is scanned before and after the call. A journaled call is never paid for twice:
         replay returns the recorded answer.
+
+        With ``stream=True`` the answer's text is also appended to the run's durable stream as the
+        model produces it (``llm.delta`` events in batches, then ``llm.end``); the value returned
+        is the same as without it.
         """
         from stalwart.engine._llm import call_llm
 
@@ -347,6 +380,7 @@ class Context:
             temperature=temperature,
             cacheable=cacheable,
             tools=tools,
+            stream=stream,
         )
 
 

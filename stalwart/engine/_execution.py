@@ -20,6 +20,7 @@ from stalwart.engine._control import Cancelled, Drain, Fenced, Suspend
 from stalwart.engine._retry import RetryPolicy, next_delay
 from stalwart.engine._serde import decode, encode
 from stalwart.engine._states import RunStatus, check_transition
+from stalwart.engine._stream import RunStream
 from stalwart.errors import (
     BudgetExceeded,
     LeaseLost,
@@ -31,7 +32,7 @@ from stalwart.errors import (
     ToolTimeout,
     error_from_dict,
 )
-from stalwart.store import Claim, DeadLetter, JournalEntry, OutboxEvent
+from stalwart.store import Claim, DeadLetter, JournalEntry, OutboxEvent, RunEvent
 
 if TYPE_CHECKING:
     from stalwart.engine._app import App
@@ -106,6 +107,10 @@ class RunExecution:
         self.parallel_depth = 0
         self.pending_waits: list[tuple[float | None, str | None]] = []
         self._guard: Any = None
+        self.stream = RunStream(self._write_events, self._read_events, now=self.now, limits=app.stream_limits)
+        """The run's event stream: ``ctx.emit`` and streamed model calls, flushed in batches."""
+        self.replay_top = max(self.journal, default=-1)
+        """The last journal position at claim time: events placed before it are durable already."""
         for e in claim.journal:
             if e.seq >= self.seq and e.kind in ("llm", "signal") and e.status == "completed" and e.meta:
                 self._add_spend(e.meta)
@@ -140,7 +145,17 @@ class RunExecution:
         self.spent_usd += float(meta.get("cost_usd", 0.0)) + float(meta.get("child_cost_usd", 0.0))
 
     # -- writes ------------------------------------------------------------------------------
+    async def _write_events(self, events: list[RunEvent]) -> None:
+        try:
+            await self.store.append_events(self.run.id, self.epoch, events)
+        except LeaseLost as exc:
+            raise Fenced(str(exc)) from None
+
+    async def _read_events(self, key_prefix: str) -> list[RunEvent]:
+        return await self.store.read_events(self.run.id, 0, 1_000_000, key_prefix=key_prefix)
+
     async def commit(self, entry: JournalEntry, *, consume_signal: int | None = None) -> None:
+        await self.stream.flush()  # an event is durable before the step that follows it
         event = OutboxEvent(
             event_id=f"{entry.run_id}:{entry.seq}:{entry.status}:{entry.attempts}",
             type=f"step.{entry.status}",
@@ -178,6 +193,7 @@ class RunExecution:
 
     async def set_state(self, status: RunStatus, **kw: Any) -> None:
         check_transition(RunStatus.RUNNING, status)
+        await self.stream.flush()
         events = kw.pop("events", None) or []
         events.append(
             OutboxEvent(
@@ -296,6 +312,7 @@ class RunExecution:
                 self.boundary()
                 await self.suspend(prior.wake_at)
         self.boundary()
+        await self.stream.flush()  # what the workflow emitted is visible before a long step starts
         async with self.slots:
             return await self._attempts(seq, kind, name, body, attempts, retry, rtype)
 
@@ -372,6 +389,8 @@ class RunExecution:
             await self._execute()
         except Fenced as exc:
             _log.warning("run %s: %s; stopping without further writes", self.run.id, exc)
+        finally:
+            self.stream.close()
 
     async def _execute(self) -> None:
         from stalwart.engine._context import Context

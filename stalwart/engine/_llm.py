@@ -28,6 +28,7 @@ async def call_llm(
     temperature: float | None,
     cacheable: bool,
     tools: list[Any] | None,
+    stream: bool = False,
 ) -> Any:
     from stalwart.gateway import LLMResult
 
@@ -101,14 +102,25 @@ async def llm_step(
         call = CallContext(run_id=ex.run.id, org=ex.run.org, user=ex.run.user, workflow=ex.run.workflow,
                            version=ex.run.version, step_seq=seq, budget=ex.wdef.budget,
                            spent_tokens=ex.spent_tokens, spent_usd=ex.spent_usd)
+        sink = None
+        if stream:
+            sink = await ex.stream.text(seq, attempt, task, redact=_stream_redactor(rg) if rg.pii_on else None)
         try:
-            result = await gateway.complete(req, call)
+            result = await gateway.complete(req, call, on_delta=None if sink is None else sink.feed)
         except BudgetExceeded as err:  # the call went through but overspent: keep what it cost
             spent = err.details.get("result")
             if spent is not None:
                 spent = spent.to_json() if hasattr(spent, "to_json") else spent
                 err._stalwart_meta = {k: spent[k] for k in _META_FIELDS if k in spent}  # type: ignore[attr-defined]
+            if sink is not None:
+                sink.abort()
             raise
+        except BaseException:
+            if sink is not None:
+                sink.abort()
+            raise
+        if sink is not None:
+            await sink.finish(result.text)
         data = result.to_json()
         await rg.scan_json(result.text, "model", f"the answer of model call {task!r}", meta)
         if rg.pii_on and result.text:
@@ -138,6 +150,18 @@ async def llm_step(
         return data, meta
 
     return await ex.durable("llm", task, body, seq=seq)  # type: ignore[no-any-return]
+
+
+def _stream_redactor(rg: Any) -> Any:
+    """Redact a streamed batch with the run's numbering; new placeholder values go to the vault."""
+
+    async def redact(text: str) -> str:
+        out = await rg.redact_value(text)
+        if out != text:
+            await rg.seal()
+        return str(out)
+
+    return redact
 
 
 def _tool_spec(ex: RunExecution, tool: Any) -> dict[str, Any]:

@@ -150,6 +150,10 @@ class Compliance:
                         }
                         for s in p.get("steps", [])
                     ],
+                    "events": [  # the run's durable stream (ctx.emit, streamed model text)
+                        {"offset": e[0], "kind": e[1], "data": _maybe_json(e[2]), "at": e[3]}
+                        for e in p.get("events", [])
+                    ],
                 }
             )
         all_orgs = await self.subject_orgs(subject)

@@ -25,7 +25,7 @@ from stalwart.store._audit_sql import AUDIT_INSERT_POSTGRES as CHAIN_INSERT  # n
 _CP_COLS = "tree_size, head_hash, root_hash, signed_at, key_id, signature, frontier, log_id"
 
 _VACUUMED = (
-    "runs", "journal", "signals", "outbox", "dead_letters", "reviews", "kv", "memory_items", "artifacts"
+    "runs", "journal", "signals", "outbox", "run_events", "dead_letters", "reviews", "kv", "memory_items", "artifacts"
 )
 """Tables a subject's erasure overwrites or deletes from: vacuumed so dead tuples drop the old bytes."""
 
@@ -46,6 +46,7 @@ _PAYLOAD_SCRUB = (
     ),
     ("UPDATE signals SET payload=CASE WHEN payload IS NULL THEN NULL ELSE %s END WHERE run_id = ANY(%s)", 1),
     ("UPDATE outbox SET payload=%s WHERE run_id = ANY(%s)", 1),
+    ("UPDATE run_events SET data=%s WHERE run_id = ANY(%s)", 1),
     ("UPDATE dead_letters SET error=CASE WHEN error IS NULL THEN NULL ELSE %s END WHERE run_id = ANY(%s)", 1),
     ("UPDATE reviews SET proposed_action=%s, args=NULL WHERE run_id = ANY(%s)", 1),
 )
@@ -210,7 +211,10 @@ class PostgresGovDb:
                 "SELECT seq, kind, name, status, result, error FROM journal WHERE run_id=%s ORDER BY seq",
                 (rid,),
             )
-            out[rid] = {"run": run[0] if run else None, "steps": steps}
+            events = await self._q(
+                "SELECT ofs, kind, data, created_at FROM run_events WHERE run_id=%s ORDER BY ofs", (rid,)
+            )
+            out[rid] = {"run": run[0] if run else None, "steps": steps, "events": events}
         return out
 
     async def scrub_runs(self, run_ids: Sequence[str], marker: str) -> int:

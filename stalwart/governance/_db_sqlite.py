@@ -40,6 +40,7 @@ _PAYLOAD_SCRUB = (
     ),
     ("UPDATE signals SET payload=CASE WHEN payload IS NULL THEN NULL ELSE ? END WHERE run_id IN ({ids})", 1),
     ("UPDATE outbox SET payload=? WHERE run_id IN ({ids})", 1),
+    ("UPDATE run_events SET data=? WHERE run_id IN ({ids})", 1),
     ("UPDATE dead_letters SET error=CASE WHEN error IS NULL THEN NULL ELSE ? END WHERE run_id IN ({ids})", 1),
     ("UPDATE reviews SET proposed_action=?, args=NULL WHERE run_id IN ({ids})", 1),
 )
@@ -237,7 +238,8 @@ class SqliteGovDb:
                 "SELECT seq, kind, name, status, result, error FROM journal WHERE run_id=? ORDER BY seq",
                 (rid,),
             )
-            out[rid] = {"run": run[0] if run else None, "steps": steps}
+            events = self._q("SELECT ofs, kind, data, created_at FROM run_events WHERE run_id=? ORDER BY ofs", (rid,))
+            out[rid] = {"run": run[0] if run else None, "steps": steps, "events": events}
         return out
 
     async def scrub_runs(self, run_ids: Sequence[str], marker: str) -> int:

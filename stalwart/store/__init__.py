@@ -19,6 +19,7 @@ from stalwart.store._records import (
     JournalEntry,
     NewRun,
     OutboxEvent,
+    RunEvent,
     RunRecord,
     SignalRecord,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "JournalEntry",
     "NewRun",
     "OutboxEvent",
+    "RunEvent",
     "RunRecord",
     "SignalRecord",
 ]

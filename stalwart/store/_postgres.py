@@ -30,6 +30,7 @@ from stalwart.store._records import (
     JournalEntry,
     NewRun,
     OutboxEvent,
+    RunEvent,
     RunRecord,
     SignalRecord,
 )
@@ -678,6 +679,55 @@ class PostgresStore:
         return out
 
     # -- outbox ------------------------------------------------------------------------------
+    # -- run event streams --------------------------------------------------------------------
+    @_translate
+    async def append_events(self, run_id: str, epoch: int, events: Sequence[RunEvent]) -> list[int]:
+        if not events:
+            return []
+        async with self._pool.connection() as conn, conn.transaction():
+            # The run row's lock orders every writer of this run's stream (and fences a stale one),
+            # so the offsets read and assigned here cannot race another transaction's.
+            cur = await conn.execute(
+                "SELECT 1 FROM runs WHERE id=%s AND epoch=%s AND status='RUNNING' FOR UPDATE", (run_id, epoch)
+            )
+            if await cur.fetchone() is None:
+                raise LeaseLost(f"run {run_id}: lease lost (epoch {epoch} is no longer current)")
+            cur = await conn.execute(
+                "SELECT COALESCE(MAX(ofs), 0), COALESCE(array_agg(key) FILTER (WHERE key = ANY(%s)), '{}')"
+                " FROM run_events WHERE run_id=%s",
+                ([e.key for e in events], run_id),
+            )
+            top, have = await cur.fetchone()  # type: ignore[misc]
+            seen = set(have)
+            rows, written = [], []
+            for ev in events:
+                if ev.key in seen:
+                    continue
+                seen.add(ev.key)
+                top += 1
+                written.append(top)
+                rows.append((run_id, top, ev.key, ev.kind, dumps(ev.data) or "null", ev.created_at))
+            if rows:
+                async with conn.cursor() as c:
+                    await c.executemany(
+                        "INSERT INTO run_events (run_id, ofs, key, kind, data, created_at)"
+                        " VALUES (%s,%s,%s,%s,%s,%s)",
+                        rows,
+                    )
+        return written
+
+    @_translate
+    async def read_events(
+        self, run_id: str, after: int = 0, limit: int = 500, *, key_prefix: str | None = None
+    ) -> list[RunEvent]:
+        sql = "SELECT ofs, key, kind, data, created_at FROM run_events WHERE run_id=%s AND ofs>%s"
+        params: list[Any] = [run_id, after]
+        if key_prefix is not None:
+            sql += " AND left(key, %s)=%s"
+            params += [len(key_prefix), key_prefix]
+        rows = await self._fetch(sql + " ORDER BY ofs LIMIT %s", [*params, limit])
+        return [RunEvent(r[1], r[2], json.loads(r[3]), r[4], offset=r[0], run_id=run_id) for r in rows]
+
     @_translate
     async def outbox_after(self, after_id: int, limit: int = 500) -> list[OutboxEvent]:
         rows = await self._fetch(

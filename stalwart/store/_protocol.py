@@ -23,6 +23,7 @@ from stalwart.store._records import (
     JournalEntry,
     NewRun,
     OutboxEvent,
+    RunEvent,
     RunRecord,
     SignalRecord,
 )
@@ -217,6 +218,20 @@ class Store(Protocol):
     ) -> dict[str, tuple[float, float, float, float]]:
         """Atomically release ``hold_id``'s holds and add ``spend`` (``(tokens, usd)`` per key) to
         the spent totals. Returns ``(tokens_before, usd_before, tokens_after, usd_after)`` per key."""
+        ...
+
+    # -- run event streams ------------------------------------------------------------------
+    async def append_events(self, run_id: str, epoch: int, events: Sequence[RunEvent]) -> list[int]:
+        """Append ``events`` to a claimed run's stream (fenced: ``LeaseLost`` if ``epoch`` is not
+        current), in order, in one transaction. An event whose ``key`` the run already has is
+        skipped; the others get the next offsets. Returns the offsets written."""
+        ...
+
+    async def read_events(
+        self, run_id: str, after: int = 0, limit: int = 500, *, key_prefix: str | None = None
+    ) -> list[RunEvent]:
+        """The run's events with ``offset > after``, in offset order (only keys starting with
+        ``key_prefix`` when given)."""
         ...
 
     # -- outbox ------------------------------------------------------------------------------

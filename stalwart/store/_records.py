@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["RunRecord", "JournalEntry", "NewRun", "Claim", "OutboxEvent", "DeadLetter", "SignalRecord"]
+__all__ = [
+    "RunRecord", "JournalEntry", "NewRun", "Claim", "OutboxEvent", "DeadLetter", "SignalRecord", "RunEvent",
+]
 
 
 @dataclass(slots=True)
@@ -109,3 +111,24 @@ class SignalRecord:
     name: str
     payload_json: str | None
     created_at: float
+
+
+@dataclass(slots=True)
+class RunEvent:
+    """One event of a run's durable stream (``ctx.emit``, or a batch of a streamed model call).
+
+    ``key`` names the event's place in the workflow, unique within the run: a second write of
+    the same key is skipped, which is what keeps a re-executed step from repeating itself.
+    ``offset`` is assigned by the store when the event is written: 1, 2, 3… per run, no gaps.
+    """
+
+    key: str
+    kind: str
+    data: Any
+    created_at: float
+    offset: int = 0
+    run_id: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The event as readers see it (no key: that is the writer's business)."""
+        return {"offset": self.offset, "kind": self.kind, "data": self.data, "at": self.created_at}

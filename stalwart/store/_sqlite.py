@@ -28,6 +28,7 @@ from stalwart.store._records import (
     JournalEntry,
     NewRun,
     OutboxEvent,
+    RunEvent,
     RunRecord,
     SignalRecord,
 )
@@ -621,6 +622,39 @@ class SqliteStore:
         return out
 
     # -- outbox ------------------------------------------------------------------------------
+    # -- run event streams --------------------------------------------------------------------
+    async def append_events(self, run_id: str, epoch: int, events: Sequence[RunEvent]) -> list[int]:
+        if not events:
+            return []
+        written: list[int] = []
+        with self._tx() as cur:
+            # BEGIN IMMEDIATE serialises writers: the fence and the next offset are read safely.
+            if cur.execute("SELECT 1 FROM runs WHERE id=? AND epoch=? AND status='RUNNING'",
+                           (run_id, epoch)).fetchone() is None:
+                raise LeaseLost(f"run {run_id}: lease lost (epoch {epoch} is no longer current)")
+            top = cur.execute("SELECT COALESCE(MAX(ofs), 0) FROM run_events WHERE run_id=?", (run_id,)).fetchone()[0]
+            for ev in events:
+                cur.execute(
+                    "INSERT INTO run_events (run_id, ofs, key, kind, data, created_at) VALUES (?,?,?,?,?,?)"
+                    " ON CONFLICT (run_id, key) DO NOTHING",
+                    (run_id, top + 1, ev.key, ev.kind, dumps(ev.data) or "null", ev.created_at),
+                )
+                if cur.rowcount == 1:
+                    top += 1
+                    written.append(top)
+        return written
+
+    async def read_events(
+        self, run_id: str, after: int = 0, limit: int = 500, *, key_prefix: str | None = None
+    ) -> list[RunEvent]:
+        sql = "SELECT ofs, key, kind, data, created_at FROM run_events WHERE run_id=? AND ofs>?"
+        params: tuple[Any, ...] = (run_id, after)
+        if key_prefix is not None:
+            sql += " AND substr(key, 1, ?)=?"
+            params += (len(key_prefix), key_prefix)
+        rows = self._q(sql + " ORDER BY ofs LIMIT ?", (*params, limit))
+        return [RunEvent(r[1], r[2], json.loads(r[3]), r[4], offset=r[0], run_id=run_id) for r in rows]
+
     async def outbox_after(self, after_id: int, limit: int = 500) -> list[OutboxEvent]:
         rows = self._q(f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id>? ORDER BY id LIMIT ?", (after_id, limit))
         return [outbox_from_row(r) for r in rows]

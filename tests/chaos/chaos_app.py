@@ -19,6 +19,18 @@ app = sw.App("chaos")
 app.default_retry = sw.RetryPolicy(max_attempts=20, initial_s=0.05, max_s=0.5)
 
 LEDGER_URL = os.environ.get("CHAOS_LEDGER_URL", "")
+LLM_URL = os.environ.get("CHAOS_LLM_URL", "")
+"""An OpenAI-protocol server that streams (the test's fake), for the workflows that stream."""
+if LLM_URL:
+    from stalwart.engine import StreamLimits
+    from stalwart.settings import ModelEntry, RouteEntry
+
+    app.settings = app.settings.model_copy(update={
+        "models": {"fake": ModelEntry(provider="openai", model="gpt-4o-2024-08-06", base_url=LLM_URL,
+                                      price_in_per_mtok=2.5, price_out_per_mtok=10.0)},
+        "routes": {"default": RouteEntry(models=["fake"])},
+    })
+    app.stream_limits = StreamLimits(max_chars=40, max_delay_s=0.05)  # many small batches: many cut points
 
 
 def setup_ledger(url: str) -> None:
@@ -69,3 +81,11 @@ async def fenced(ctx: sw.Context, seconds: float) -> dict:
     pid = await ctx.step("slow", slow, seconds)
     amount = await ctx.tool(credit, run=ctx.run_id, amount=1)
     return {"slow_pid": pid, "amount": amount}
+
+
+@app.workflow(name="streamer", version="1")
+async def streamer(ctx: sw.Context, topic: str) -> str:
+    await ctx.emit("start", {"topic": topic})
+    text = await ctx.llm("default", messages=[{"role": "user", "content": f"tell me about {topic}"}], stream=True)
+    await ctx.emit("end", {"chars": len(text)})
+    return str(text)

@@ -157,6 +157,9 @@ def _trace(w: World) -> None:
 
 def _events(w: World) -> None:
     w.hidden(w.as_a("GET", f"/v1/runs/{w.b_run}/events"))
+    w.hidden(w.c.get(f"/v1/runs/{w.b_run}/events", headers={**w.h(A), "Last-Event-ID": "0"}))
+    own = w.c.get(f"/v1/runs/{w.b_run}/events", headers=w.h(B))  # the control: B's run has ended, the stream too
+    assert own.status_code == 200 and "event: end" in own.text, own.text
 
 
 def _cancel(w: World) -> None:

@@ -39,6 +39,7 @@ def _app(db_url: str) -> sw.App:
     @app.workflow(name="support", version="1", tools=[fetch_history])
     async def support(ctx: sw.Context, customer: str, email: str) -> dict:
         history = await ctx.tool(fetch_history, customer=customer, email=email)
+        await ctx.emit("contacted", {"email": email})  # the run's event stream holds the subject's data too
         return {"customer": customer, "tickets": len(history["notes"]), "contact": email}
 
     return app
@@ -84,6 +85,7 @@ async def test_export_then_erase_reaches_runs_memory_artifacts_and_vault(  # typ
         assert bundle["runs"][0]["input"]["email"] == EMAIL
         tool_steps = [s for s in bundle["runs"][0]["steps"] if s["kind"] == "tool"]
         assert tool_steps and "$artifact" in tool_steps[0]["result"]  # the journal keeps only a reference
+        assert [(e["kind"], e["data"]) for e in bundle["runs"][0]["events"]] == [("contacted", {"email": EMAIL})]
         (artifact,) = bundle["artifacts"]
         assert artifact["run_id"] == mine and artifact["size"] > 64 * 1024
         assert artifact["content"]["customer"] == SUBJECT and EMAIL in artifact["content"]["notes"][0]
@@ -126,6 +128,8 @@ async def test_export_then_erase_reaches_runs_memory_artifacts_and_vault(  # typ
         assert EMAIL not in (run.input_json or "") and EMAIL not in str(run.output_json or "")
         assert EMAIL not in str([e.result_json for e in await store.journal(mine)])
         assert OTHER_EMAIL in (await store.get_run(theirs)).input_json
+        assert EMAIL not in str([e.data for e in await store.read_events(mine)])
+        assert [e.data for e in await store.read_events(theirs)] == [{"email": OTHER_EMAIL}]
         # traces: the subject's run has none left; the other's are still there
         assert await load_spans(store, mine) == [] and await load_spans(store, theirs) != []
         # a second export finds nothing left to give

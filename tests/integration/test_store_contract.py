@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from stalwart.errors import LeaseLost, RunNotFound
-from stalwart.store import DeadLetter, JournalEntry, NewRun, OutboxEvent, open_store
+from stalwart.store import DeadLetter, JournalEntry, NewRun, OutboxEvent, RunEvent, open_store
 
 pytestmark = pytest.mark.asyncio
 
@@ -208,3 +208,23 @@ async def test_run_orgs_lists_each_org_once(store) -> None:  # type: ignore[no-u
     for i, org in enumerate(("globex", "acme", "acme", "")):
         await store.create_run(_run(f"r{i}", org=org))
     assert await store.run_orgs() == ["", "acme", "globex"]
+
+
+async def test_run_events_get_gapless_offsets_skip_known_keys_and_are_fenced(store) -> None:  # type: ignore[no-untyped-def]
+    await store.create_run(_run("r1"))
+    [c] = await store.claim_runs("w1", ["wf@1"], 101.0, 10, 1)
+    ev = [RunEvent(f"t0.1.{i}", "llm.delta", {"text": str(i)}, 101.0) for i in range(3)]
+    assert await store.append_events("r1", c.run.epoch, ev[:2]) == [1, 2]
+    # a re-executed step writes its first events again: they are skipped, the new one continues the offsets
+    assert await store.append_events("r1", c.run.epoch, ev) == [3]
+    assert await store.append_events("r1", c.run.epoch, [RunEvent("e1", "note", [1, "x"], 102.0)]) == [4]
+    got = await store.read_events("r1")
+    assert [(e.offset, e.key, e.data) for e in got] == [
+        (1, "t0.1.0", {"text": "0"}), (2, "t0.1.1", {"text": "1"}), (3, "t0.1.2", {"text": "2"}), (4, "e1", [1, "x"])]
+    assert [e.offset for e in await store.read_events("r1", after=2, limit=1)] == [3]
+    assert [e.key for e in await store.read_events("r1", key_prefix="t0.1.")] == ["t0.1.0", "t0.1.1", "t0.1.2"]
+    assert await store.read_events("other") == []
+    [takeover] = await store.claim_runs("w2", ["wf@1"], 200.0, 10, 1)
+    with pytest.raises(LeaseLost):  # the worker that lost the run cannot write to its stream
+        await store.append_events("r1", c.run.epoch, [RunEvent("e9", "note", None, 201.0)])
+    assert await store.append_events("r1", takeover.run.epoch, [RunEvent("e9", "note", None, 201.0)]) == [5]

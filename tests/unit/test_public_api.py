@@ -29,13 +29,18 @@ def test_errors_share_one_root_and_carry_retry_data() -> None:
             del err
 
 
+def test_run_event_stream_names() -> None:
+    assert callable(sw.App.events) and "StreamLimits" in stalwart.engine.__all__
+    assert "RunEvent" in stalwart.store.__all__
+
+
 def test_guard_contract_names() -> None:
     assert callable(sw.guard.scan)
     assert callable(sw.guard.redact)
 
 
 def test_context_contract_methods() -> None:
-    for name in ("step", "tool", "sleep", "wait_signal", "now", "uuid", "random", "llm", "partial", "agent"):
+    for name in ("step", "tool", "sleep", "wait_signal", "now", "uuid", "random", "llm", "partial", "agent", "emit"):
         assert callable(getattr(sw.Context, name)), name
 
 
