@@ -20,8 +20,9 @@ calls). Bounds end the loop with the partial result rather than raising: the
 workflow decides what a stopped agent means. Every bound is decided from journaled values (token
 counts, costs, step timestamps), so a replay stops exactly where the recorded run stopped.
 
-Not done here: ``stream=True`` (writing the turns to the run's event stream) waits for
-``ctx.emit``; the loop will emit each turn through it.
+With ``stream=True`` each turn's model text streams to the run's durable event stream, and the
+loop appends an ``agent.turn`` event after each turn's calls and an ``agent.end`` event when it
+stops; like every event they take journal positions, so a replay writes none of them twice.
 """
 
 from __future__ import annotations
@@ -163,6 +164,7 @@ async def run_agent(
     max_wall_s: float | None,
     max_repeat: int,
     max_tool_errors: int,
+    stream: bool = False,
 ) -> AgentResult:
     """The loop behind :meth:`Context.agent` (see the module docstring)."""
     if not isinstance(template, str) or "@" not in template:
@@ -215,7 +217,8 @@ async def run_agent(
 
             data = await llm_step(ex, route, template=template, vars=prompt_vars, messages=list(messages),
                                   output=output, model=model, max_tokens=None, temperature=temperature,
-                                  cacheable=False, tools=tool_list, seq=seq, allowed=allowed, note=tag)
+                                  cacheable=False, tools=tool_list, seq=seq, allowed=allowed, note=tag,
+                                  stream=stream)
         except BudgetExceeded:  # the workflow's own budget has no room for another turn
             stopped = "budget"
             break
@@ -255,6 +258,9 @@ async def run_agent(
             calls_made.append(AgentToolCall(turn, c["id"], c["name"], c["arguments"], ok,
                                             result=value if ok else None, error=why, seq=s[3]))
             errors += 0 if ok else 1
+        if stream:
+            await ctx._append_event("agent.turn", {"turn": turn, "calls": [
+                {"name": c.name, "ok": c.ok, "error": c.error} for c in calls_made if c.turn == turn]})
         if errors >= max_tool_errors:
             stopped = "tool_errors"
             break
@@ -266,6 +272,8 @@ async def run_agent(
         return summary, {"agent": summary}
 
     await ex.durable("agent", template, record)
+    if stream:
+        await ctx._append_event("agent.end", {"stopped": stopped, "turns": turns, "tool_calls": len(calls_made)})
     return AgentResult(answer if stopped == "answer" else None, turns, calls_made, stopped, messages,
                        tokens, round(usd, 10), errors)
 

@@ -322,6 +322,10 @@ class Context:
             raise TypeError("ctx.emit needs a kind: a non-empty string of at most 100 characters")
         if kind.startswith(RESERVED_KINDS):
             raise ValueError(f"event kinds starting with {' or '.join(RESERVED_KINDS)} are the runtime's own")
+        await self._append_event(kind, data)
+
+    async def _append_event(self, kind: str, data: Any) -> None:
+        """Append one event at the next journal position (``emit``, and the runtime's own kinds)."""
         encoded = encode(data)
         if len(encoded) > _EMIT_LIMIT:
             raise ValueError(f"ctx.emit data is {len(encoded)} bytes encoded; the limit is {_EMIT_LIMIT} "
@@ -401,6 +405,7 @@ class Context:
         max_wall_s: float | None = None,
         max_repeat: int = 3,
         max_tool_errors: int = 3,
+        stream: bool = False,
     ) -> Any:
         """Let the model choose the tools, in a durable loop; return an ``AgentResult``.
 
@@ -416,13 +421,17 @@ class Context:
         seconds between its first and latest step, an identical call asked for more than
         ``max_repeat`` times (``loop``), or ``max_tool_errors`` refused or failed calls. A bound
         does not raise: ``AgentResult.stopped`` names it and the partial result is kept.
+
+        With ``stream=True`` each turn's text streams to the run's durable event stream (``llm.``
+        events), followed by an ``agent.turn`` event naming its tool calls and their outcomes, and
+        one ``agent.end`` event with the reason the loop stopped.
         """
         from stalwart.engine._agent import run_agent
 
         return await run_agent(self, template=template, input=input, tools=tools, output=output,
                                max_turns=max_turns, route=route, vars=vars, model=model, temperature=temperature,
                                max_tokens=max_tokens, max_usd=max_usd, max_wall_s=max_wall_s,
-                               max_repeat=max_repeat, max_tool_errors=max_tool_errors)
+                               max_repeat=max_repeat, max_tool_errors=max_tool_errors, stream=stream)
 
 
 def _done(entry: JournalEntry, now: float, result_json: str | None, timed_out: bool = False) -> JournalEntry:

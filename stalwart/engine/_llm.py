@@ -33,7 +33,8 @@ async def call_llm(
     from stalwart.gateway import LLMResult
 
     data = await llm_step(ex, task, template=template, vars=vars, messages=messages, output=output, model=model,
-                          max_tokens=max_tokens, temperature=temperature, cacheable=cacheable, tools=tools)
+                          max_tokens=max_tokens, temperature=temperature, cacheable=cacheable, tools=tools,
+                          stream=stream)
     result = LLMResult.from_json(data, output)
     return result if tools else result.value
 
@@ -54,6 +55,7 @@ async def llm_step(
     seq: int | None = None,
     allowed: dict[str, Any] | None = None,
     note: dict[str, Any] | None = None,
+    stream: bool = False,
 ) -> dict[str, Any]:
     """One journaled model call; returns the recorded ``LLMResult`` JSON.
 

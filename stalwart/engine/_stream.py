@@ -53,7 +53,7 @@ __all__ = ["RESERVED_KINDS", "RunStream", "StreamLimits", "TextStream"]
 _log = logging.getLogger("stalwart.engine")
 _SPACE = re.compile(r"\s")
 
-RESERVED_KINDS = ("llm.", "run.")
+RESERVED_KINDS = ("llm.", "run.", "agent.")
 """Kind prefixes the runtime writes itself; ``ctx.emit`` refuses them."""
 
 Write = Callable[[list[RunEvent]], Awaitable[None]]

@@ -259,3 +259,35 @@ async def test_a_call_that_needs_review_waits_durably_then_runs_once(sqlite_url:
     assert kinds == ["llm", "policy", "review", "signal", "tool", "llm", "agent"]
     assert script.calls == 2  # the turn before the wait was not asked again on resume
     await app.close()
+
+
+async def test_a_streamed_agent_writes_its_turns_and_end_to_the_run_stream(tmp_path: Path) -> None:
+    script = Script([("lookup_order", {"order_id": "A-1001"})], [("no_such_tool", {})], ANSWER)
+    app, ledger = make_app(f"sqlite:///{tmp_path}/s.db", script)
+    rid, out = await run(app, "Refund $12 on order A-1001", bounds={"stream": True})
+    assert out["stopped"] == "answer" and out["turns"] == 3
+    events = [(e.kind, e.data) async for e in app.events(rid)]
+    kinds = [k for k, _ in events]
+    assert kinds.count("agent.turn") == 2 and kinds[-1] == "agent.end", kinds
+    turns = [d for k, d in events if k == "agent.turn"]
+    assert turns[0] == {"turn": 1, "calls": [{"name": "lookup_order", "ok": True, "error": None}]}
+    assert turns[1]["calls"][0]["name"] == "no_such_tool" and turns[1]["calls"][0]["ok"] is False
+    assert dict(events)["agent.end"] == {"stopped": "answer", "turns": 3, "tool_calls": 2}
+    offsets = [e.offset async for e in app.events(rid)]
+    assert offsets == list(range(1, len(offsets) + 1))
+    await app.close()
+
+
+async def test_workflows_cannot_emit_the_agent_s_own_event_kinds(tmp_path: Path) -> None:
+    app = sw.App("emit-reserved", db=f"sqlite:///{tmp_path}/r.db")
+
+    @app.workflow(name="w", version="1")
+    async def w(ctx: sw.Context) -> str:
+        await ctx.emit("agent.end", {"stopped": "answer"})
+        return "no"
+
+    async with app.worker():
+        rid = await app.start("w", {})
+        with pytest.raises(sw.WorkflowFailed, match="runtime's own"):
+            await app.result(rid, timeout=30)
+    await app.close()
