@@ -13,6 +13,7 @@ Nothing here is a stand-in: answers, token counts and latencies are the model's 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import importlib.util
 import os
 import threading
@@ -86,6 +87,17 @@ _loaded: dict[tuple[str, int], EmbeddedModel] = {}
 _load_lock = threading.Lock()
 MAX_CONTEXT = 8192
 """SmolLM2's trained context length: an entry's ``context_window`` is capped to it."""
+
+
+def _close_all() -> None:
+    """Free the loaded models while the interpreter is still whole (llama.cpp's own finaliser,
+    run later during shutdown, finds its module globals already gone and prints a TypeError)."""
+    while _loaded:
+        _, model = _loaded.popitem()
+        model.llm.close()
+
+
+atexit.register(_close_all)
 
 
 def _load_sync(model_id: str, n_ctx: int) -> EmbeddedModel:
