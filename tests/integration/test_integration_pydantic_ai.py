@@ -7,6 +7,7 @@ then an answer); every tool writes to a ledger, so a side effect that should not
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -172,4 +173,26 @@ async def test_an_agent_tool_that_is_not_a_stalwart_tool_is_refused_before_any_m
     _, info = await run(app, "hi")
     assert info.status == "FAILED" and "not a Stalwart tool" in str(info.error)
     assert script.requests == []
+    await app.close()
+
+
+async def test_a_call_that_needs_review_waits_durably_inside_the_sdk_loop_then_runs_once(sqlite_url: str) -> None:
+    script = Script([("issue_refund", {"order_id": "A-1001", "cents": 12_500})], ANSWER)
+    app, ledger = make_app(sqlite_url, script, policies=POLICIES)  # refunds over 100 USD need a human
+    async with app.worker(concurrency=2):
+        rid = await app.start("pai", "Refund $125 on A-1001", org="acme", user="u1")
+        for _ in range(400):
+            if (await app.get_run(rid)).status == "WAITING":
+                break
+            await asyncio.sleep(0.05)
+        assert (await app.get_run(rid)).status == "WAITING" and ledger == []
+        gov = await app.governance()
+        [review] = await gov.reviews.list(org="acme")
+        assert review.proposed_action["tool"] == "issue_refund"
+        await gov.reviews.decide(review.id, "bob", "approve")
+        out = await app.result(rid, timeout=60)
+    assert out["output"] == json.loads(ANSWER)
+    assert [k for k, _ in ledger] == ["issue_refund"]  # once, after the approval
+    assert [e.kind for e in await app.journal(rid)] == ["llm", "policy", "review", "signal", "tool", "llm"]
+    assert len(script.requests) == 2  # the turn before the wait was not asked again on resume
     await app.close()
