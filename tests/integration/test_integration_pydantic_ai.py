@@ -19,6 +19,7 @@ from pydantic_ai import Agent
 import stalwart as sw
 from stalwart.gateway import ProviderRequest, ProviderResponse
 from stalwart.integrations import pydantic_ai as pai
+from stalwart.settings import ModelEntry, RouteEntry, Settings
 
 pytestmark = pytest.mark.asyncio
 
@@ -49,9 +50,10 @@ class Script:
         return ProviderResponse("", 0, 0, "", "tool_calls", calls)
 
 
-def make_app(db: str, script: Script, *, role: str = "support",
-             policies: Path | None = None) -> tuple[sw.App, list[tuple[str, Any]]]:
-    app = sw.App("pai-test", db=db, local_rules=[script], policies=policies)
+def make_app(db: str, script: Script, *, role: str = "support", policies: Path | None = None,
+             settings: Settings | None = None) -> tuple[sw.App, list[tuple[str, Any]]]:
+    app = (sw.App("pai-test", settings=settings) if settings is not None
+           else sw.App("pai-test", db=db, local_rules=[script], policies=policies))
     ledger: list[tuple[str, Any]] = []
 
     @app.tool(sandbox="none")
@@ -196,3 +198,28 @@ async def test_a_call_that_needs_review_waits_durably_inside_the_sdk_loop_then_r
     assert [e.kind for e in await app.journal(rid)] == ["llm", "policy", "review", "signal", "tool", "llm"]
     assert len(script.requests) == 2  # the turn before the wait was not asked again on resume
     await app.close()
+
+
+async def test_over_http_against_the_openai_protocol_test_server(sqlite_url: str) -> None:
+    """A real provider path: the gateway speaks OpenAI Chat Completions to a loopback server that
+    calls the first tool it is offered, then answers with an instance of the requested schema."""
+    from tests.fakes import FakeLLMServer
+
+    with FakeLLMServer() as srv:
+        entry = ModelEntry(provider="openai", model="gpt-4o-2024-08-06", base_url=srv.openai_url,
+                           price_in_per_mtok=2.5, price_out_per_mtok=10.0)
+        settings = Settings(db=sqlite_url, models={"primary": entry}, routes={"default": RouteEntry(models=["primary"])})
+        app, ledger = make_app(sqlite_url, Script(ANSWER), settings=settings)
+        rid, info = await run(app, "Where is my order?")
+        assert info.status == "COMPLETED", info.error
+        assert [k for k, _ in ledger] == ["lookup_order"] and info.output["requests"] == 2
+        assert set(info.output["output"]) == {"order_id", "refunded_cents", "message"}
+        assert srv.count() == 2
+        first = json.loads(srv.bodies()[0])
+        assert {t["function"]["name"] for t in first["tools"]} == {"lookup_order", "issue_refund"}
+        assert "idempotency_key" not in json.dumps(first["tools"])  # the Stalwart schema, not the SDK's
+        llm = [e for e in await app.journal(rid) if e.kind == "llm"]
+        assert len(llm) == 2 and all(e.meta.get("tokens_in") for e in llm) and all(e.meta.get("cost_usd") for e in llm)
+        report = await app.replay(rid)
+        assert report.outcome == "identical" and report.provider_calls == 0 and srv.count() == 2
+        await app.close()
