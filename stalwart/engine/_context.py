@@ -136,6 +136,19 @@ class Context:
                     kwargs, args = dict(decision["args"]), None
         return await call_tool(ex, tdef, kwargs, seq=tool_seq, validated=args, note=note)
 
+    async def _llm_step(
+        self, route: str, *, messages: list[dict[str, Any]], output: Any, model: str | None,
+        temperature: float | None, tools: list[ToolDef], allowed: dict[str, ToolDef] | None,
+        note: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        """One journaled model call for an agent loop written with another SDK: the recorded
+        ``LLMResult`` JSON, the calls refused by ``allowed`` kept under ``blocked_tool_calls``."""
+        from stalwart.engine._llm import llm_step
+
+        return await llm_step(self._ex, route, template=None, vars={}, messages=messages, output=output,
+                              model=model, max_tokens=None, temperature=temperature, cacheable=False,
+                              tools=tools or None, allowed=allowed or None, note=note)
+
     async def review(
         self, reason: str, *, risk: float | None = None, action: dict[str, Any] | None = None,
         severity: str | None = None,
