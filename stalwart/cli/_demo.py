@@ -178,7 +178,10 @@ def _show_prewarm(report: dict[str, Any] | None) -> None:
     if report.get("error"):
         console.print(f"[yellow]sandbox pool:[/yellow] no pre-warm ({report['error']}); tool calls start cold")
         return
-    state = "ready" if report.get("complete") else "partly ready (the rest warms in the background)"
+    bounds = report.get("bounds") or {}
+    state = "ready" if report.get("complete") else (
+        f"ready, within the pool's bounds ({bounds.get('processes')} processes, {bounds.get('memory_mb')} MiB) "
+        "or still warming")
     console.print(f"[cyan]sandbox pool:[/cyan] the worker pre-warmed single-use sandboxes ({asked}): "
                   f"{report.get('ready', 0)} {state} after {report.get('seconds', 0):.1f}s, before its first claim")
 

@@ -89,11 +89,13 @@ async def prewarm_sandboxes(app: App, concurrency: int) -> dict[str, Any] | None
         _log.warning("sandbox pre-warm skipped: %s", exc)
         return {"asked": {}, "ready": 0, "complete": False, "seconds": 0.0, "error": str(exc)}
     complete = await sandbox.pool.wait_warm(st.pool_prewarm_wait_s) if asked else True
+    lim = sandbox.pool.limits
     report = {
         "asked": asked,
         "ready": sandbox.pool.ready_count(),
         "complete": complete,
         "seconds": round(time.monotonic() - started, 3),
+        "bounds": {"processes": lim.max_processes, "memory_mb": lim.max_memory_mb},
     }
     if not complete:
         _log.info("sandbox pre-warm not complete after %.1fs: %s", report["seconds"], report)

@@ -136,13 +136,14 @@ class BwrapSandbox:
         profile: Profile | None = None
         digest = ""
         pooled = False
+        self.pool.call_started()
         try:
             profile, digest, request = self._prepare(layout, inv)
             live = self.pool.take(profile, digest)
             pooled = live is not None
             if live is None:
                 live = await self._spawn(profile, digest)
-            baseline = live.usage() if pooled else None
+            baseline = (live.baseline or live.usage()) if pooled else None
             if inv.egress:
                 assert live.proxy_dir is not None
                 proxy = EgressProxy(
@@ -159,6 +160,7 @@ class BwrapSandbox:
             ok, result_json, tail = False, None, ""
             error = tool_error(f"sandbox failed to start: {exc}", code="sandbox_start_failed", retryable=True)
         finally:
+            self.pool.call_ended()
             if live is not None:
                 self.pool.retire(live)  # killed now; reaped off the call's path
             if proxy is not None:

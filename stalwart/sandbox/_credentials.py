@@ -136,6 +136,16 @@ def check_claims(
     )
 
 
+def prime() -> None:
+    """Sign and verify one throwaway token with a throwaway key: the libraries' one-time set-up
+    (several milliseconds on the first verification) is done while a pooled sandbox warms up,
+    before it knows any real credential."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    jwt.decode(jwt.encode({"iss": ISSUER}, key, algorithm="EdDSA"), key.public_key(), algorithms=["EdDSA"])
+
+
 def verify_credential(token: str, scope: str, *, org: str | None = None) -> Claims:
     """Check a credential's signature, expiry, scope, org and revocation; return its claims.
 

@@ -60,6 +60,8 @@ class LiveSandbox:
     used: bool = False
     destroyed: bool = False
     rss_bytes: int = 0
+    baseline: TreeUsage | None = None
+    """The tree's usage once warm (measured by the pool, off the call's path)."""
     loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.get_running_loop)
     _readers: list[asyncio.Task[None]] = field(default_factory=list)
 

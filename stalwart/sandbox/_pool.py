@@ -44,6 +44,8 @@ class PoolLimits:
     warmup_timeout_s: float = 30.0
     max_warming: int = 2
     """Sandboxes warming up at once (more only share the same CPUs and are all ready late)."""
+    refill_defer_s: float = 0.25
+    """A refill waits up to this long for the calls in flight to finish (a warm-up's CPU would slow them)."""
 
 
 @dataclass
@@ -136,6 +138,8 @@ class WarmPool:
     _janitor: asyncio.Task[None] | None = None
     _loop: asyncio.AbstractEventLoop | None = None
     _slots: asyncio.Semaphore | None = None
+    _quiet: asyncio.Event | None = None
+    _in_flight: int = 0
     _closed: bool = False
 
     @property
@@ -154,6 +158,9 @@ class WarmPool:
             self._tasks.clear()
             self._janitor = None
             self._slots = asyncio.Semaphore(max(1, self.limits.max_warming))
+            self._quiet = asyncio.Event()
+            self._in_flight = 0
+            self._quiet.set()
             self._loop = loop
 
     def take(self, profile: Profile, code_hash: str) -> LiveSandbox | None:
@@ -216,6 +223,18 @@ class WarmPool:
             await asyncio.wait(pending, timeout=left, return_when=asyncio.FIRST_COMPLETED)
         return True
 
+    def call_started(self) -> None:
+        """A call began (cold or pooled): refills hold back until the calls in flight are done."""
+        self._bind_loop()
+        self._in_flight += 1
+        assert self._quiet is not None
+        self._quiet.clear()
+
+    def call_ended(self) -> None:
+        self._in_flight = max(0, self._in_flight - 1)
+        if self._in_flight == 0 and self._quiet is not None:
+            self._quiet.set()
+
     def retire(self, live: LiveSandbox) -> None:
         """After its one call: kill the sandbox's tree now, reap it and free its cgroups in the
         background (:meth:`settle` and :meth:`aclose` wait for that)."""
@@ -250,10 +269,16 @@ class WarmPool:
 
     async def _refill(self, profile: Profile, code_hash: str) -> None:
         stats = self.stats.setdefault(profile, KeyStats())
+        deferred = False
         while not self._closed:
             have = len(self.entries.get(profile, [])) + self.warming.get(profile, 0)
             if have >= target_size(stats, self.clock(), self.limits) or not self._room(stats):
                 return
+            if not deferred and self._in_flight and self._quiet is not None:
+                deferred = True  # once per refill: under steady traffic it must not starve
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._quiet.wait(), self.limits.refill_defer_s)
+                continue
             self.warming[profile] = self.warming.get(profile, 0) + 1
             started = self.clock()
             live: LiveSandbox | None = None
@@ -284,7 +309,9 @@ class WarmPool:
                 return
             stats.record_warmup(self.clock() - started)
             with contextlib.suppress(Exception):
-                live.rss_bytes = live.usage().rss_bytes
+                # what the warm-up used: an idle entry uses nothing more, so this is the call's baseline
+                live.baseline = live.usage()
+                live.rss_bytes = live.baseline.rss_bytes
                 stats.rss_bytes = live.rss_bytes
             self.entries.setdefault(profile, []).append(live)
             if self._janitor is None or self._janitor.done():
