@@ -142,8 +142,9 @@ class SandboxSettings(_Section):
     """Interpreter used inside the sandbox (must be executable by ``uid``)."""
     pool_max_processes: int = Field(16, ge=0)
     """Warm pool: sandboxes kept started ahead of need per worker, idle plus warming (0: no pool)."""
-    pool_max_memory_mb: int = Field(512, ge=0)
-    """Warm pool: resident memory of idle pooled sandboxes per worker."""
+    pool_max_memory_mb: int = Field(1024, ge=0)
+    """Warm pool: resident memory of idle pooled sandboxes per worker (each sandbox's process tree
+    RSS, shared pages counted in each: about 35 MiB for a module that verifies credentials)."""
     pool_per_profile_max: int = Field(2, ge=0)
     """Warm pool: most ready sandboxes for one (tool module, limits, egress) profile that the call
     rate alone asks for (a worker's pre-warm may keep more, see ``pool_prewarm``)."""

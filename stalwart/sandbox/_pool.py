@@ -36,8 +36,8 @@ _DEFAULT_RSS = 32 * 1024 * 1024
 class PoolLimits:
     """Bounds and timings of one worker's pool (from ``SandboxSettings``)."""
 
-    max_processes: int = 4
-    max_memory_mb: int = 512
+    max_processes: int = 16
+    max_memory_mb: int = 1024
     per_profile_max: int = 2
     idle_s: float = 30.0
     max_age_s: float = 300.0
