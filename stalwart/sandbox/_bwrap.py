@@ -12,6 +12,7 @@ waits, module imported, for the one call it will serve.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -327,12 +328,15 @@ class BwrapSandbox:
                 os.close(block_r)
         if cgroup is not None and block_w is not None:
             try:
-                cgroup.adopt_tree(proc.pid)
+                # in a thread: moving a process between v1 cgroups takes milliseconds, and the
+                # event loop serves other calls meanwhile (bwrap waits on block_fd until it is done)
+                await asyncio.to_thread(cgroup.adopt_tree, proc.pid)
                 os.write(block_w, b"1")
-            except OSError:
+            except BaseException:
                 proc.kill()
                 cgroup.kill_all()
-                await proc.wait()
+                with contextlib.suppress(BaseException):
+                    await asyncio.shield(proc.wait())
                 proc.close()
                 raise
             finally:
