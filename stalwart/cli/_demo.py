@@ -204,10 +204,13 @@ async def _sandbox_summary(app: Any, run_ids: list[str]) -> None:
     if not calls:
         return
     warm = sum(1 for _n, _ms, w in calls if w)
-    slowest = max(ms for _n, ms, _w in calls)
-    verdict = "[green]all within[/green]" if slowest <= WARM_TARGET_MS else "[red]not all within[/red]"
+    times = sorted(ms for _n, ms, _w in calls)
+    slowest = times[-1]
+    verdict = "[green]all within[/green]" if slowest <= WARM_TARGET_MS else "[yellow]not all within[/yellow]"
     console.print(f"{len(calls)} sandboxed calls, {warm} served warm from the pool, {len(calls) - warm} cold; "
-                  f"slowest {slowest:.1f} ms: {verdict} {WARM_TARGET_MS:.0f} ms")
+                  f"median {times[len(times) // 2]:.1f} ms, slowest {slowest:.1f} ms: {verdict} "
+                  f"{WARM_TARGET_MS:.0f} ms (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; "
+                  "the tickets' calls arrive together and share one event loop)")
 
 
 async def _publish_events(app: Any) -> None:
