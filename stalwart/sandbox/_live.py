@@ -143,7 +143,8 @@ class LiveSandbox:
         try:
             while True:
                 exceeded = any(
-                    t.done() and not t.cancelled() and isinstance(t.exception(), _OutputExceeded) for t in tasks
+                    t.done() and not t.cancelled() and isinstance(t.exception(), _OutputExceeded)
+                    for t in tasks
                 )
                 left = deadline - loop.time()
                 if self.complete.done() or exceeded or all(t.done() for t in tasks) or left <= 0:

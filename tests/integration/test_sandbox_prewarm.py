@@ -48,7 +48,9 @@ async def test_prewarm_fills_each_profile_and_drops_to_zero_when_idle(
     sandbox: tuple[BwrapSandbox, Clock],
 ) -> None:
     sb, clock = sandbox
-    asked = await sb.prewarm([inv(BASIC, "echo"), inv(BASIC, "async_add"), inv(TRIVIAL, "ping")], concurrency=2)
+    asked = await sb.prewarm(
+        [inv(BASIC, "echo"), inv(BASIC, "async_add"), inv(TRIVIAL, "ping")], concurrency=2
+    )
     assert asked == {BASIC: 4, TRIVIAL: 2}  # two tools share BASIC's profile: 2 x 2
     assert await sb.pool.wait_warm(120)
     assert sb.pool.ready_count() == 6
@@ -131,5 +133,17 @@ async def test_prewarm_can_be_switched_off(sqlite_url: str) -> None:
         async with app.worker(concurrency=1) as worker:
             assert worker.prewarm is None
             assert app._sandbox is None  # nothing started
+    finally:
+        await app.close()
+
+
+async def test_a_host_that_cannot_sandbox_does_not_stop_the_worker(sqlite_url: str) -> None:
+    app = make_app(sqlite_url, python="/nonexistent/python3")
+    try:
+        async with app.worker(concurrency=1) as worker:
+            report = worker.prewarm or {}
+            assert "cannot sandbox" in report.get("error", ""), report  # said once, at start
+            rid = await app.start("w", -1)
+            assert await app.result(rid, timeout=120) == {"local": -2}
     finally:
         await app.close()
