@@ -140,16 +140,24 @@ class SandboxSettings(_Section):
     """Unprivileged uid that sandboxed tools run as."""
     python: str | None = None
     """Interpreter used inside the sandbox (must be executable by ``uid``)."""
-    pool_max_processes: int = Field(4, ge=0)
+    pool_max_processes: int = Field(16, ge=0)
     """Warm pool: sandboxes kept started ahead of need per worker, idle plus warming (0: no pool)."""
-    pool_max_memory_mb: int = Field(512, ge=0)
-    """Warm pool: resident memory of idle pooled sandboxes per worker."""
+    pool_max_memory_mb: int = Field(1024, ge=0)
+    """Warm pool: resident memory of idle pooled sandboxes per worker (each sandbox's process tree
+    RSS, shared pages counted in each: about 35 MiB for a module that verifies credentials)."""
     pool_per_profile_max: int = Field(2, ge=0)
-    """Warm pool: most ready sandboxes for one (tool module, limits, egress) profile."""
+    """Warm pool: most ready sandboxes for one (tool module, limits, egress) profile that the call
+    rate alone asks for (a worker's pre-warm may keep more, see ``pool_prewarm``)."""
     pool_idle_s: float = Field(30.0, gt=0)
     """Warm pool: a profile not called for this long drops to zero sandboxes."""
     pool_max_age_s: float = Field(300.0, gt=0)
     """Warm pool: a pooled sandbox older than this is discarded instead of used."""
+    pool_prewarm: bool = True
+    """Warm pool: a starting worker warms sandboxes for every sandboxed tool the app registers,
+    ``concurrency`` per tool of a profile, within ``pool_max_processes`` and ``pool_max_memory_mb``,
+    and keeps that many while the profile is not idle."""
+    pool_prewarm_wait_s: float = Field(10.0, ge=0)
+    """Warm pool: a starting worker claims runs once its pre-warm is ready or after this long."""
 
 
 class TelemetrySettings(_Section):

@@ -49,7 +49,8 @@ def demo() -> None:
             "Model: the offline [bold]local[/bold] provider (scripted, deterministic, not a real LLM).\n"
             "Every step is journaled, audited in the same transaction, and replayable.",
             title="stalwart demo"))
-        async with app.worker(concurrency=8, poll_interval_s=0.2):
+        async with app.worker(concurrency=8, poll_interval_s=0.2) as worker:
+            _show_prewarm(worker.prewarm)
             ids: dict[str, str] = {}
             for n, ticket, _ in TICKETS:
                 customer = "customer:" + ticket["email"].split("@")[0]
@@ -68,9 +69,12 @@ def demo() -> None:
                 follow_out = await app.result(again_id, timeout=120)
             except WorkflowFailed as exc:
                 follow_out = {"error": str(exc)}
+            _sandbox_lines(await app.journal(again_id), f"run {again_id}")
             recalled = (follow_out or {}).get("previous_runs") or []
             console.print(f"alice writes again (run {again_id}): the workflow recalled her earlier ticket from "
                           f"episodic memory: {recalled} {'(ticket 1)' if ids['1'] in recalled else ''}")
+            console.rule("sandboxed tool calls")
+            await _sandbox_summary(app, [*ids.values(), again_id])
             console.rule("idempotency")
             console.print(f"re-submitting ticket 1 with its idempotency key returned the same run: "
                           f"[bold]{again == ids['1']}[/bold]")
@@ -134,6 +138,7 @@ async def _show(app: Any, n: str, run_id: str, story: str) -> None:
     console.print(f"[dim]{story}[/dim]")
     console.print(f"run [bold]{run_id}[/bold] → [{colour}]{info.status.value}[/{colour}]")
     console.print(steps_table(journal, title=""))
+    _sandbox_lines(journal)
     if info.output:
         console.print(f"result: {info.output}")
     pii = {k: v for e in journal for k, v in ((e.meta or {}).get("pii") or {}).items()}
@@ -159,6 +164,53 @@ async def _show(app: Any, n: str, run_id: str, story: str) -> None:
                       f"({info.error.get('step')}):[/red] {info.error.get('message')}")
         for c in info.error.get("compensation") or []:
             console.print(f"  compensation for {c['tool']} (step {c['seq']}): {c['status']}")
+
+
+WARM_TARGET_MS = 50.0
+"""What a sandboxed call of the demo should take at most (issue 16): a warm pool makes it so."""
+
+
+def _show_prewarm(report: dict[str, Any] | None) -> None:
+    """What the worker warmed before it began claiming runs."""
+    if not report:
+        return
+    asked = ", ".join(f"{n} for {m}" for m, n in report.get("asked", {}).items()) or "nothing"
+    if report.get("error"):
+        console.print(f"[yellow]sandbox pool:[/yellow] no pre-warm ({report['error']}); tool calls start cold")
+        return
+    bounds = report.get("bounds") or {}
+    state = "ready" if report.get("complete") else (
+        f"ready, within the pool's bounds ({bounds.get('processes')} processes, {bounds.get('memory_mb')} MiB) "
+        "or still warming")
+    console.print(f"[cyan]sandbox pool:[/cyan] the worker pre-warmed single-use sandboxes ({asked}): "
+                  f"{report.get('ready', 0)} {state} after {report.get('seconds', 0):.1f}s, before its first claim")
+
+
+def _sandbox_calls(journal: list[Any]) -> list[tuple[str, float, bool]]:
+    """(tool, milliseconds in the sandbox, served warm from the pool) for each sandboxed call."""
+    return [(e.name, float(e.meta["sandbox_ms"]), bool(e.meta.get("sandbox_pooled")))
+            for e in journal if e.kind == "tool" and (e.meta or {}).get("sandbox_ms") is not None]
+
+
+def _sandbox_lines(journal: list[Any], where: str = "") -> None:
+    for name, ms, warm in _sandbox_calls(journal):
+        how = "[green]warm[/green] (pooled: started before the call, used once)" if warm else \
+            "[yellow]cold[/yellow] (started for this call)"
+        console.print(f"[cyan]sandbox:[/cyan] {name}{' in ' + where if where else ''}: {ms:.1f} ms, {how}")
+
+
+async def _sandbox_summary(app: Any, run_ids: list[str]) -> None:
+    calls = [c for rid in run_ids for c in _sandbox_calls(await app.journal(rid))]
+    if not calls:
+        return
+    warm = sum(1 for _n, _ms, w in calls if w)
+    times = sorted(ms for _n, ms, _w in calls)
+    slowest = times[-1]
+    verdict = "[green]all within[/green]" if slowest <= WARM_TARGET_MS else "[yellow]not all within[/yellow]"
+    console.print(f"{len(calls)} sandboxed calls, {warm} served warm from the pool, {len(calls) - warm} cold; "
+                  f"median {times[len(times) // 2]:.1f} ms, slowest {slowest:.1f} ms: {verdict} "
+                  f"{WARM_TARGET_MS:.0f} ms (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; "
+                  "the tickets' calls arrive together and share one event loop)")
 
 
 async def _publish_events(app: Any) -> None:

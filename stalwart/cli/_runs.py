@@ -56,7 +56,9 @@ def steps_table(entries: list[JournalEntry], title: str = "steps") -> Table:
         if meta.get("credential_id"):
             notes.append(f"credential {str(meta['credential_id'])[:8]}")
         if meta.get("sandbox") == "process":
-            notes.append("sandboxed")
+            ms = meta.get("sandbox_ms")
+            how = "" if ms is None else f" ({'warm' if meta.get('sandbox_pooled') else 'cold'} {ms:.0f} ms)"
+            notes.append("sandboxed" + how)
         if meta.get("compensates") is not None:
             notes.append(f"undoes step {meta['compensates']}")
         if meta.get("model"):

@@ -59,16 +59,25 @@ class Worker:
         self.claimed = 0
         self._scheduler = scheduler
         self._sched_task: asyncio.Task[None] | None = None
+        self.prewarm: dict[str, Any] | None = None
+        """What the sandbox pre-warm asked for and had ready when this worker began claiming."""
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> Worker:
         await self.app.connect()
-        # Load the guard's models (about a second, in a thread) before claiming anything, so no
-        # lease is ever held while a process warms up.
-        await self.app.guard_ready()
-        await self.app.guard_ready(pii=True)
-        if any(m.provider == "embedded" for m in self.app.settings.models.values()):
-            await (await self.app.gateway()).warm()  # in-process models load once, before any claim
+        # Warm sandboxes for the app's sandboxed tools while the guard's models load (about a
+        # second, in a thread), both before claiming anything, so no lease is ever held while a
+        # process warms up. The pre-warm is waited for at most [sandbox] pool_prewarm_wait_s.
+        from stalwart.engine._sandboxed import prewarm_sandboxes
+
+        prewarm = asyncio.ensure_future(prewarm_sandboxes(self.app, self.concurrency))
+        try:
+            await self.app.guard_ready()
+            await self.app.guard_ready(pii=True)
+            if any(m.provider == "embedded" for m in self.app.settings.models.values()):
+                await (await self.app.gateway()).warm()  # in-process models load once, before any claim
+        finally:
+            self.prewarm = await prewarm
         self.app._attach_worker(self)
         self._loop_task = asyncio.create_task(self._loop(), name=f"stalwart-worker-{self.worker_id}")
         self._beat_task = asyncio.create_task(self._heartbeat(), name="stalwart-heartbeat")

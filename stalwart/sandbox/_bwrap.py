@@ -12,13 +12,14 @@ waits, module imported, for the one call it will serve.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -29,7 +30,7 @@ from stalwart.sandbox._cgroups import CgroupHandle, CgroupManager
 from stalwart.sandbox._classify import tool_error
 from stalwart.sandbox._codehash import code_hash
 from stalwart.sandbox._live import LiveSandbox, Profile
-from stalwart.sandbox._pool import PoolLimits, WarmPool
+from stalwart.sandbox._pool import PoolLimits, WarmPool, prewarm_sizes
 from stalwart.sandbox._process import SandboxProcess, start_process
 from stalwart.sandbox._proxy import Connector, EgressProxy, Resolver
 from stalwart.sandbox._runner import frame
@@ -73,6 +74,7 @@ class BwrapSandbox:
         self._top_links = _command.host_top_links()
         self._ready_lock = asyncio.Lock()
         self._lib_dir: str | None = None
+        self._setpriv = _host.find_setpriv()
         self._monotonic = monotonic
         st = self.settings
         self.pool = WarmPool(
@@ -83,6 +85,7 @@ class BwrapSandbox:
                 per_profile_max=st.pool_per_profile_max,
                 idle_s=st.pool_idle_s,
                 max_age_s=st.pool_max_age_s,
+                max_warming=max(2, min(8, os.cpu_count() or 2)),
             ),
             clock=monotonic,
         )
@@ -134,13 +137,14 @@ class BwrapSandbox:
         profile: Profile | None = None
         digest = ""
         pooled = False
+        self.pool.call_started()
         try:
             profile, digest, request = self._prepare(layout, inv)
             live = self.pool.take(profile, digest)
             pooled = live is not None
             if live is None:
                 live = await self._spawn(profile, digest)
-            baseline = live.usage() if pooled else None
+            baseline = (live.baseline or live.usage()) if pooled else None
             if inv.egress:
                 assert live.proxy_dir is not None
                 proxy = EgressProxy(
@@ -157,9 +161,9 @@ class BwrapSandbox:
             ok, result_json, tail = False, None, ""
             error = tool_error(f"sandbox failed to start: {exc}", code="sandbox_start_failed", retryable=True)
         finally:
+            self.pool.call_ended()
             if live is not None:
-                live.destroy()
-                live.close_transport()
+                self.pool.retire(live)  # killed now; reaped off the call's path
             if proxy is not None:
                 await proxy.close()
         if profile is not None:
@@ -174,12 +178,57 @@ class BwrapSandbox:
             pooled=pooled,
         )
 
+    async def prewarm(self, invocations: Sequence[ToolInvocation], concurrency: int) -> dict[str, int]:
+        """Start sandboxes for these tools ahead of their first call (a worker does this when it starts).
+
+        Tools sharing a profile (module, limits, egress on/off) share its entries; a profile of
+        ``k`` tools wants ``concurrency * k`` of them (every run in flight may call each of them at
+        once), and ``pool_max_processes`` is shared fairly among profiles (:func:`prewarm_sizes`);
+        memory is bounded as for every refill. Returns immediately with the number of entries
+        asked for per module; :meth:`WarmPool.wait_warm` waits for them. Raises
+        :class:`SandboxUnavailable` when the host cannot sandbox; ``ValueError`` for a tool whose
+        code cannot be bound.
+        """
+        if not self.pool.enabled or not invocations:
+            return {}
+        async with self._ready_lock:
+            if self._layout is None:
+                await asyncio.to_thread(self.preflight)
+        layout = self.preflight()
+        tools: dict[Profile, tuple[str, int]] = {}
+        for inv in invocations:
+            profile, digest = self._profile(layout, inv)
+            tools[profile] = (digest, tools.get(profile, (digest, 0))[1] + 1)
+        sizes = prewarm_sizes(
+            {p: max(1, concurrency) * n for p, (_d, n) in tools.items()}, self.pool.limits.max_processes
+        )
+        self.pool.prewarm({p: (tools[p][0], sizes[p]) for p in tools})
+        asked: dict[str, int] = {}
+        for p, n in sizes.items():
+            asked[p.module] = asked.get(p.module, 0) + n
+        return asked
+
     async def aclose(self) -> None:
         """Destroy the warm pool's sandboxes (a worker or app calls this when it stops)."""
         await self.pool.aclose()
 
     def _prepare(self, layout: _host.HostLayout, inv: ToolInvocation) -> tuple[Profile, str, dict[str, Any]]:
         """Validate the invocation; its profile, code hash and the call message."""
+        profile, digest = self._profile(layout, inv)
+        kwargs = json.loads(inv.kwargs_json)
+        if not isinstance(kwargs, dict):
+            raise ValueError("kwargs_json must be a JSON object")  # noqa: TRY004 - reported as invalid input
+        request = {
+            "qualname": inv.qualname,
+            "kwargs": kwargs,
+            "credential": inv.credential,
+            "verifier": inv.verifier,
+            "proxy_socket": _command.PROXY_SOCKET if inv.egress else None,
+        }
+        return profile, digest, request
+
+    def _profile(self, layout: _host.HostLayout, inv: ToolInvocation) -> tuple[Profile, str]:
+        """The pool profile of an invocation's tool and the code hash of its module."""
         code_root = os.path.realpath(inv.code_root)
         if not os.path.isdir(code_root):
             raise ValueError(f"code_root {inv.code_root!r} is not a directory")
@@ -190,18 +239,8 @@ class BwrapSandbox:
                 "install the code outside /root or chmod o+rx the path"
             )
         _command.code_binding(code_root, inv.module)
-        kwargs = json.loads(inv.kwargs_json)
-        if not isinstance(kwargs, dict):
-            raise ValueError("kwargs_json must be a JSON object")  # noqa: TRY004 - reported as invalid input
         profile = Profile(module=inv.module, code_root=code_root, limits=inv.limits, egress=bool(inv.egress))
-        request = {
-            "qualname": inv.qualname,
-            "kwargs": kwargs,
-            "credential": inv.credential,
-            "verifier": inv.verifier,
-            "proxy_socket": _command.PROXY_SOCKET if inv.egress else None,
-        }
-        return profile, code_hash(code_root, inv.module), request
+        return profile, code_hash(code_root, inv.module)
 
     async def _spawn(self, profile: Profile, digest: str) -> LiveSandbox:
         """Start a sandbox for ``profile`` and send its warm-up (module import); no call yet."""
@@ -275,7 +314,11 @@ class BwrapSandbox:
         )
         kw: dict[str, Any] = {}
         if layout.switch_user:
-            kw = {"user": layout.uid, "group": layout.gid, "extra_groups": []}
+            if self._setpriv is not None:
+                # same effect as Popen(user=, group=, extra_groups=[]), but started with vfork
+                argv = [self._setpriv, f"--reuid={layout.uid}", f"--regid={layout.gid}", "--clear-groups", "--", *argv]
+            else:
+                kw = {"user": layout.uid, "group": layout.gid, "extra_groups": []}
         pass_fds = (r_fd,) if block_r is None else (r_fd, block_r)
         try:
             proc = await start_process(argv, pass_fds=pass_fds, env=_BWRAP_ENV, **kw)
@@ -285,12 +328,15 @@ class BwrapSandbox:
                 os.close(block_r)
         if cgroup is not None and block_w is not None:
             try:
-                cgroup.adopt_tree(proc.pid)
+                # in a thread: moving a process between v1 cgroups takes milliseconds, and the
+                # event loop serves other calls meanwhile (bwrap waits on block_fd until it is done)
+                await asyncio.to_thread(cgroup.adopt_tree, proc.pid)
                 os.write(block_w, b"1")
-            except OSError:
+            except BaseException:
                 proc.kill()
                 cgroup.kill_all()
-                await proc.wait()
+                with contextlib.suppress(BaseException):
+                    await asyncio.shield(proc.wait())
                 proc.close()
                 raise
             finally:

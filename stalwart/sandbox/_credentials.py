@@ -20,6 +20,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Self
 
+# Imported with this module, not on the first verification (~120 ms): a sandboxed tool module that
+# imports ``verify_credential`` at its top pays this while its pooled sandbox warms up, not in a call.
+import jwt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from stalwart.errors import CredentialError
 
 if TYPE_CHECKING:
@@ -73,9 +78,6 @@ def _fail(reason: str, message: str) -> CredentialError:
 
 
 def _decode(token: str, public_key: bytes) -> dict[str, Any]:
-    import jwt
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
     try:
         return dict(
             jwt.decode(
@@ -132,6 +134,16 @@ def check_claims(
         expires_at=float(payload["exp"]),
         epoch=int(payload["epoch"]),
     )
+
+
+def prime() -> None:
+    """Sign and verify one throwaway token with a throwaway key: the libraries' one-time set-up
+    (several milliseconds on the first verification) is done while a pooled sandbox warms up,
+    before it knows any real credential."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    jwt.decode(jwt.encode({"iss": ISSUER}, key, algorithm="EdDSA"), key.public_key(), algorithms=["EdDSA"])
 
 
 def verify_credential(token: str, scope: str, *, org: str | None = None) -> Claims:
@@ -315,8 +327,6 @@ class CredentialBroker:
         Raises :class:`CredentialError` (retryable, with ``retry_after``) when the org's mint quota
         for the current minute is spent.
         """
-        import jwt
-
         if not 1 <= ttl_s <= 300:
             raise CredentialError(f"ttl_s must be within 1..300 s, got {ttl_s}", details={"reason": "ttl"})
         bound = [bind_scope(s, org) for s in scopes]

@@ -136,6 +136,16 @@ def _probe_userns(bwrap: str, uid: int, gid: int, switch: bool) -> str | None:
     return None if out.returncode == 0 else (out.stderr.strip() or f"exit status {out.returncode}")
 
 
+def find_setpriv() -> str | None:
+    """Path of util-linux ``setpriv``, or ``None``.
+
+    A root worker drops to the sandbox uid through it rather than through ``Popen(user=...)``: with
+    a uid or group to set, CPython 3.11 forks instead of using vfork, and forking a worker that has
+    loaded models copies its page tables (tens to hundreds of milliseconds, on the event loop).
+    """
+    return shutil.which("setpriv") or ("/usr/bin/setpriv" if os.path.exists("/usr/bin/setpriv") else None)
+
+
 def find_bwrap() -> str | None:
     """Path of the bwrap binary, or ``None``."""
     return shutil.which("bwrap") or ("/usr/bin/bwrap" if os.path.exists("/usr/bin/bwrap") else None)

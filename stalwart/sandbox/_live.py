@@ -51,6 +51,8 @@ class LiveSandbox:
     cgroup: CgroupHandle | None = None
     proxy_dir: str | None = None
     ready: asyncio.Future[bool] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    complete: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    """Done once the framed reply has fully arrived (the call's outcome is known; exit not awaited)."""
     reply: bytearray = field(default_factory=bytearray)
     tail: bytearray = field(default_factory=bytearray)
     seen: int = 0
@@ -58,6 +60,8 @@ class LiveSandbox:
     used: bool = False
     destroyed: bool = False
     rss_bytes: int = 0
+    baseline: TreeUsage | None = None
+    """The tree's usage once warm (measured by the pool, off the call's path)."""
     loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.get_running_loop)
     _readers: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -84,6 +88,8 @@ class LiveSandbox:
                             self.ready.set_result(True)
                 if reply:
                     self.reply += chunk
+                    if not self.complete.done() and self.reply_body() is not None:
+                        self.complete.set_result(None)
                 else:
                     self.tail += chunk
                     if len(self.tail) > _TAIL:
@@ -91,6 +97,13 @@ class LiveSandbox:
         finally:
             if reply and not self.ready.done():
                 self.ready.set_result(False)
+
+    def reply_body(self) -> bytes | None:
+        """The reply once its frame is complete (``None`` before)."""
+        if len(self.reply) < 4:
+            return None
+        size = int.from_bytes(self.reply[:4], "big")
+        return bytes(self.reply[4 : 4 + size]) if len(self.reply) >= 4 + size else None
 
     @property
     def alive(self) -> bool:
@@ -108,48 +121,67 @@ class LiveSandbox:
     async def call(
         self, request: bytes, *, timeout_s: float, baseline: TreeUsage | None
     ) -> tuple[bool, str | None, dict[str, Any] | None, str]:
-        """Hand over the call, wait for the reply within ``timeout_s``, then destroy the sandbox."""
+        """Hand over the call and wait for the reply within ``timeout_s``.
+
+        Once the framed reply is complete the tree is SIGKILLed at once and the outcome returned;
+        reaping the processes and removing the cgroups is left to :meth:`reap` (the caller runs
+        it in the background), so the sandbox's teardown is not on the call's path. Without a
+        complete reply (timeout, output cap, crash) the exit is awaited here, as its status says
+        what happened.
+        """
         self.used = True
+        loop = asyncio.get_running_loop()
         started = time.monotonic()
+        deadline = loop.time() + timeout_s
         base = baseline if baseline is not None else TreeUsage()
         timed_out = exceeded = False
         usage: TreeUsage | None = None
         elapsed: float | None = None
+        returncode: int | None = None
         self.send(request, close=True)
         tasks: list[asyncio.Task[None]] = list(self._readers)
         try:
-            done, pending = await asyncio.wait(tasks, timeout=timeout_s, return_when=asyncio.FIRST_EXCEPTION)
-            exceeded = any(
-                t.done() and not t.cancelled() and isinstance(t.exception(), _OutputExceeded) for t in done
-            )
-            timed_out = bool(pending) and not exceeded
+            while True:
+                exceeded = any(
+                    t.done() and not t.cancelled() and isinstance(t.exception(), _OutputExceeded)
+                    for t in tasks
+                )
+                left = deadline - loop.time()
+                if self.complete.done() or exceeded or all(t.done() for t in tasks) or left <= 0:
+                    break
+                waiting = [self.complete, *(t for t in tasks if not t.done())]
+                await asyncio.wait(waiting, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+            finished = self.complete.done() and not exceeded
+            pending = [t for t in tasks if not t.done()]
+            timed_out = bool(pending) and not finished and not exceeded
             if timed_out:
                 usage = self.usage().since(base)  # read before the kill: what the tool did with its time
                 elapsed = time.monotonic() - started
-            if pending or exceeded:
-                # Kill before waiting: a tool blocked on a full pipe nobody reads would never exit.
-                self.kill()
-                for t in pending:
-                    t.cancel()
-                await asyncio.gather(*pending, return_exceptions=True)
-            try:
-                returncode = await asyncio.wait_for(self.proc.wait(), 10.0)
-            except TimeoutError:
-                self.kill()
-                returncode = await self.proc.wait()
+            if finished:
+                self.kill()  # the reply is in: nothing of the call may run on (reaped by reap())
+            else:
+                if pending or exceeded:
+                    # Kill before waiting: a tool blocked on a full pipe nobody reads would never exit.
+                    self.kill()
+                    for t in pending:
+                        t.cancel()
+                    await asyncio.gather(*pending, return_exceptions=True)
+                try:
+                    returncode = await asyncio.wait_for(self.proc.wait(), 10.0)
+                except TimeoutError:
+                    self.kill()
+                    returncode = await self.proc.wait()
         except BaseException:
             self.kill()
             for t in tasks:
                 t.cancel()
             raise
-        finally:
-            oom = self.cgroup.oom_killed() if self.cgroup else False
-            self.destroy()
-            self.close_transport()
+        oom = self.cgroup.oom_killed() if self.cgroup else False
+        body = self.reply_body()
         ok, result_json, error = classify(
             Observed(
                 returncode=returncode,
-                reply=bytes(self.reply),
+                reply=body if body is not None else bytes(self.reply),
                 timed_out=timed_out,
                 output_exceeded=exceeded,
                 oom_killed=oom,
@@ -161,6 +193,21 @@ class LiveSandbox:
             )
         )
         return ok, result_json, error, self.tail.decode("utf-8", "replace")
+
+    async def reap(self) -> None:
+        """Kill what is left, wait for the exit, then release the cgroups and the proxy directory."""
+        try:
+            self.kill()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.proc.wait(), 10.0)
+            for t in self._readers:
+                t.cancel()
+            await asyncio.gather(*self._readers, return_exceptions=True)
+            if self.cgroup is not None and not self.destroyed:
+                await asyncio.to_thread(self.cgroup.close)  # rmdir retries while the last exits
+        finally:
+            self.destroy()
+            self.close_transport()
 
     def kill(self) -> None:
         """SIGKILL the tree (bwrap, then everything left in its cgroups)."""

@@ -9,8 +9,9 @@ by the trusted host. The *warm-up* (module, sys.path, limits) makes the runner a
 import the tool's module, then write ``READY`` (one byte) on the original stdout. The *call*
 (qualname, kwargs, credential, verifier snapshot, proxy socket) arrives only when a call is made:
 at once for a cold sandbox, later for one waiting in the warm pool. So a pooled sandbox has seen no
-argument and no credential before its one call. One JSON reply follows the ready byte:
-``{"ok": true, "result_json": "..."}`` or ``{"ok": false, "error": {...}}`` on the original stdout,
+argument and no credential before its one call. One JSON reply follows the ready byte, framed
+(4-byte big-endian length, then the bytes) so that the host knows it is complete without waiting
+for the sandbox to exit: ``{"ok": true, "result_json": "..."}`` or ``{"ok": false, "error": {...}}`` on the original stdout,
 written by the small encoder below (the ``json`` module costs ~6 ms to import; the host parses the
 reply with ``json``, never ``marshal``, because the tool controls these bytes). The tool's own prints are redirected to stderr, which the host keeps a tail of.
 """
@@ -301,9 +302,15 @@ def warm_up(req: dict[str, Any]) -> BaseException | None:
     try:
         sys.path[:0] = req.get("sys_path", [])
         importlib.import_module(req["module"])
-        return None
     except BaseException as exc:  # noqa: BLE001 - everything a tool does becomes data
         return exc
+    credentials = sys.modules.get("stalwart.sandbox._credentials")
+    if credentials is not None:  # the module verifies credentials: do the one-time set-up now
+        try:
+            credentials.prime()
+        except Exception:  # noqa: BLE001, S110 - only a speed-up; the call verifies for real
+            pass
+    return None
 
 
 def run_request(req: dict[str, Any], warm_error: BaseException | None = None) -> dict[str, Any]:
@@ -370,7 +377,7 @@ def main() -> None:
         sys.stderr.flush()
     except Exception:  # noqa: BLE001, S110 - the tool may have closed its streams
         pass
-    _write_all(reply_fd, data)
+    _write_all(reply_fd, len(data).to_bytes(4, "big") + data)
     os._exit(0)
 
 

@@ -63,6 +63,19 @@ async def warm(sb: BwrapSandbox, i: ToolInvocation, clock: Clock) -> None:
     assert sb.pool.ready_count() >= 1
 
 
+def dying(pid: int) -> bool:
+    """Gone, a zombie, or with SIGKILL pending: nothing of it runs again."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            fields = dict(line.split(":", 1) for line in f if ":" in line)
+    except OSError:
+        return True
+    if fields.get("State", "").split()[:1] in (["Z"], ["X"]):
+        return True
+    sigkill = 1 << (9 - 1)
+    return any(int(fields.get(k, "0").strip(), 16) & sigkill for k in ("SigPnd", "ShdPnd"))
+
+
 async def pooled_run(sb: BwrapSandbox, i: ToolInvocation, clock: Clock) -> ToolOutcome:
     await sb.pool.settle()
     clock.t += 1.0
@@ -79,9 +92,11 @@ async def test_a_pooled_sandbox_serves_one_call_and_is_replaced(sandbox: BwrapSa
     entries = [x for xs in sandbox.pool.entries.values() for x in xs]
     out = await pooled_run(sandbox, i, clock)
     assert out.ok and json.loads(out.result_json or "") == {"value": "hi"}
-    assert all(x.destroyed and x.proc.returncode is not None for x in entries if x.used)
-    assert not any(x.alive for x in entries if x.used)
-    await sandbox.pool.settle()
+    used = [x for x in entries if x.used]
+    assert used and not any(x.alive for x in used)
+    assert all(dying(x.proc.pid) for x in used)  # SIGKILLed before the call returned
+    await sandbox.pool.settle()  # reaped off the call's path
+    assert all(x.destroyed and x.proc.returncode is not None for x in used)
     assert sandbox.pool.ready_count() >= 1  # refilled in the background
     # other tools of the same module share the profile; arguments arrive only with the call
     out = await pooled_run(sandbox, inv("async_add", module=BASIC, a=2, b=3), clock)
@@ -217,7 +232,10 @@ async def test_no_process_outlives_its_call(sandbox: BwrapSandbox, clock: Clock)
     await warm(sandbox, inv("threads_work"), clock)
     out = await pooled_run(sandbox, inv("keep_alive", token=token), clock)
     assert out.ok, out.error  # the tool did start its detached process
-    assert _host_processes_with(token) == [], "a process from the call is still running"
+    # killed when the reply came, before the call returned; reaped in the background
+    assert all(dying(pid) for pid in _host_processes_with(token)), "a process from the call is still running"
+    await sandbox.pool.settle()
+    assert _host_processes_with(token) == [], "a process from the call outlived its reaping"
 
 
 def test_keep_alive_control_outside_the_sandbox() -> None:

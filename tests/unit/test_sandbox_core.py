@@ -307,3 +307,28 @@ def test_runner_frames_round_trip() -> None:
     data = frame({"module": "m", "kwargs": {"a": 1}})
     assert int.from_bytes(data[:4], "big") == len(data) - 4
     assert marshal.loads(data[4:]) == {"module": "m", "kwargs": {"a": 1}}
+
+
+def test_a_prewarm_floor_holds_while_active_and_drops_to_zero_when_idle() -> None:
+    from stalwart.sandbox._pool import KeyStats, PoolLimits, target_size
+
+    lim = PoolLimits(per_profile_max=2, idle_s=30)
+    st = KeyStats(floor=8, prewarmed_at=100.0)
+    assert target_size(st, 100.0, lim) == 8  # above per_profile_max: the worker's concurrency asks for it
+    assert target_size(st, 129.0, lim) == 8
+    assert target_size(st, 131.0, lim) == 0  # no call since the pre-warm: idle
+    st.record_call(140.0, lim.idle_s)
+    assert target_size(st, 140.0, lim) == 8  # called again: the floor is back
+    assert target_size(st, 171.0, lim) == 0
+    no_floor = KeyStats(prewarmed_at=100.0)
+    assert target_size(no_floor, 100.0, lim) == 0
+
+
+def test_prewarm_sizes_share_the_process_bound_fairly() -> None:
+    from stalwart.sandbox._pool import prewarm_sizes
+
+    assert prewarm_sizes({"a": 16, "b": 8}, 32) == {"a": 16, "b": 8}  # all fit
+    assert prewarm_sizes({"a": 16, "b": 8, "c": 2}, 10) == {"a": 4, "b": 4, "c": 2}
+    assert prewarm_sizes({"a": 5, "b": 5, "c": 5}, 2) == {"a": 1, "b": 1, "c": 0}  # one each, in order
+    assert prewarm_sizes({"a": 3}, 0) == {"a": 0}
+    assert sum(prewarm_sizes({"a": 64, "b": 64}, 16).values()) == 16
