@@ -109,7 +109,7 @@ class Context:
         policy_seq, review_seq, signal_seq, tool_seq = ex.reserve(4)  # before any await: replay-stable
         tdef = self._resolve_tool(tool)
         args = None
-        if ex.wdef.tools.get(tdef.name) is tdef:  # an unlisted tool fails in call_tool, recorded and counted
+        if ex.wdef.allows(tdef):  # an unlisted tool fails in call_tool, recorded and counted
             args = tdef.validate_args(kwargs)
             verdict = await authorize_tool_call(ex, tdef, args, seq=policy_seq)
             if verdict["action"] == "deny":
