@@ -28,13 +28,14 @@ __all__ = [
     "ToolDefinition",
     "definition_sha256",
     "pin_state",
+    "serve_stdio",
     "workflow_server",
 ]
 
 
 def __getattr__(name: str) -> object:
-    if name == "workflow_server":
-        from stalwart.mcp._serve import workflow_server
+    if name in ("workflow_server", "serve_stdio"):
+        from stalwart.mcp import _serve
 
-        return workflow_server
+        return getattr(_serve, name)
     raise AttributeError(f"module 'stalwart.mcp' has no attribute {name!r}")
