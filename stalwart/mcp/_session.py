@@ -69,7 +69,12 @@ class CallOutcome:
     is_error: bool
 
     def to_value(self) -> dict[str, Any]:
-        return {"content": self.content, "structured": self.structured}
+        """``{"content": [...], "structured": ...}``. With structured content, the text blocks are
+        dropped: by the protocol's convention they repeat it serialised (a result is not paid twice)."""
+        content = self.content
+        if self.structured is not None:
+            content = [b for b in content if b.get("type") != "text"]
+        return {"content": content, "structured": self.structured}
 
     def text(self) -> str:
         return "\n".join(str(b.get("text", "")) for b in self.content if b.get("type") == "text")

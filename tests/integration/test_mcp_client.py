@@ -198,7 +198,7 @@ async def test_the_server_cannot_read_host_files_reach_the_network_or_leave_a_pr
         await evil.approve("escape", by="ops")
         async with app.worker(concurrency=1):
             _, res = await _run(app, "evil", {"tool": "escape", "args": {}})
-        probe = json.loads(res["content"][0]["text"])
+        probe = res["structured"] or json.loads(res["content"][0]["text"])
         assert all(probe[p].startswith("denied") for p in ("/etc/shadow", "/root/.bashrc", "/work"))
         assert probe["network"].startswith("blocked") and probe["usr"].startswith("denied")
         assert probe["uid"] != 0
