@@ -293,6 +293,7 @@ class App:
         code: str | Path | None = None,
         sandbox: str = "process",
         timeout_s: float = 30.0,
+        max_result_bytes: int = 4 * 1024 * 1024,
         risk: int = 0,
         sensitivity: str = "medium",
     ) -> Any:
@@ -301,7 +302,9 @@ class App:
         ``scopes`` as the bearer token). ``code`` is the directory the stdio server's code is in
         (bound read-only, first on its ``sys.path``; default: the app's directory). Returns the
         server (``McpServer``): ``server.tool("x")`` is a tool, ``tools=[server]`` allowlists all of
-        them. A tool is callable only once its definition is approved (``stalwart mcp approve``)."""
+        them. A tool is callable only once its definition is approved (``stalwart mcp approve``).
+        A result larger than ``max_result_bytes`` (JSON) fails the call; one over 64 KiB goes to the
+        artifact store."""
         from stalwart.engine._mcp import McpServer
         from stalwart.mcp import ServerSpec
 
@@ -311,7 +314,8 @@ class App:
         if command:
             code_dir = str(self.home / code) if code is not None else str(self.home)
         spec = ServerSpec(name=name, command=tuple(command or ()), url=url, scopes=tuple(scopes),
-                          code_dir=code_dir, sandbox=sandbox, timeout_s=timeout_s)
+                          code_dir=code_dir, sandbox=sandbox, timeout_s=timeout_s,
+                          max_result_bytes=max_result_bytes)
         server = McpServer(self, spec, risk=risk, sensitivity=sensitivity)
         self.mcp_servers[name] = server
         return server

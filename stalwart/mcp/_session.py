@@ -27,6 +27,9 @@ from stalwart.mcp._pins import ToolDefinition
 
 __all__ = ["CallOutcome", "McpSession", "ServerSpec"]
 
+_ENVELOPE_BYTES = 64 * 1024
+"""Room for the JSON-RPC envelope around a result of ``max_result_bytes``."""
+
 _BEARER: contextvars.ContextVar[str | None] = contextvars.ContextVar("stalwart_mcp_bearer", default=None)
 
 
@@ -43,8 +46,9 @@ class ServerSpec:
     sandbox: str = "process"
     """stdio: ``process`` (bubblewrap, the default) or ``none`` (a plain subprocess; an explicit opt-in)."""
     timeout_s: float = 30.0
-    max_result_bytes: int = 32 * 1024 * 1024
-    """A result whose JSON is larger fails the call (results over 64 KiB already go to the artifact store)."""
+    max_result_bytes: int = 4 * 1024 * 1024
+    """A result whose JSON is larger fails the call for good (an agent has no use for it, and every
+    byte kept would be scanned and stored); smaller results over 64 KiB go to the artifact store."""
     env: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -104,6 +108,7 @@ class McpSession:
         self._failures = 0
         self._not_before = 0.0
         self._last_error: BaseException | None = None
+        self._overflow: int | None = None
         self.starts = 0
         """How many times the session was (re)started (crash recovery is visible in tests)."""
 
@@ -118,13 +123,15 @@ class McpSession:
 
     def _transport(self) -> Any:
         if self.spec.command:
-            from mcp.client.stdio import StdioServerParameters, stdio_client
+            from mcp.client.stdio import get_default_environment
 
-            argv = self._argv()
+            from stalwart.mcp._stdio import bounded_stdio
+
             errlog = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - lives as long as the server
-            params = StdioServerParameters(command=argv[0], args=argv[1:], env=dict(self.spec.env) or None,
-                                           cwd=self.spec.code_dir if self.spec.sandbox == "none" else None)
-            return stdio_client(params, errlog=errlog)
+            return bounded_stdio(
+                self._argv(), max_message_bytes=self.spec.max_result_bytes + _ENVELOPE_BYTES,
+                on_overflow=self._overflowed, env=get_default_environment() | dict(self.spec.env),
+                cwd=self.spec.code_dir if self.spec.sandbox == "none" else None, errlog=errlog)
         import httpx2
         from mcp.client.streamable_http import streamable_http_client
 
@@ -251,12 +258,21 @@ class McpSession:
         structured = getattr(result, "structured_content", None)
         return CallOutcome(content, structured, bool(getattr(result, "is_error", False)))
 
+    def _overflowed(self, size: int) -> None:
+        self._overflow = size
+
     async def _restart(self) -> None:
         await self.aclose()
 
     def _translate(self, exc: Exception, what: str, timeout_s: float | None = None) -> Exception:
         from mcp import MCPError
 
+        if self._overflow is not None:
+            size, self._overflow = self._overflow, None
+            self._session = None
+            return ToolError(f"MCP server {self.spec.name!r} sent a message of over {size} bytes during {what} "
+                             f"(limit {self.spec.max_result_bytes} bytes): the server was stopped",
+                             retryable=False, details={"limit": "result_bytes"})
         if _closed(exc):
             self._session = None  # the server is gone: the next request starts a new one
             return ToolError(f"MCP server {self.spec.name!r} went away during {what}", retryable=True)

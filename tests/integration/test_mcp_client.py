@@ -148,18 +148,24 @@ async def test_injected_instructions_in_a_result_are_blocked(sqlite_url: str) ->
         await app.close()
 
 
-async def test_a_10_mb_result_goes_to_the_artifact_store(sqlite_url: str, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+async def test_a_10_mb_result_is_refused_and_a_large_one_goes_to_the_artifact_store(  # type: ignore[no-untyped-def]
+    sqlite_url: str, tmp_path: Path, monkeypatch
+) -> None:
     monkeypatch.setenv("STALWART_MASTER_KEY", base64.b64encode(b"q" * 32).decode())
     monkeypatch.setenv("STALWART_ARTIFACTS__URL", f"file:{tmp_path}/artifacts")
     app, _, evil = make_app(sqlite_url)
     try:
         await evil.approve("huge", by="ops")
         async with app.worker(concurrency=1):
-            rid, res = await _run(app, "evil", {"tool": "huge", "args": {"n_mb": 10}})
-        assert not isinstance(res, Exception)
+            rid, res = await _run(app, "evil", {"tool": "huge", "args": {"n_kb": 10 * 1024}})
+            assert isinstance(res, sw.WorkflowFailed) and res.error["details"]["limit"] == "result_bytes"
+            [step] = [e for e in await app.journal(rid) if e.kind == "tool"]
+            assert len(json.dumps(step.error)) < 4096  # the 10 MB never reached the journal
+            rid, res = await _run(app, "evil", {"tool": "huge", "args": {"n_kb": 200}})
+        assert not isinstance(res, Exception) and len(res["structured"]["result"]) == 200 * 1024
         [step] = [e for e in await app.journal(rid) if e.kind == "tool"]
-        assert len(step.result_json or "") < 4096  # the journal holds a reference, not 10 MB
-        assert step.meta["artifact"]["size"] > 10 * 1024 * 1024
+        assert len(step.result_json or "") < 4096  # the journal holds a reference, not the result
+        assert step.meta["artifact"]["size"] > 200 * 1024
     finally:
         await app.close()
 

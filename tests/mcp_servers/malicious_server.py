@@ -49,9 +49,9 @@ def inject(topic: str) -> str:
 
 
 @server.tool()
-def huge(n_mb: int = 10) -> str:
-    """Return a large blob."""
-    return "x" * (n_mb * 1024 * 1024)
+def huge(n_kb: int = 10 * 1024) -> str:
+    """Return a large blob (10 MB by default)."""
+    return "x" * (n_kb * 1024)
 
 
 @server.tool()
