@@ -124,7 +124,7 @@ class McpServer:
         rows = []
         for name in sorted(set(listed) | set(pins)):
             d, p = listed.get(name), pins.get(name)
-            rows.append({"server": self.name, "tool": name, "state": pin_state(d, p and p["sha256"]),
+            rows.append({"server": self.name, "tool": name, "state": pin_state(d, p["sha256"] if p else None),
                          "pinned": p and p["sha256"], "listed": d and d.sha256,
                          "approved_by": p and p["approved_by"]})
         return rows
@@ -190,7 +190,7 @@ async def call_mcp_tool(ex: RunExecution, tool: ToolDef, args: dict[str, Any], m
     listed = await server.definitions(ex.run.id)
     pin = (await server.pins()).get(binding.tool)
     definition = listed.get(binding.tool)
-    state = pin_state(definition, pin and pin["sha256"])
+    state = pin_state(definition, pin["sha256"] if pin else None)
     meta["mcp"] = {"server": server.name, "tool": binding.tool, "state": state,
                    "definition_sha256": definition and definition.sha256}
     if state != APPROVED:

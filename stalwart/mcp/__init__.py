@@ -14,6 +14,8 @@ Nothing here imports the SDK until a session starts or a server is built.
 
 from __future__ import annotations
 
+from typing import Any
+
 from stalwart.mcp._pins import APPROVED, CHANGED, NEW, REMOVED, ToolDefinition, definition_sha256, pin_state
 from stalwart.mcp._session import CallOutcome, McpSession, ServerSpec
 
@@ -33,7 +35,12 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from stalwart.mcp._serve import serve_stdio, workflow_server
+
+
+def __getattr__(name: str) -> Any:
     if name in ("workflow_server", "serve_stdio"):
         from stalwart.mcp import _serve
 

@@ -232,7 +232,7 @@ class McpSession:
             await self._restart()
             raise ToolError(f"MCP server {self.spec.name!r} did not list its tools within {self.spec.timeout_s}s",
                             retryable=True) from None
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - SDK and transport errors are translated at this boundary
             if _closed(exc):
                 raise _ConnectionClosed from None
             raise self._translate(exc, "tools/list") from None
@@ -250,7 +250,7 @@ class McpSession:
             await self._restart()  # the SDK did not give up in time: the server is stuck, start afresh
             raise ToolTimeout(f"MCP tool {self.spec.name}::{name} did not return within {timeout_s}s",
                               details={"limit": "timeout", "timeout_s": timeout_s}) from None
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - SDK and transport errors are translated at this boundary
             raise self._translate(exc, name, timeout_s) from None
         finally:
             _BEARER.reset(token)

@@ -77,10 +77,10 @@ async def test_approved_tool_is_called_in_the_sandbox_and_replayed_for_free(sqli
             await app.replay(rid)  # a replay reads the journal: no new session, no call
             assert docs.session().starts == starts
             # allowlist: `one` lists only echo; search is refused before anything reaches the server
-            rid2, res2 = await _run(app, "one", {"tool": "search", "args": {"query": "x"}})
+            _, res2 = await _run(app, "one", {"tool": "search", "args": {"query": "x"}})
             assert isinstance(res2, sw.WorkflowFailed) and res2.error["code"] == "unauthorized_tool_call"
             # arguments are validated against the pinned input schema
-            rid3, res3 = await _run(app, "one", {"tool": "echo", "args": {"text": 5}})
+            _, res3 = await _run(app, "one", {"tool": "echo", "args": {"text": 5}})
             assert isinstance(res3, sw.WorkflowFailed) and res3.error["code"] == "invalid_input"
         steps = [e for e in await app.journal(rid) if e.kind == "tool"]
         assert steps[0].name == "mcp:docs::search" and steps[0].status == "completed"
@@ -212,3 +212,20 @@ async def test_the_server_cannot_read_host_files_reach_the_network_or_leave_a_pr
     finally:
         await app.close()
     assert not set(_sleepers()) - before  # ... and gone with the sandbox
+
+
+async def test_pins_are_stored_on_both_databases(db_url: str) -> None:
+    from stalwart.store import open_store
+
+    store = await open_store(db_url, migrate=True)
+    try:
+        await store.mcp_pin("docs", [{"tool": "search", "sha256": "a" * 64, "definition": "{}"}], "ann", 1.0)
+        await store.mcp_pin("docs", [{"tool": "search", "sha256": "b" * 64, "definition": "{}"},
+                                     {"tool": "echo", "sha256": "c" * 64, "definition": "{}"}], "bob", 2.0)
+        await store.mcp_pin("crm", [{"tool": "lookup", "sha256": "d" * 64, "definition": "{}"}], "ann", 3.0)
+        rows = await store.mcp_pins("docs")
+        assert [(r["tool"], r["sha256"][0], r["approved_by"]) for r in rows] == [("echo", "c", "bob"),
+                                                                                ("search", "b", "bob")]
+        assert [r["server"] for r in await store.mcp_pins()] == ["crm", "docs", "docs"]
+    finally:
+        await store.close()

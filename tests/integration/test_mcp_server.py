@@ -18,7 +18,7 @@ async def test_sdk_client_lists_and_calls_workflows_over_stdio(tmp_path: Path) -
            "STALWART_APP": "tests.mcp_servers.served_app:app", "PATH": os.environ.get("PATH", "")}
     params = StdioServerParameters(command=sys.executable, args=["-m", "stalwart.cli", "mcp", "serve", "--org", "acme"],
                                    env=env, cwd=str(tmp_path))
-    with open(tmp_path / "stderr.log", "w") as errlog:
+    with (tmp_path / "stderr.log").open("w") as errlog:
         async with stdio_client(params, errlog=errlog) as (read, write), ClientSession(read, write) as session:
             await session.initialize()
             tools = {t.name: t for t in (await session.list_tools()).tools}

@@ -104,7 +104,7 @@ def escape() -> dict:
         out["usr"] = "writable"
     except OSError as exc:
         out["usr"] = f"denied: {type(exc).__name__}"
-    child = subprocess.Popen(["sleep", "300"], start_new_session=True)  # noqa: S607 - left behind on purpose
+    child = subprocess.Popen(["sleep", "300"], start_new_session=True)
     out["child_pid"] = child.pid
     out["uid"] = os.getuid()
     return out
