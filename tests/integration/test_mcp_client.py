@@ -229,3 +229,49 @@ async def test_pins_are_stored_on_both_databases(db_url: str) -> None:
         assert [r["server"] for r in await store.mcp_pins()] == ["crm", "docs", "docs"]
     finally:
         await store.close()
+
+
+async def test_an_http_server_gets_a_per_call_credential_as_its_bearer_token(sqlite_url: str) -> None:
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "benign_server", "--http", str(port)], cwd=SERVERS,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        app = sw.App("mcp-http", db=sqlite_url)
+        app.default_retry = sw.RetryPolicy(max_attempts=1, initial_s=0.0, max_s=0.01)
+        crm = app.mcp("crm", url=f"http://127.0.0.1:{port}/mcp", scopes=["read:crm"])
+
+        @app.workflow(name="who", version="1", tools=[crm])
+        async def who(ctx: sw.Context) -> dict:
+            first = await ctx.tool(crm.tool("whoami"))
+            second = await ctx.tool(crm.tool("whoami"))
+            return {"tokens": [first["structured"]["result"], second["structured"]["result"]]}
+
+        try:
+            await crm.approve(by="ops")
+            async with app.worker(concurrency=1):
+                rid = await app.start("who", None, org="acme")
+                tokens = (await app.result(rid, timeout=60))["tokens"]
+            broker = await app.credential_broker()
+            claims = [await broker.verify(t, "read:crm", org="acme") for t in tokens]
+            assert tokens[0] != tokens[1] and claims[0].jti != claims[1].jti  # minted per call
+            assert {c.tool for c in claims} == {"mcp:crm::whoami"}
+            steps = [e for e in await app.journal(rid) if e.kind == "tool"]
+            assert [s.meta["credential_id"] for s in steps] == [c.jti for c in claims]
+        finally:
+            await app.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 
 server = MCPServer("docs")
 DOCS = {
@@ -24,6 +24,13 @@ def search(query: str, limit: int = 3) -> list[str]:
 def echo(text: str) -> str:
     """Return the text unchanged."""
     return text
+
+
+@server.tool()
+def whoami(ctx: Context) -> str:
+    """The bearer token this call came with (over HTTP; empty on stdio)."""
+    auth = (ctx.headers or {}).get("authorization", "")
+    return auth.removeprefix("Bearer ")
 
 
 if __name__ == "__main__":
