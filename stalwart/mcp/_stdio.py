@@ -102,7 +102,7 @@ async def bounded_stdio(
                     await process.wait()
                 kill()  # the group too: nothing the server started outlives its session
                 with contextlib.suppress(Exception):
-                    await process.wait()
+                    await process.aclose()  # reaps it and closes the pipes' transports on this loop
                 for s in (read_stream, write_stream):
                     await s.aclose()
             tg.cancel_scope.cancel()

@@ -275,3 +275,31 @@ async def test_an_http_server_gets_a_per_call_credential_as_its_bearer_token(sql
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+async def test_cedar_decides_on_the_resource_mcp_server_tool(sqlite_url: str, tmp_path: Path) -> None:
+    from stalwart.governance import DEFAULT_POLICIES
+
+    bundle = tmp_path / "policies"
+    shutil.copytree(DEFAULT_POLICIES, bundle)
+    with (bundle / "default.cedar").open("a") as fh:
+        fh.write('\n@id("no-echo-from-docs")\nforbid (principal, action == Stalwart::Action::"call_tool", '
+                 'resource == Stalwart::Tool::"mcp:docs::echo");\n')
+    app = sw.App("mcp-cedar", db=sqlite_url, policies=bundle)
+    app.default_retry = sw.RetryPolicy(max_attempts=1, initial_s=0.0, max_s=0.01)
+    docs = app.mcp("docs", command=["python", "-m", "benign_server"], code=str(SERVERS))
+
+    @app.workflow(name="both", version="1", tools=[docs])
+    async def both(ctx: sw.Context, tool: str) -> dict:
+        return await ctx.tool(docs.tool(tool), **({"query": "ship"} if tool == "search" else {"text": "hi"}))
+
+    try:
+        await docs.approve(by="ops")
+        async with app.worker(concurrency=1):
+            _, ok = await _run(app, "both", "search")
+            _, denied = await _run(app, "both", "echo")
+        assert not isinstance(ok, Exception)
+        assert isinstance(denied, sw.WorkflowFailed) and denied.error["code"] == "policy_denied"
+        assert "no-echo-from-docs" in denied.error["message"]
+    finally:
+        await app.close()
