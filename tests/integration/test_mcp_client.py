@@ -70,7 +70,7 @@ async def test_approved_tool_is_called_in_the_sandbox_and_replayed_for_free(sqli
             rid, result = await _run(app, "ask", "refund")
             assert isinstance(result, sw.WorkflowFailed) and "quarantined" in str(result)  # not approved yet
             approved = await docs.approve(by="ops")
-            assert {r["tool"]: r["state"] for r in approved} == {"echo": "approved", "search": "approved"}
+            assert {r["tool"]: r["state"] for r in approved} == {"echo": "approved", "search": "approved", "whoami": "approved"}
             rid, result = await _run(app, "ask", "refund")
             assert result["structured"] == {"result": ["Refunds over 100 EUR need a second approver."]}
             starts = docs.session().starts
