@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 def _pct(xs: list[float], q: float) -> float:
     s = sorted(xs)
-    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
+    return s[min(len(s) - 1, round(q * (len(s) - 1)))]
 
 
 async def raw(calls: int, argv: list[str], cwd: str | None) -> list[float]:
@@ -45,7 +45,7 @@ async def raw(calls: int, argv: list[str], cwd: str | None) -> list[float]:
 
     params = StdioServerParameters(command=argv[0], args=argv[1:], cwd=cwd)
     out = []
-    with open(os.devnull, "w") as errlog:
+    with open(os.devnull, "w") as errlog:  # noqa: ASYNC230 - /dev/null, opened once before the session
         async with stdio_client(params, errlog=errlog) as (r, w), ClientSession(r, w) as session:
             await session.initialize()
             for i in range(calls + 10):

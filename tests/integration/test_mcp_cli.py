@@ -18,7 +18,7 @@ def stalwart(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "STALWART_DB": f"sqlite:///{cwd}/cli.db",
            "STALWART_APP": "tests.mcp_servers.cli_app:app"}
     return subprocess.run([sys.executable, "-m", "stalwart.cli", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=120, check=False)
 
 
 def _states(tmp_path: Path) -> dict[str, str]:

@@ -232,23 +232,23 @@ async def test_pins_are_stored_on_both_databases(db_url: str) -> None:
 
 
 async def test_an_http_server_gets_a_per_call_credential_as_its_bearer_token(sqlite_url: str) -> None:
+    import asyncio
     import socket
     import subprocess
     import sys
-    import time
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "benign_server", "--http", str(port)], cwd=SERVERS,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "benign_server", "--http", str(port), cwd=SERVERS,
+                                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for _ in range(200):
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
                 break
             except OSError:
-                time.sleep(0.05)
+                await asyncio.sleep(0.05)
         app = sw.App("mcp-http", db=sqlite_url)
         app.default_retry = sw.RetryPolicy(max_attempts=1, initial_s=0.0, max_s=0.01)
         crm = app.mcp("crm", url=f"http://127.0.0.1:{port}/mcp", scopes=["read:crm"])
@@ -274,7 +274,7 @@ async def test_an_http_server_gets_a_per_call_credential_as_its_bearer_token(sql
             await app.close()
     finally:
         proc.terminate()
-        proc.wait(10)
+        await proc.wait()
 
 
 async def test_cedar_decides_on_the_resource_mcp_server_tool(sqlite_url: str, tmp_path: Path) -> None:
