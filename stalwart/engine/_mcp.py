@@ -195,6 +195,8 @@ async def call_mcp_tool(ex: RunExecution, tool: ToolDef, args: dict[str, Any], m
                    "definition_sha256": definition and definition.sha256}
     if state != APPROVED:
         ex.app._count_unauthorized(tool.name)
+        if ex.app.telemetry is not None:
+            ex.app.telemetry.mcp_quarantined(server.name)
         why = {CHANGED: "its definition differs from the approved pin", NEW: "it has never been approved"}.get(
             state, "the server no longer lists it")
         await _audit(ex.app, [{"event_type": "mcp.tool_quarantined", "actor": f"agent:{ex.run.workflow}@{ex.run.version}",

@@ -124,10 +124,17 @@ async def test_rug_pull_after_approval_is_quarantined(sqlite_url: str) -> None:
     app, _, evil = make_app(sqlite_url)
     try:
         await evil.approve("weather", by="ops")
+        registry = app.telemetry.metrics.registry
+
+        def quarantined() -> float:
+            return registry.get_sample_value("agent_mcp_quarantined_total", {"server": "evil"}) or 0.0
+
+        before = quarantined()
         async with app.worker(concurrency=1):
             _, ok = await _run(app, "evil", {"tool": "weather", "args": {"city": "Oslo"}})
             assert not isinstance(ok, Exception)  # first call: the approved definition; now it changes
             _, res = await _run(app, "evil", {"tool": "weather", "args": {"city": "Oslo"}})
+        assert quarantined() == before + 1  # AgentMcpToolQuarantined fires on any increase
         assert isinstance(res, sw.WorkflowFailed) and res.error["code"] == "tool_quarantined"
         assert "differs from the approved pin" in res.error["message"]
         status = {r["tool"]: r["state"] for r in await evil.status()}
