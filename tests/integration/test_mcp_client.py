@@ -310,3 +310,40 @@ async def test_cedar_decides_on_the_resource_mcp_server_tool(sqlite_url: str, tm
         assert "no-echo-from-docs" in denied.error["message"]
     finally:
         await app.close()
+
+
+async def test_an_mcp_tool_a_policy_sends_to_review_waits_for_a_human(sqlite_url: str, tmp_path: Path) -> None:
+    import asyncio
+
+    from stalwart.governance import DEFAULT_POLICIES
+
+    bundle = tmp_path / "policies"
+    shutil.copytree(DEFAULT_POLICIES, bundle)
+    with (bundle / "default.cedar").open("a") as fh:
+        fh.write('\n@id("docs-search-needs-review")\n@review("true")\nforbid (principal, action == '
+                 'Stalwart::Action::"call_tool", resource == Stalwart::Tool::"mcp:docs::search")\n'
+                 'unless { context.reviewed };\n')
+    app = sw.App("mcp-review", db=sqlite_url, policies=bundle)
+    docs = app.mcp("docs", command=["python", "-m", "benign_server"], code=str(SERVERS))
+
+    @app.workflow(name="ask", version="1", tools=[docs])
+    async def ask(ctx: sw.Context, q: str) -> dict:
+        return await ctx.tool(docs.tool("search"), query=q)
+
+    try:
+        await docs.approve(by="ops")
+        gov = await app.governance()
+        async with app.worker(concurrency=1):
+            rid = await app.start("ask", "ship", user="u1")
+            for _ in range(400):
+                reviews = [r for r in await gov.reviews.list() if r.run_id == rid]
+                if reviews:
+                    break
+                await asyncio.sleep(0.05)
+            assert reviews and reviews[0].proposed_action["tool"] == "mcp:docs::search"
+            assert (await app.get_run(rid)).status.value == "WAITING"
+            await gov.reviews.decide(reviews[0].id, "reviewer-ann", "approve")
+            result = await app.result(rid, timeout=60)
+        assert result["structured"]["result"] == ["Orders ship within two working days."]
+    finally:
+        await app.close()
