@@ -161,6 +161,27 @@ class McpServer:
         return outcome
 
 
+_DESTRUCTIVE_RISK = 30
+"""Added to an MCP tool's risk when its server marks it ``destructiveHint``."""
+
+
+async def risk_hints(ex: RunExecution, tool: ToolDef) -> tuple[int, bool]:
+    """(risk, mutating) for the policy decision on an MCP tool: the declared values, raised (never
+    lowered) by the server's annotations. A ``destructiveHint`` adds risk and makes the call count as
+    mutating; ``readOnlyHint`` changes nothing (a server's word is no permission). The listing is the
+    run's own (fetched once per run); if the server cannot list now, the declared values stand and
+    the call's own step fails on the same cause."""
+    binding: McpBinding = tool.mcp
+    try:
+        listed = await binding.server.definitions(ex.run.id)
+    except Exception:  # noqa: BLE001 - the tool step reports the failure, with its retry policy
+        return tool.risk, tool.mutating
+    d = listed.get(binding.tool)
+    if d is not None and d.annotations.get("destructiveHint") is True:
+        return min(100, tool.risk + _DESTRUCTIVE_RISK), True
+    return tool.risk, tool.mutating
+
+
 async def _audit(app: App, events: list[dict[str, Any]], run: Any = None) -> None:
     from stalwart.governance import AuditEvent
 

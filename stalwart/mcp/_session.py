@@ -223,7 +223,7 @@ class McpSession:
                     session.list_tools(params=PaginatedRequestParams(cursor=cursor) if cursor else None),
                     self.spec.timeout_s)
                 for t in page.tools:
-                    ann = t.annotations.model_dump(exclude_none=True) if t.annotations is not None else {}
+                    ann = t.annotations.model_dump(exclude_none=True, by_alias=True) if t.annotations is not None else {}
                     out.append(ToolDefinition(t.name, t.description or "", dict(t.input_schema or {}), ann))
                 cursor = page.next_cursor
                 if not cursor:

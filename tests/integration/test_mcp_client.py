@@ -70,7 +70,8 @@ async def test_approved_tool_is_called_in_the_sandbox_and_replayed_for_free(sqli
             rid, result = await _run(app, "ask", "refund")
             assert isinstance(result, sw.WorkflowFailed) and "quarantined" in str(result)  # not approved yet
             approved = await docs.approve(by="ops")
-            assert {r["tool"]: r["state"] for r in approved} == {"echo": "approved", "search": "approved", "whoami": "approved"}
+            assert {r["tool"]: r["state"] for r in approved} == {"echo": "approved", "search": "approved", "whoami": "approved",
+                                                                 "drop": "approved"}
             rid, result = await _run(app, "ask", "refund")
             assert result["structured"] == {"result": ["Refunds over 100 EUR need a second approver."]}
             starts = docs.session().starts
@@ -345,5 +346,27 @@ async def test_an_mcp_tool_a_policy_sends_to_review_waits_for_a_human(sqlite_url
             await gov.reviews.decide(reviews[0].id, "reviewer-ann", "approve")
             result = await app.result(rid, timeout=60)
         assert result["structured"]["result"] == ["Orders ship within two working days."]
+    finally:
+        await app.close()
+
+
+async def test_annotations_raise_risk_but_never_lower_it(sqlite_url: str) -> None:
+    app, docs, _ = make_app(sqlite_url)
+
+    @app.workflow(name="any", version="1", tools=[docs])
+    async def any_tool(ctx: sw.Context, tool: str, args: dict) -> dict:
+        return await ctx.tool(docs.tool(tool), **args)
+
+    try:
+        await docs.approve(by="ops")
+        async with app.worker(concurrency=1):
+            rid_drop, _ = await _run(app, "any", {"tool": "drop", "args": {"name": "nope"}})
+            rid_echo, _ = await _run(app, "any", {"tool": "echo", "args": {"text": "x"}})
+
+        async def risk(rid: str) -> float:
+            [p] = [e for e in await app.journal(rid) if e.kind == "policy"]
+            return float(json.loads(p.result_json or "{}")["risk"]["score"])
+
+        assert await risk(rid_drop) > await risk(rid_echo)
     finally:
         await app.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.types import ToolAnnotations
 
 server = MCPServer("docs")
 DOCS = {
@@ -24,6 +25,12 @@ def search(query: str, limit: int = 3) -> list[str]:
 def echo(text: str) -> str:
     """Return the text unchanged."""
     return text
+
+
+@server.tool(annotations=ToolAnnotations(destructive_hint=True))
+def drop(name: str) -> bool:
+    """Remove a document (marked destructive by the server)."""
+    return DOCS.pop(name, None) is not None
 
 
 @server.tool()
