@@ -172,9 +172,9 @@ class App:
         self._canary_cache: dict[str, tuple[float, Any]] = {}
         self._memory: Any = None
         self._artifacts: Any = None
+        """``stalwart.telemetry.Telemetry`` once connected: spans, metrics, alerts (never raises)."""
         self.mcp_servers: dict[str, Any] = {}
         """MCP servers declared with :meth:`mcp`, by name."""
-        """``stalwart.telemetry.Telemetry`` once connected: spans, metrics, alerts (never raises)."""
 
     # -- registration ------------------------------------------------------------------------
     def tool(
