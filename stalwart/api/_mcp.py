@@ -69,7 +69,19 @@ class _Delegate(Response):
     "/mcp",
     tags=["mcp"],
     summary="The workflows as MCP tools (streamable HTTP)",
-    responses={200: {"description": "A JSON-RPC answer (MCP streamable HTTP, JSON response mode)"}},
+    responses={
+        200: {"description": "A JSON-RPC answer (MCP streamable HTTP, JSON response mode)"},
+        202: {"description": "A notification or a response was accepted (no answer)"},
+        400: {"description": "Not a JSON-RPC message the MCP transport accepts (a JSON-RPC error)"},
+        406: {"description": "The Accept header does not allow application/json and text/event-stream"},
+        413: {"description": "The request body is too large"},
+        415: {"description": "The Content-Type is not application/json"},
+    },
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {
+        "type": "object", "description": "A JSON-RPC 2.0 request or notification of the MCP protocol",
+        "properties": {"jsonrpc": {"type": "string", "enum": ["2.0"]}, "id": {"type": ["string", "integer"]},
+                       "method": {"type": "string"}, "params": {"type": "object"}},
+        "required": ["jsonrpc", "method"]}}}}},
 )
 async def mcp_endpoint(request: Request, p: Principal = Depends(requires("operator", "admin"))) -> Response:
     """MCP over streamable HTTP: ``tools/list`` shows each workflow with its input schema; ``tools/call``
