@@ -87,6 +87,8 @@ def mcp_approve(
 def mcp_serve(
     org: str = typer.Option("default", "--org", help="The org the runs belong to."),
     user: str = typer.Option("mcp", "--user", help="The user the runs are started for."),
+    progress_every: float = typer.Option(5.0, "--progress-every", min=0.05,
+                                         help="Seconds between progress notifications while a run goes on."),
 ) -> None:
     """Serve the app's workflows as MCP tools over stdin/stdout (runs execute in this process)."""
     from stalwart.mcp import serve_stdio
@@ -96,7 +98,7 @@ def mcp_serve(
     async def go() -> None:
         try:
             async with app.worker():
-                await serve_stdio(app, org=org, user=user)
+                await serve_stdio(app, org=org, user=user, progress_every_s=progress_every)
         finally:
             await app.close()
 

@@ -60,9 +60,15 @@ def _input_of(wdef: Any, arguments: dict[str, Any]) -> Any:
     return arguments
 
 
-def workflow_server(app: Any, *, identity: Callable[[Any], tuple[str, str]], timeout_s: float = 300.0) -> Any:
+def workflow_server(
+    app: Any, *, identity: Callable[[Any], tuple[str, str]], timeout_s: float = 300.0, progress_every_s: float = 5.0
+) -> Any:
     """A low-level MCP ``Server`` exposing ``app``'s workflows; ``identity(request_context)`` gives
-    the caller's (org, user) for each request (the transport's authentication decides it, never the client)."""
+    the caller's (org, user) for each request (the transport's authentication decides it, never the client).
+
+    While a run goes on, a client that asked for progress (a progress token) gets a notification
+    every ``progress_every_s`` naming the run and its status; a run still going after ``timeout_s``
+    answers with its id (as an error result: the output is not there yet), and goes on."""
     from mcp import types
     from mcp.server.lowlevel import Server
 
@@ -83,7 +89,21 @@ def workflow_server(app: Any, *, identity: Callable[[Any], tuple[str, str]], tim
         try:
             run_id = await app.start(params.name, _input_of(wdef, dict(params.arguments or {})),
                                      idempotency_key=key, org=org, user=user, version=wdef.version)
-            output = await app.result(run_id, timeout=timeout_s)
+            await ctx.session.report_progress(0, None, f"run {run_id} started")
+            waited, beat = 0.0, 0
+            while True:
+                step = min(progress_every_s, timeout_s - waited)
+                try:
+                    output = await app.result(run_id, timeout=step)
+                    break
+                except TimeoutError:
+                    waited += step
+                    if waited >= timeout_s:
+                        return failed(f"run {run_id} is still going after {timeout_s:g}s; it goes on "
+                                      f"(`stalwart run follow {run_id}`)")
+                    beat += 1
+                    info = await app.get_run(run_id)
+                    await ctx.session.report_progress(beat, None, f"run {run_id} is {info.status.value}")
         except WorkflowFailed as exc:
             return failed(f"run {exc.run_id} ended {exc.status}: {(exc.error or {}).get('message', '')}")
         except StalwartError as exc:
@@ -96,10 +116,10 @@ def workflow_server(app: Any, *, identity: Callable[[Any], tuple[str, str]], tim
     return Server("stalwart", on_list_tools=on_list_tools, on_call_tool=on_call_tool)
 
 
-async def serve_stdio(app: Any, *, org: str, user: str) -> None:
+async def serve_stdio(app: Any, *, org: str, user: str, progress_every_s: float = 5.0) -> None:
     """Serve ``app``'s workflows over this process's stdin/stdout until the client hangs up."""
     from mcp.server.stdio import stdio_server
 
-    server = workflow_server(app, identity=lambda ctx: (org, user))
+    server = workflow_server(app, identity=lambda ctx: (org, user), progress_every_s=progress_every_s)
     async with stdio_server() as (read, write):
         await server.run(read, write, server.create_initialization_options())

@@ -16,13 +16,14 @@ ROOT = Path(__file__).resolve().parents[2]
 async def test_sdk_client_lists_and_calls_workflows_over_stdio(tmp_path: Path) -> None:
     env = {"PYTHONPATH": str(ROOT), "STALWART_DB": f"sqlite:///{tmp_path}/s.db",
            "STALWART_APP": "tests.mcp_servers.served_app:app", "PATH": os.environ.get("PATH", "")}
-    params = StdioServerParameters(command=sys.executable, args=["-m", "stalwart.cli", "mcp", "serve", "--org", "acme"],
+    params = StdioServerParameters(command=sys.executable, args=["-m", "stalwart.cli", "mcp", "serve", "--org", "acme",
+                                                                      "--progress-every", "0.2"],
                                    env=env, cwd=str(tmp_path))
     with (tmp_path / "stderr.log").open("w") as errlog:
         async with stdio_client(params, errlog=errlog) as (read, write), ClientSession(read, write) as session:
             await session.initialize()
             tools = {t.name: t for t in (await session.list_tools()).tools}
-            assert set(tools) == {"greet", "double"}
+            assert set(tools) == {"greet", "double", "slow"}
             schema = tools["greet"].input_schema
             assert schema["required"] == ["name"] and schema["properties"]["excited"]["type"] == "boolean"
             assert "Greet someone by name." in (tools["greet"].description or "")
@@ -34,6 +35,14 @@ async def test_sdk_client_lists_and_calls_workflows_over_stdio(tmp_path: Path) -
             assert doubled.structured_content == {"result": 42}
             bad = await session.call_tool("double", {"n": "many"})
             assert bad.is_error
+            progress: list[str] = []
+
+            async def on_progress(done: float, total: float | None, message: str | None) -> None:
+                progress.append(message or "")
+
+            slow = await session.call_tool("slow", {"seconds": 1.5}, progress_callback=on_progress)
+            assert slow.structured_content == {"result": "done"}
+            assert progress[0].endswith("started") and any(m.endswith("is RUNNING") for m in progress[1:]), progress
     import stalwart as sw
 
     app = sw.App("check", db=f"sqlite:///{tmp_path}/s.db")
@@ -88,7 +97,7 @@ def test_sdk_client_lists_and_calls_workflows_over_http_in_the_keys_org(tmp_path
         with ServerThread(app, settings) as server:
             key = _key(server, "acme", ["operator"])
             names, out, run_id = asyncio.run(_call_over_http(f"{server.url}/mcp", key))
-            assert names == {"greet", "double"}
+            assert names == {"greet", "double", "slow"}
             assert out == {"greeting": "Hello, Grace.", "org": "acme"}  # the key's org, not the client's say
             info = server.call(app.get_run(run_id))
             assert info.org == "acme" and info.user == "bot-acme"

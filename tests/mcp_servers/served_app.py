@@ -13,6 +13,15 @@ async def greet(ctx: sw.Context, name: str, excited: bool = False) -> dict:
     return {"greeting": f"Hello, {name}{'!' if excited else '.'}", "org": ctx.org}
 
 
+@app.workflow(name="slow", version="1")
+async def slow(ctx: sw.Context, seconds: float) -> str:
+    """Take a while."""
+    import asyncio
+
+    await ctx.step("wait", asyncio.sleep, seconds)
+    return "done"
+
+
 @app.workflow(name="double", version="1")
 async def double(ctx: sw.Context, n: int) -> int:
     """Double a number."""
