@@ -69,6 +69,7 @@ __all__ = [
     "PolicyDenied",
     "InjectionBlocked",
     "UnauthorizedToolCall",
+    "ToolQuarantined",
     "CredentialError",
     "ReviewRejected",
     "InvalidTransition",
@@ -252,6 +253,13 @@ class InjectionBlocked(StalwartError):
 
 class UnauthorizedToolCall(StalwartError):
     code = "unauthorized_tool_call"
+
+
+class ToolQuarantined(PolicyDenied):
+    """An MCP tool whose definition is new or differs from its approved pin: not callable until an
+    operator approves it again (``stalwart mcp approve SERVER TOOL``)."""
+
+    code = "tool_quarantined"
 
 
 class CredentialError(StalwartError):

@@ -105,8 +105,11 @@ def create_app(
         from stalwart.engine import start_fleet
 
         fleet = await start_fleet(app)  # the server stands for the fleet duties too
+        from stalwart.api._mcp import mcp_lifespan
+
         try:
-            yield
+            async with mcp_lifespan(api, app):
+                yield
         finally:
             if fleet is not None:
                 await fleet.stop()
@@ -153,6 +156,9 @@ def create_app(
     api.include_router(router)
     api.include_router(chat_router)
     api.include_router(console_router)
+    from stalwart.api._mcp import router as mcp_router
+
+    api.include_router(mcp_router)
     api.mount("/console/static", static_app(), name="console-static")
     if s.cors_origins:
         api.add_middleware(

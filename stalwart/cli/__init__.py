@@ -10,6 +10,7 @@ from stalwart.cli._doctor import doctor
 from stalwart.cli._events import events_cli
 from stalwart.cli._governance import audit_cli, compliance_cli, inventory, kill_cli, review_cli
 from stalwart.cli._keys import keys_cli
+from stalwart.cli._mcp import mcp_cli
 from stalwart.cli._options import StalwartGroup
 from stalwart.cli._policy import policy_cli, prompt_cli
 from stalwart.cli._runs import dlq_cli, run_cli
@@ -51,6 +52,7 @@ cli.command("inventory")(inventory)
 cli.command("alerts")(alerts)
 cli.add_typer(events_cli, name="events")
 cli.add_typer(keys_cli, name="keys")
+cli.add_typer(mcp_cli, name="mcp")
 cli.add_typer(policy_cli, name="policy")
 cli.add_typer(prompt_cli, name="prompt")
 

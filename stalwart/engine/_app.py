@@ -182,6 +182,8 @@ class App:
         """Scripted rules (``stalwart.gateway.LocalRule``) the offline ``local`` provider consults
         before its built-in ones: deterministic tool calls for tests and demos."""
         """``stalwart.telemetry.Telemetry`` once connected: spans, metrics, alerts (never raises)."""
+        self.mcp_servers: dict[str, Any] = {}
+        """MCP servers declared with :meth:`mcp`, by name."""
 
     # -- registration ------------------------------------------------------------------------
     def tool(
@@ -290,6 +292,43 @@ class App:
         self._tools[name] = tdef
         return tdef
 
+    def mcp(
+        self,
+        name: str,
+        *,
+        command: list[str] | tuple[str, ...] | None = None,
+        url: str | None = None,
+        scopes: list[str] | tuple[str, ...] = (),
+        code: str | Path | None = None,
+        sandbox: str = "process",
+        timeout_s: float = 30.0,
+        max_result_bytes: int = 4 * 1024 * 1024,
+        risk: int = 0,
+        sensitivity: str = "medium",
+    ) -> Any:
+        """Declare an MCP server: ``command=[...]`` (stdio, run inside the bubblewrap sandbox unless
+        ``sandbox="none"``) or ``url=...`` (streamable HTTP, with a per-call credential scoped to
+        ``scopes`` as the bearer token). ``code`` is the directory the stdio server's code is in
+        (bound read-only, first on its ``sys.path``; default: the app's directory). Returns the
+        server (``McpServer``): ``server.tool("x")`` is a tool, ``tools=[server]`` allowlists all of
+        them. A tool is callable only once its definition is approved (``stalwart mcp approve``).
+        A result larger than ``max_result_bytes`` (JSON) fails the call; one over 64 KiB goes to the
+        artifact store."""
+        from stalwart.engine._mcp import McpServer
+        from stalwart.mcp import ServerSpec
+
+        if name in self.mcp_servers:
+            raise ConfigError(f"MCP server {name!r} is declared twice")
+        code_dir = None
+        if command:
+            code_dir = str(self.home / code) if code is not None else str(self.home)
+        spec = ServerSpec(name=name, command=tuple(command or ()), url=url, scopes=tuple(scopes),
+                          code_dir=code_dir, sandbox=sandbox, timeout_s=timeout_s,
+                          max_result_bytes=max_result_bytes)
+        server = McpServer(self, spec, risk=risk, sensitivity=sensitivity)
+        self.mcp_servers[name] = server
+        return server
+
     async def canary(
         self,
         kind: str,
@@ -381,13 +420,17 @@ class App:
 
         def register(f: Callable[..., Any]) -> Callable[..., Any]:
             tdefs: dict[str, ToolDef] = {}
+            servers: set[str] = set()
             for t in tools:
+                if t in self.mcp_servers.values():
+                    servers.add(t.name)
+                    continue
                 tdef = t if isinstance(t, ToolDef) else getattr(t, "__stalwart_tool__", None)
                 if tdef is None:
                     raise ConfigError(f"workflow {name or f.__name__!r}: {t!r} is not a registered tool")
                 tdefs[tdef.name] = tdef
             wdef = WorkflowDef(name=name or f.__name__, version=str(version), fn=f, tools=tdefs,
-                               budget=budget, retry=retry, role=role)
+                               budget=budget, retry=retry, role=role, mcp_servers=frozenset(servers))
             versions = self._workflows.setdefault(wdef.name, {})
             if wdef.version in versions:
                 raise ConfigError(f"workflow {wdef.key} is registered twice")
@@ -527,6 +570,8 @@ class App:
     async def close(self) -> None:
         for w in list(self._workers):
             await w.stop()
+        for server in self.mcp_servers.values():
+            await server.aclose()
         if self._sandbox is not None and hasattr(self._sandbox, "aclose"):
             await self._sandbox.aclose()  # the warm pool's sandboxes
             self._sandbox = None

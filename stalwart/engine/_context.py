@@ -119,7 +119,7 @@ class Context:
         ex = self._ex
         policy_seq, review_seq, signal_seq, tool_seq = seqs
         args = None
-        if ex.wdef.tools.get(tdef.name) is tdef:  # an unlisted tool fails in call_tool, recorded and counted
+        if ex.wdef.allows(tdef):  # an unlisted tool fails in call_tool, recorded and counted
             args = tdef.validate_args(kwargs)
             verdict = await authorize_tool_call(ex, tdef, args, seq=policy_seq, note=note)
             if verdict["action"] == "deny":

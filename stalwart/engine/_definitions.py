@@ -46,6 +46,8 @@ class WorkflowDef:
     retry: RetryPolicy | None = None
     role: str = "agent"
     """The role policies see for this workflow's agent (e.g. ``support``)."""
+    mcp_servers: frozenset[str] = frozenset()
+    """MCP servers allowlisted whole (``tools=[server]``): each of their tools, once approved."""
     _params: list[inspect.Parameter] = field(default_factory=list, repr=False)
     _input_model: Any = field(default=None, repr=False)
     return_type: Any = None
@@ -73,6 +75,12 @@ class WorkflowDef:
     @property
     def key(self) -> str:
         return f"{self.name}@{self.version}"
+
+    def allows(self, tool: ToolDef) -> bool:
+        """Whether ``tool`` is in this workflow's allowlist (listed itself, or its MCP server whole)."""
+        if self.tools.get(tool.name) is tool:
+            return True
+        return tool.mcp is not None and tool.mcp.server.name in self.mcp_servers
 
     def _as_kwargs(self, value: Any) -> dict[str, Any]:
         if len(self._params) == 1:
@@ -131,6 +139,8 @@ class ToolDef:
     """A tool to use instead when this one fails or returns stale data (recorded on the step)."""
     http: Any = None
     """For tools that are HTTP services: the :class:`HttpEndpoint` to call instead of ``fn``."""
+    mcp: Any = None
+    """For tools of an MCP server: the ``McpBinding`` (server and tool name) to call instead of ``fn``."""
     input_model: Any = None
     """Argument model used instead of ``fn``'s signature (HTTP tools)."""
     pii_fields: tuple[str, ...] = ()

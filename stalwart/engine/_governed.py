@@ -283,8 +283,13 @@ async def authorize_tool_call(
         await gov.policy.refresh()  # a version approved on any host is in force within refresh_s
         now = ex.now()
         amount = _amount(args)
+        tool_risk, mutating = tool.risk, tool.mutating
+        if tool.mcp is not None:  # the server's own annotations: hints that can only raise the risk
+            from stalwart.engine._mcp import risk_hints
+
+            tool_risk, mutating = await risk_hints(ex, tool)
         assessment = gov.risk.score(
-            tool_risk=tool.risk, data_sensitivity=tool.sensitivity, amount=amount, cost=ex.spent_usd,
+            tool_risk=tool_risk, data_sensitivity=tool.sensitivity, amount=amount, cost=ex.spent_usd,
             external_calls=len(tool.egress), guard_flags=[str(f.get("action", "flag")) for f in ex.flags],
             pii=sum(ex.guard().pii_counts.values()),
         )
@@ -292,7 +297,7 @@ async def authorize_tool_call(
         decision = gov.policy.authorize(
             {"workflow": ex.run.workflow, "version": ex.run.version, "org": ex.run.org, "role": ex.wdef.role},
             "call_tool",
-            {"tool": tool.name, "sensitivity": tool.sensitivity, "org": ex.run.org, "mutating": tool.mutating},
+            {"tool": tool.name, "sensitivity": tool.sensitivity, "org": ex.run.org, "mutating": mutating},
             {"time": int(now), "hour": datetime.fromtimestamp(now, tz=UTC).hour, "target_org": target_org,
              "amount": amount, "risk": int(assessment.score), "reviewed": False},
         )

@@ -8,6 +8,7 @@ block fails the step for good (``InjectionBlocked``), a flag sends the run to re
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,25 @@ def _strings(value: Any) -> list[str]:
     if isinstance(value, list | tuple):
         return [s for v in value for s in _strings(v)]
     return []
+
+
+_WINDOW = 256 * 1024
+_OVERLAP = 4 * 1024
+_RANK = {"allow": 0, "flag": 1, "block": 2}
+
+
+def _scan_windows(guard: Any, text: str, source: str) -> Any:
+    """Scan ``text`` in overlapping windows (the scanners' cost grows faster than linearly with the
+    length, and a 10 MB tool result must not stall a worker); the worst verdict wins, and the first
+    block ends the scan. The overlap keeps a phrase that straddles two windows whole in one."""
+    worst = None
+    for start in range(0, len(text), _WINDOW - _OVERLAP):
+        v = guard.scan(text[start:start + _WINDOW], source)
+        if worst is None or (_RANK[v.action], v.score) > (_RANK[worst.action], worst.score):
+            worst = v
+        if v.action == "block" or start + _WINDOW >= len(text):
+            break
+    return worst
 
 
 class RunGuard:
@@ -113,10 +133,13 @@ class RunGuard:
         await self.ex.app.guard_ready()
         verdict = self._verdicts.get((source, text))
         if verdict is None:
-            verdict = self.guard.scan(text, source)  # type: ignore[arg-type]
-            if len(self._verdicts) >= 4096:
-                self._verdicts.clear()
-            self._verdicts[(source, text)] = verdict
+            if len(text) > _WINDOW:  # a large tool result: every byte is scanned, in windows, off the loop
+                verdict = await asyncio.to_thread(_scan_windows, self.guard, text, source)
+            else:
+                verdict = self.guard.scan(text, source)  # type: ignore[arg-type]
+                if len(self._verdicts) >= 4096:
+                    self._verdicts.clear()
+                self._verdicts[(source, text)] = verdict
         pii, self._unreported_pii = self._unreported_pii, []
         self.ex.app._guard_verdict(source, verdict.action, verdict.score, pii)
         if verdict.action == "allow":

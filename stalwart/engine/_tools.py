@@ -83,6 +83,10 @@ async def _invoke(ex: RunExecution, tool: ToolDef, call_args: dict[str, Any], me
             from stalwart.engine._http_tools import call_http_tool
 
             value = await call_http_tool(ex, tool, dict(call_args), meta)
+        elif tool.mcp is not None:
+            from stalwart.engine._mcp import call_mcp_tool
+
+            value = await call_mcp_tool(ex, tool, dict(call_args), meta)
         elif tool.sandbox == "none":
             value = await _in_process(tool, call_args)
         else:
@@ -157,7 +161,7 @@ async def call_tool(
             "attempt": attempt,
             **(note or {}),
         }
-        if ex.wdef.tools.get(tool.name) is not tool:
+        if not ex.wdef.allows(tool):
             ex.app._count_unauthorized(tool.name)
             raise UnauthorizedToolCall(
                 f"tool {tool.name!r} is not in the tools of workflow {ex.wdef.key}", retryable=False

@@ -50,6 +50,7 @@ _HOMES = {
     "InProcessSandbox": "_inprocess",
     "EgressProxy": "_proxy",
     "Sandbox": "_types",
+    "StdioServerSandbox": "_stdio",
     "SandboxLimits": "_types",
     "ToolInvocation": "_types",
     "ToolOutcome": "_types",
@@ -72,6 +73,7 @@ if TYPE_CHECKING:
     from stalwart.sandbox._doctor import Check, doctor
     from stalwart.sandbox._inprocess import InProcessSandbox
     from stalwart.sandbox._proxy import EgressProxy
+    from stalwart.sandbox._stdio import StdioServerSandbox
     from stalwart.sandbox._types import Sandbox, SandboxLimits, ToolInvocation, ToolOutcome
 
 __all__ = [
@@ -83,6 +85,7 @@ __all__ = [
     "InProcessSandbox",
     "Sandbox",
     "SandboxLimits",
+    "StdioServerSandbox",
     "ToolInvocation",
     "ToolOutcome",
     "bind_scope",

@@ -614,6 +614,26 @@ class PostgresStore:
             return cur.rowcount > 0
 
     @_translate
+    async def mcp_pins(self, server: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT server, tool, sha256, definition, approved_by, approved_at FROM mcp_pins"
+        rows = await self._fetch(sql + (" WHERE server=%s" if server is not None else "") + " ORDER BY server, tool",
+                                 (server,) if server is not None else ())
+        cols = ("server", "tool", "sha256", "definition", "approved_by", "approved_at")
+        return [dict(zip(cols, r, strict=True)) for r in rows]
+
+    @_translate
+    async def mcp_pin(self, server: str, pins: list[dict[str, Any]], approved_by: str, now: float) -> None:
+        async with self._pool.connection() as conn, conn.transaction():
+            for p in pins:
+                await conn.execute(
+                    "INSERT INTO mcp_pins (server, tool, sha256, definition, approved_by, approved_at)"
+                    " VALUES (%s,%s,%s,%s,%s,%s) ON CONFLICT (server, tool) DO UPDATE SET sha256=excluded.sha256,"
+                    " definition=excluded.definition, approved_by=excluded.approved_by,"
+                    " approved_at=excluded.approved_at",
+                    (server, p["tool"], p["sha256"], p["definition"], approved_by, now),
+                )
+
+    @_translate
     async def fleet_counts(self, now: float) -> FleetCounts:
         rows = await self._fetch(FLEET_COUNTS_SQL, (now, now, now, now))  # one statement, one snapshot
         return FleetCounts(*(int(v or 0) for v in rows[0]))

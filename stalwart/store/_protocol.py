@@ -234,6 +234,16 @@ class Store(Protocol):
         ``key_prefix`` when given)."""
         ...
 
+    # -- MCP definition pins -------------------------------------------------------------------
+    async def mcp_pins(self, server: str | None = None) -> list[dict[str, Any]]:
+        """Pinned MCP tool definitions (``server``, ``tool``, ``sha256``, ``definition``,
+        ``approved_by``, ``approved_at``) of every server or of one, ordered by server and tool."""
+        ...
+
+    async def mcp_pin(self, server: str, pins: list[dict[str, Any]], approved_by: str, now: float) -> None:
+        """Insert or replace ``server``'s pins (each ``tool``, ``sha256``, ``definition``) in one transaction."""
+        ...
+
     # -- outbox ------------------------------------------------------------------------------
     async def outbox_after(self, after_id: int, limit: int = 500) -> list[OutboxEvent]: ...
 

@@ -564,6 +564,23 @@ class SqliteStore:
             )
             return cur.rowcount > 0
 
+    async def mcp_pins(self, server: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT server, tool, sha256, definition, approved_by, approved_at FROM mcp_pins"
+        rows = self._q(sql + (" WHERE server=?" if server is not None else "") + " ORDER BY server, tool",
+                       (server,) if server is not None else ())
+        return [dict(zip(_PIN_COLUMNS, r, strict=True)) for r in rows]
+
+    async def mcp_pin(self, server: str, pins: list[dict[str, Any]], approved_by: str, now: float) -> None:
+        with self._tx() as cur:
+            for p in pins:
+                cur.execute(
+                    "INSERT INTO mcp_pins (server, tool, sha256, definition, approved_by, approved_at)"
+                    " VALUES (?,?,?,?,?,?) ON CONFLICT (server, tool) DO UPDATE SET sha256=excluded.sha256,"
+                    " definition=excluded.definition, approved_by=excluded.approved_by,"
+                    " approved_at=excluded.approved_at",
+                    (server, p["tool"], p["sha256"], p["definition"], approved_by, now),
+                )
+
     async def fleet_counts(self, now: float) -> FleetCounts:
         rows = self._q(FLEET_COUNTS_SQL.replace("%s", "?"), (now, now, now, now))
         return FleetCounts(*(int(v or 0) for v in rows[0]))
@@ -687,3 +704,6 @@ def _split_sql(script: str) -> list[str]:
     if buf.strip():
         statements.append(buf.strip())
     return statements
+
+
+_PIN_COLUMNS = ("server", "tool", "sha256", "definition", "approved_by", "approved_at")

@@ -35,12 +35,13 @@ class _Snapshot:
     pii: float
     review_depth: float
     kill_switch: float
+    mcp_quarantined: float = 0.0
 
 
 def _snapshot(metrics: Metrics, at: float) -> _Snapshot:
     dur: dict[float, float] = {}
     ratio: dict[float, float] = {}
-    ok = failed = scans = pii = depth = kill = 0.0
+    ok = failed = scans = pii = depth = kill = quarantined = 0.0
     for family in metrics.registry.collect():
         for s in family.samples:
             if s.name == "agent_run_duration_seconds_bucket":
@@ -62,7 +63,9 @@ def _snapshot(metrics: Metrics, at: float) -> _Snapshot:
                 depth = s.value
             elif s.name == "agent_kill_switch_active":
                 kill = s.value
-    return _Snapshot(at, dur, ratio, ok, failed, scans, pii, depth, kill)
+            elif s.name == "agent_mcp_quarantined_total":
+                quarantined += s.value
+    return _Snapshot(at, dur, ratio, ok, failed, scans, pii, depth, kill, quarantined)
 
 
 def _diff(new: dict[float, float], old: dict[float, float] | None) -> list[tuple[float, float]]:
@@ -88,6 +91,7 @@ def sample_between(new: _Snapshot, short: _Snapshot | None, long: _Snapshot | No
         pii_rate=pii / scans if scans > 0 else None,
         review_queue_depth=new.review_depth,
         kill_switch=new.kill_switch,
+        mcp_quarantined=new.mcp_quarantined - (short.mcp_quarantined if short else 0.0),
     )
 
 

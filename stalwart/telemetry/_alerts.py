@@ -29,6 +29,8 @@ class AlertSample:
     """PII detections per guard scan over the last 5 minutes."""
     review_queue_depth: float | None = None
     kill_switch: float | None = None
+    mcp_quarantined: float | None = None
+    """Calls that reached a quarantined MCP tool in the last 5 minutes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +101,14 @@ ALERT_RULES: tuple[AlertRule, ...] = (
         0.0,
         "critical",
         "the kill switch is engaged: no new runs or steps",
+    ),
+    AlertRule(
+        "AgentMcpToolQuarantined",
+        "mcp_quarantined",
+        0.0,
+        0.0,
+        "critical",
+        "a call reached an MCP tool whose definition is not approved (changed or new)",
     ),
 )
 """Same names, thresholds and ``for`` durations as ``deploy/prometheus/alerts.yml`` (a test checks)."""

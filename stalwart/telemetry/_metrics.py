@@ -172,6 +172,12 @@ class Metrics:
             ["tool"],
             registry=r,
         )
+        self.mcp_quarantined = Counter(
+            "agent_mcp_quarantined_total",
+            "Calls refused because the MCP tool's definition is not approved (changed since its pin, or new).",
+            ["server"],
+            registry=r,
+        )
         self.export_failures = Counter(
             "agent_telemetry_export_failures_total",
             "Span export batches that failed, by exporter.",
@@ -215,6 +221,7 @@ METRIC_NAMES: frozenset[str] = frozenset(
         "agent_worker_inflight_runs",
         "agent_guard_scans_total",
         "agent_unauthorized_tool_calls_total",
+        "agent_mcp_quarantined_total",
         "agent_telemetry_export_failures_total",
         "agent_telemetry_spans_dropped_total",
     }

@@ -384,6 +384,13 @@ class Telemetry:
         except Exception as exc:  # noqa: BLE001 - telemetry never raises into its host
             self._failed("set_review_queue_depth", exc)
 
+    def mcp_quarantined(self, server: str) -> None:
+        """A call reached an MCP tool of ``server`` whose definition is not approved (alerted on)."""
+        try:
+            self.metrics.mcp_quarantined.labels(self.labels("server", server)).inc()
+        except Exception as exc:  # noqa: BLE001 - telemetry never raises into its host
+            self._failed("mcp_quarantined", exc)
+
     def unauthorized_tool_call(self, tool: str) -> None:
         """A workflow asked for a tool it is not allowed to use."""
         try:

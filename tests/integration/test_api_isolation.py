@@ -239,6 +239,24 @@ def _chat(w: World) -> None:
     assert r.status_code == 200 and B not in r.text
 
 
+def _mcp(w: World) -> None:
+    # The workflows as MCP tools: a call starts a run in the key's org, whatever the request says;
+    # the tools expose no stored resource of any org (listing them shows workflow names only).
+    import json
+
+    rpc = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+    rpc.update(w.h(A))
+    listed = w.c.post("/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, headers=rpc)
+    assert listed.status_code == 200 and B not in listed.text and "globex-only" not in listed.text, listed.text
+    call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+            "params": {"name": "echo", "arguments": {"payload": {"org": B}}}}
+    r = w.c.post("/mcp", json=call, headers=rpc)
+    assert r.status_code == 200, r.text
+    run_id = json.loads(r.json()["result"]["content"][0]["text"])["run_id"]
+    assert w.get(A, f"/v1/runs/{run_id}")["org"] == A
+    w.hidden(w.c.get(f"/v1/runs/{run_id}", headers=w.h(B)))
+
+
 def _get_budget(w: World) -> None:
     r = w.as_a("GET", "/v1/budget")
     assert r.status_code == 200 and r.json()["org"] == A and r.json()["max_usd"] is None
@@ -309,6 +327,7 @@ CASES: dict[str, Callable[[World], None]] = {
     "GET /v1/compliance/subjects/{subject_id}/export": _export_subject,
     "DELETE /v1/compliance/subjects/{subject_id}": _erase_subject,
     "POST /v1/chat/completions": _chat,
+    "POST /mcp": _mcp,
     "GET /v1/budget": _get_budget,
     "PUT /admin/budget": _set_budget,
     "GET /v1/alerts": _alerts,
