@@ -204,9 +204,10 @@ def _resolve(ref: str | Path) -> Path:
     p = Path(ref)
     if p.exists():
         return p
-    bundled = Path.cwd() / "evals" / "suites" / str(ref)
-    if bundled.exists():
-        return bundled
+    for root in (Path.cwd(), Path(__file__).resolve().parents[2]):  # here, then the checkout's bundled suites
+        bundled = root / "evals" / "suites" / str(ref)
+        if bundled.exists():
+            return bundled
     raise ConfigError(f"no suite at {str(ref)!r}: give a directory holding suite.yaml and cases.jsonl")
 
 
