@@ -39,19 +39,20 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import agent as native  # noqa: E402  (bench/agent.py)
-from agents import Agent as OAIAgent  # noqa: E402
-from agents import ModelResponse, RunConfig, Runner, Usage, function_tool  # noqa: E402
-from agents.models.chatcmpl_converter import Converter  # noqa: E402
-from agents.models.interface import Model as OAIModel  # noqa: E402
-from openai.types.chat import ChatCompletionMessage  # noqa: E402
-from pydantic_ai import Agent as PAIAgent  # noqa: E402
-from pydantic_ai.messages import ModelMessage, ModelResponse as PAIResponse, TextPart, ToolCallPart  # noqa: E402
-from pydantic_ai.models.function import AgentInfo, FunctionModel  # noqa: E402
+import agent as native
+from agents import Agent as OAIAgent
+from agents import ModelResponse, RunConfig, Runner, Usage, function_tool
+from agents.models.chatcmpl_converter import Converter
+from agents.models.interface import Model as OAIModel
+from openai.types.chat import ChatCompletionMessage
+from pydantic_ai import Agent as PAIAgent
+from pydantic_ai.messages import ModelMessage, TextPart, ToolCallPart
+from pydantic_ai.messages import ModelResponse as PAIResponse
+from pydantic_ai.models.function import AgentInfo, FunctionModel
 
-import stalwart as sw  # noqa: E402
-from stalwart.integrations import openai_agents as sw_oai  # noqa: E402
-from stalwart.integrations import pydantic_ai as sw_pai  # noqa: E402
+import stalwart as sw
+from stalwart.integrations import openai_agents as sw_oai
+from stalwart.integrations import pydantic_ai as sw_pai
 
 INSTRUCTIONS = "You are the customer-support agent of Acme Outdoor."
 WARMUP = 3
