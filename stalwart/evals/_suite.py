@@ -13,7 +13,8 @@
 
 A case is one JSON object per line: ``input``, then ``expected`` (a value), ``expected_error`` (an
 error type such as ``CredentialError``), ``expected_text`` (for semantic similarity) or ``rubric``
-(for the LLM judge), then ``tags``. Adversarial cases add ``attack``, ``pii`` and ``trap``.
+(for the LLM judge), optionally ``expected_effects`` (the mutating tool calls that must have run),
+then ``tags``. Adversarial cases add ``attack``, ``pii`` and ``trap``.
 """
 
 from __future__ import annotations
@@ -86,6 +87,11 @@ class Case(BaseModel):
     text_field: str | None = None
     """Where in the output the text compared with ``expected_text`` lives (a dotted path)."""
     rubric: str | None = None
+    expected_effects: list[dict[str, Any]] | None = None
+    """The mutating tool calls the run must have executed, exactly, in any order:
+    ``[{"tool": "issue_refund", "args": {"order_id": "A-1", "cents": 500}, "result": {...}}]`` (``args``
+    and ``result`` list only the fields checked; the result is what the tool returned, so a tool that
+    pays another amount than asked shows). ``[]``: no mutating tool may run. Unset: not checked."""
     tags: list[str] = Field(default_factory=list)
     target: str | None = None
     """A key of the suite's ``targets``; the suite's own app and workflow when unset."""
@@ -198,9 +204,10 @@ def _resolve(ref: str | Path) -> Path:
     p = Path(ref)
     if p.exists():
         return p
-    bundled = Path.cwd() / "evals" / "suites" / str(ref)
-    if bundled.exists():
-        return bundled
+    for root in (Path.cwd(), Path(__file__).resolve().parents[2]):  # here, then the checkout's bundled suites
+        bundled = root / "evals" / "suites" / str(ref)
+        if bundled.exists():
+            return bundled
     raise ConfigError(f"no suite at {str(ref)!r}: give a directory holding suite.yaml and cases.jsonl")
 
 

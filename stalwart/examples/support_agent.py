@@ -58,7 +58,9 @@ def _call(name: str, args: dict[str, Any]) -> ProviderResponse:
     return ProviderResponse("", 0, 0, "", "tool_calls", [{"id": f"call_{name}", "name": name, "arguments": args}])
 
 
-app = sw.App("support-agent", local_rules=[scripted_support])
+app = sw.App("support-agent", policies="policies", local_rules=[scripted_support])
+"""The refund example's Cedar bundle, ``stalwart/examples/policies``: a refund over 100 USD waits for a
+human review, one over 500 USD is refused (and the model is told so), only the ``support`` role pays."""
 
 
 def ledger_path() -> Path:
