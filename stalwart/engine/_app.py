@@ -6,9 +6,9 @@ import asyncio
 import random
 import sys
 import time
-from pathlib import Path
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stalwart.engine._breaker import BreakerPolicy
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from stalwart.engine._execution import RunExecution
     from stalwart.engine._worker import Worker
 
-__all__ = ["App", "RunInfo", "KILL_SWITCH_FLAG"]
+__all__ = ["KILL_SWITCH_FLAG", "App", "RunInfo"]
 
 KILL_SWITCH_FLAG = "kill_switch"
 
@@ -276,7 +276,7 @@ class App:
             raise RuntimeError("HTTP tools are invoked by the engine")
 
         if idempotent:
-            async def _http_idem(*, idempotency_key: str, **kwargs: Any) -> Any:  # noqa: ARG001
+            async def _http_idem(*, idempotency_key: str, **kwargs: Any) -> Any:
                 raise RuntimeError("HTTP tools are invoked by the engine")
 
             fn = _http_idem
@@ -305,10 +305,14 @@ class App:
         max_result_bytes: int = 4 * 1024 * 1024,
         risk: int = 0,
         sensitivity: str = "medium",
+        allow_private: bool = False,
     ) -> Any:
         """Declare an MCP server: ``command=[...]`` (stdio, run inside the bubblewrap sandbox unless
         ``sandbox="none"``) or ``url=...`` (streamable HTTP, with a per-call credential scoped to
-        ``scopes`` as the bearer token). ``code`` is the directory the stdio server's code is in
+        ``scopes`` as the bearer token, and a short-lived one on the handshake and tool listing). An
+        HTTP server is reached under the egress rules of sandboxed tools: only its URL's own
+        ``host:port``, and a name resolving to a loopback or private address is refused unless
+        ``allow_private=True`` (link-local addresses always are). ``code`` is the directory the stdio server's code is in
         (bound read-only, first on its ``sys.path``; default: the app's directory). Returns the
         server (``McpServer``): ``server.tool("x")`` is a tool, ``tools=[server]`` allowlists all of
         them. A tool is callable only once its definition is approved (``stalwart mcp approve``).
@@ -324,7 +328,7 @@ class App:
             code_dir = str(self.home / code) if code is not None else str(self.home)
         spec = ServerSpec(name=name, command=tuple(command or ()), url=url, scopes=tuple(scopes),
                           code_dir=code_dir, sandbox=sandbox, timeout_s=timeout_s,
-                          max_result_bytes=max_result_bytes)
+                          max_result_bytes=max_result_bytes, allow_private=allow_private)
         server = McpServer(self, spec, risk=risk, sensitivity=sensitivity)
         self.mcp_servers[name] = server
         return server

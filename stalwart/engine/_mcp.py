@@ -29,6 +29,8 @@ __all__ = ["McpBinding", "McpServer", "call_mcp_tool"]
 
 _RUN_LISTINGS = 256
 """Runs whose tool listing a server keeps (a run lists each server once)."""
+_LISTING_TTL_S = 30
+"""Lifetime of the credential an HTTP server's tool listing (and handshake) carries."""
 
 
 @dataclass(frozen=True)
@@ -101,12 +103,19 @@ class McpServer:
             self._session = None
         self._listings.clear()
 
-    async def definitions(self, run_id: str | None = None) -> dict[str, ToolDefinition]:
-        """The server's tool definitions now (``run_id``: the ones this run saw first, listed once)."""
+    async def definitions(self, run_id: str | None = None, org: str | None = None) -> dict[str, ToolDefinition]:
+        """The server's tool definitions now (``run_id``: the ones this run saw first, listed once).
+        An HTTP server with ``scopes`` gets a credential for the listing: subject ``mcp:SERVER``, the
+        server's scopes bound to ``org`` (the run's; ``default`` outside a run), short-lived."""
         if run_id is not None and run_id in self._listings:
             self._listings.move_to_end(run_id)
             return self._listings[run_id]
-        listed = {d.name: d for d in await self.session().list_tools()}
+        bearer = None
+        if self.spec.url and self.spec.scopes:
+            broker = await self.app.credential_broker()
+            bearer, _ = await broker.mint(run_id or "", org or "default", f"mcp:{self.name}", list(self.spec.scopes),
+                                          ttl_s=_LISTING_TTL_S)
+        listed = {d.name: d for d in await self.session().list_tools(bearer=bearer)}
         if run_id is not None:
             self._listings[run_id] = listed
             while len(self._listings) > _RUN_LISTINGS:
@@ -173,7 +182,7 @@ async def risk_hints(ex: RunExecution, tool: ToolDef) -> tuple[int, bool]:
     the call's own step fails on the same cause."""
     binding: McpBinding = tool.mcp
     try:
-        listed = await binding.server.definitions(ex.run.id)
+        listed = await binding.server.definitions(ex.run.id, ex.run.org)
     except Exception:  # noqa: BLE001 - the tool step reports the failure, with its retry policy
         return tool.risk, tool.mutating
     d = listed.get(binding.tool)
@@ -208,7 +217,7 @@ async def call_mcp_tool(ex: RunExecution, tool: ToolDef, args: dict[str, Any], m
     """One call of an MCP tool inside its journaled step (see the module docstring)."""
     binding: McpBinding = tool.mcp
     server = binding.server
-    listed = await server.definitions(ex.run.id)
+    listed = await server.definitions(ex.run.id, ex.run.org)
     pin = (await server.pins()).get(binding.tool)
     definition = listed.get(binding.tool)
     state = pin_state(definition, pin["sha256"] if pin else None)
@@ -236,7 +245,13 @@ async def call_mcp_tool(ex: RunExecution, tool: ToolDef, args: dict[str, Any], m
         broker = await ex.app.credential_broker()
         bearer, jti = await broker.mint(ex.run.id, ex.run.org or "default", tool.name, list(tool.scopes))
         meta["credential_id"] = jti
-    outcome = await server.session().call_tool(binding.tool, args, timeout_s=tool.timeout_s, bearer=bearer)
+    egress: list[dict[str, Any]] = []
+    try:
+        outcome = await server.session().call_tool(binding.tool, args, timeout_s=tool.timeout_s, bearer=bearer,
+                                                   egress=egress)
+    finally:
+        if egress:
+            meta["egress"] = list(egress)
     value = outcome.to_value()
     size = len(json.dumps(value, ensure_ascii=False, default=str))
     meta["mcp"]["result_bytes"] = size

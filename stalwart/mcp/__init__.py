@@ -1,8 +1,9 @@
 """stalwart.mcp — the Model Context Protocol, governed.
 
 Client side: :class:`McpSession` holds one session to one server (:class:`ServerSpec`: a stdio
-command run inside the bubblewrap sandbox, or a streamable-HTTP URL), restarted with backoff when
-it dies. Tool definitions are pinned by :func:`definition_sha256` (name, description, input schema);
+command run inside the bubblewrap sandbox, or a streamable-HTTP URL reached under the egress rules
+of sandboxed tools, loopback and private addresses only with ``allow_private``), restarted with
+backoff when it dies. Tool definitions are pinned by :func:`definition_sha256` (name, description, input schema);
 :func:`pin_state` says whether a listed definition is approved or quarantined. The engine's
 ``app.mcp(...)`` builds on these; nothing here trusts a server's definitions or results.
 

@@ -6,9 +6,13 @@ requests through it. When the server exits or the connection breaks, that task e
 starts a new one after a backoff that doubles with each consecutive failure (reset by a success).
 
 stdio servers run inside the bubblewrap sandbox (:class:`stalwart.sandbox.StdioServerSandbox`)
-unless the server was declared ``sandbox="none"``; HTTP servers get the per-invocation credential
-as their bearer token, set per request (never a caller's token: the engine passes only what its
-broker minted for this call).
+unless the server was declared ``sandbox="none"``. HTTP servers are reached under the egress rules
+of sandboxed tools (:mod:`stalwart.mcp._egress`: only the URL's own ``host:port``, DNS resolved once
+and the checked address connected, loopback/private addresses only with ``allow_private``, every
+attempt in :attr:`McpSession.egress_log`), and every request carries the bearer token the caller
+set for it: the per-invocation credential on a tool call, a short-lived listing credential on
+``tools/list`` and on the handshake (never a caller's token: the engine passes only what its broker
+minted).
 """
 
 from __future__ import annotations
@@ -31,6 +35,10 @@ _ENVELOPE_BYTES = 64 * 1024
 """Room for the JSON-RPC envelope around a result of ``max_result_bytes``."""
 
 _BEARER: contextvars.ContextVar[str | None] = contextvars.ContextVar("stalwart_mcp_bearer", default=None)
+_EGRESS: contextvars.ContextVar[list[dict[str, Any]] | None] = contextvars.ContextVar("stalwart_mcp_egress",
+                                                                                      default=None)
+_EGRESS_KEPT = 256
+"""Egress attempts a session keeps (the newest)."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +58,8 @@ class ServerSpec:
     """A result whose JSON is larger fails the call for good (an agent has no use for it, and every
     byte kept would be scanned and stored); smaller results over 64 KiB go to the artifact store."""
     env: dict[str, str] = field(default_factory=dict)
+    allow_private: bool = False
+    """HTTP: admit a server whose name resolves to a loopback or private address (never link-local)."""
 
     def __post_init__(self) -> None:
         if bool(self.command) == bool(self.url):
@@ -58,6 +68,10 @@ class ServerSpec:
             raise ConfigError(f"MCP server {self.name!r}: sandbox must be 'process' or 'none', not {self.sandbox!r}")
         if not self.name or "::" in self.name or ":" in self.name:
             raise ConfigError(f"MCP server name {self.name!r} must be non-empty and contain no ':'")
+        if self.url:
+            from stalwart.mcp._egress import url_target
+
+            url_target(self.url)
 
     @property
     def transport(self) -> str:
@@ -111,6 +125,10 @@ class McpSession:
         self._overflow: int | None = None
         self.starts = 0
         """How many times the session was (re)started (crash recovery is visible in tests)."""
+        self.egress_log: list[dict[str, Any]] = []
+        """HTTP: the newest connection attempts, admitted or refused (host, port, allowed, address, reason, at)."""
+        self._resolver: Any = None
+        """HTTP: the DNS resolver of the egress check (tests substitute one)."""
 
     # -- lifecycle -------------------------------------------------------------------------------
     def _argv(self) -> list[str]:
@@ -135,6 +153,8 @@ class McpSession:
         import httpx2
         from mcp.client.streamable_http import streamable_http_client
 
+        from stalwart.mcp._egress import GuardedBackend, guarded_transport, url_target
+
         class _Bearer(httpx2.Auth):
             def auth_flow(self, request: Any) -> Any:
                 token = _BEARER.get()
@@ -142,8 +162,18 @@ class McpSession:
                     request.headers["authorization"] = f"Bearer {token}"
                 yield request
 
-        client = httpx2.AsyncClient(auth=_Bearer(), timeout=httpx2.Timeout(30.0, read=300.0))
+        backend = GuardedBackend([url_target(self.spec.url or "")], allow_private=self.spec.allow_private,
+                                 on_attempt=self._egress_attempt, resolver=self._resolver)
+        client = httpx2.AsyncClient(auth=_Bearer(), timeout=httpx2.Timeout(30.0, read=300.0), trust_env=False,
+                                    transport=guarded_transport(backend))
         return _with_client(client, streamable_http_client(self.spec.url or "", http_client=client))
+
+    def _egress_attempt(self, entry: dict[str, Any]) -> None:
+        self.egress_log.append(entry)
+        del self.egress_log[:-_EGRESS_KEPT]
+        sink = _EGRESS.get()
+        if sink is not None:
+            sink.append(entry)
 
     async def _hold(self, ready: asyncio.Event, stop: asyncio.Event) -> None:
         from mcp import ClientSession
@@ -202,14 +232,19 @@ class McpSession:
         self._holder = None
 
     # -- requests --------------------------------------------------------------------------------
-    async def list_tools(self) -> list[ToolDefinition]:
+    async def list_tools(self, *, bearer: str | None = None) -> list[ToolDefinition]:
         """Every tool the server lists now (all pages). Listing is idempotent: a connection found
-        closed (the server died since the last request) is restarted and the listing tried once more."""
+        closed (the server died since the last request) is restarted and the listing tried once more.
+        ``bearer`` (HTTP) goes with the listing, and with the handshake when the session starts here."""
+        token = _BEARER.set(bearer)
         try:
-            return await self._list_tools()
-        except _ConnectionClosed:
-            await self._restart()
-            return await self._list_tools()
+            try:
+                return await self._list_tools()
+            except _ConnectionClosed:
+                await self._restart()
+                return await self._list_tools()
+        finally:
+            _BEARER.reset(token)
 
     async def _list_tools(self) -> list[ToolDefinition]:
         session = await self._ensure()
@@ -238,21 +273,27 @@ class McpSession:
             raise self._translate(exc, "tools/list") from None
 
     async def call_tool(
-        self, name: str, arguments: dict[str, Any], *, timeout_s: float, bearer: str | None = None
+        self, name: str, arguments: dict[str, Any], *, timeout_s: float, bearer: str | None = None,
+        egress: list[dict[str, Any]] | None = None,
     ) -> CallOutcome:
-        """Call ``name``; on timeout the server is told to cancel (``notifications/cancelled``)."""
-        session = await self._ensure()
+        """Call ``name``; on timeout the server is told to cancel (``notifications/cancelled``).
+        ``bearer`` (HTTP) goes with the call, and with the handshake when the session starts here;
+        connection attempts made for it are appended to ``egress`` too."""
         token = _BEARER.set(bearer)
+        sink = _EGRESS.set(egress)
         try:
-            result = await asyncio.wait_for(
-                session.call_tool(name, arguments, read_timeout_seconds=timeout_s), timeout_s + 1.0)
-        except TimeoutError:
-            await self._restart()  # the SDK did not give up in time: the server is stuck, start afresh
-            raise ToolTimeout(f"MCP tool {self.spec.name}::{name} did not return within {timeout_s}s",
-                              details={"limit": "timeout", "timeout_s": timeout_s}) from None
-        except Exception as exc:  # noqa: BLE001 - SDK and transport errors are translated at this boundary
-            raise self._translate(exc, name, timeout_s) from None
+            session = await self._ensure()
+            try:
+                result = await asyncio.wait_for(
+                    session.call_tool(name, arguments, read_timeout_seconds=timeout_s), timeout_s + 1.0)
+            except TimeoutError:
+                await self._restart()  # the SDK did not give up in time: the server is stuck, start afresh
+                raise ToolTimeout(f"MCP tool {self.spec.name}::{name} did not return within {timeout_s}s",
+                                  details={"limit": "timeout", "timeout_s": timeout_s}) from None
+            except Exception as exc:  # noqa: BLE001 - SDK and transport errors are translated at this boundary
+                raise self._translate(exc, name, timeout_s) from None
         finally:
+            _EGRESS.reset(sink)
             _BEARER.reset(token)
         content = [b.model_dump(mode="json", by_alias=True, exclude_none=True) for b in result.content]
         structured = getattr(result, "structured_content", None)

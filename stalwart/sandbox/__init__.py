@@ -49,6 +49,10 @@ _HOMES = {
     "doctor": "_doctor",
     "InProcessSandbox": "_inprocess",
     "EgressProxy": "_proxy",
+    "address_refusal": "_proxy",
+    "egress_decision": "_proxy",
+    "parse_allowlist": "_proxy",
+    "resolve": "_proxy",
     "Sandbox": "_types",
     "StdioServerSandbox": "_stdio",
     "SandboxLimits": "_types",
@@ -72,7 +76,13 @@ if TYPE_CHECKING:
     from stalwart.sandbox._credentials import Claims, CredentialBroker, bind_scope, verify_credential
     from stalwart.sandbox._doctor import Check, doctor
     from stalwart.sandbox._inprocess import InProcessSandbox
-    from stalwart.sandbox._proxy import EgressProxy
+    from stalwart.sandbox._proxy import (
+        EgressProxy,
+        address_refusal,
+        egress_decision,
+        parse_allowlist,
+        resolve,
+    )
     from stalwart.sandbox._stdio import StdioServerSandbox
     from stalwart.sandbox._types import Sandbox, SandboxLimits, ToolInvocation, ToolOutcome
 
@@ -88,8 +98,12 @@ __all__ = [
     "StdioServerSandbox",
     "ToolInvocation",
     "ToolOutcome",
+    "address_refusal",
     "bind_scope",
     "current_credential",
     "doctor",
+    "egress_decision",
+    "parse_allowlist",
+    "resolve",
     "verify_credential",
 ]

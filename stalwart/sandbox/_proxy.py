@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-__all__ = ["Connector", "EgressProxy", "Resolver", "address_refusal", "parse_allowlist"]
+__all__ = ["Connector", "EgressProxy", "Resolver", "address_refusal", "egress_decision", "parse_allowlist", "resolve"]
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 Connector = Callable[[str, int], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
@@ -59,7 +59,41 @@ def address_refusal(ip: str) -> str | None:
     return None
 
 
-async def _resolve(host: str, port: int) -> list[str]:
+def _private_ok(ip: str) -> bool:
+    """A loopback or private (RFC 1918, ULA) address: what an explicit ``allow_private`` admits.
+    Link-local (cloud metadata), multicast and unspecified addresses are never admitted."""
+    addr: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(ip)
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    if addr.is_link_local or addr.is_multicast or addr.is_unspecified:
+        return False
+    return addr.is_loopback or addr.is_private
+
+
+async def egress_decision(
+    host: str, port: int, allow: set[tuple[str, int]], resolver: Resolver, *, allow_private: bool = False
+) -> tuple[str | None, str]:
+    """Decide one egress attempt: ``(address, reason)``, ``address`` being the one checked address to
+    connect to (no second lookup), or ``None`` when refused. ``host:port`` must be on ``allow``; every
+    address the name resolves to must be global (or, with ``allow_private``, loopback or private)."""
+    host = host.strip("[]").lower().rstrip(".")
+    if (host, port) not in allow:
+        return None, "not on the egress allowlist"
+    try:
+        ips = await resolver(host, port)
+    except (OSError, UnicodeError) as exc:
+        return None, f"DNS lookup failed: {exc}"
+    if not ips:
+        return None, "DNS returned no address"
+    for ip in ips:
+        why = address_refusal(ip)
+        if why and not (allow_private and _private_ok(ip)):
+            return None, f"{host} resolves to {why}"
+    return ips[0], "allowlisted"
+
+
+async def resolve(host: str, port: int) -> list[str]:
+    """Every address ``host`` resolves to (one lookup), in the resolver's order, without repeats."""
     infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     seen: list[str] = []
     for info in infos:
@@ -101,7 +135,7 @@ class EgressProxy:
     ) -> None:
         self.allow = parse_allowlist(allow)
         self.log = log
-        self._resolver = resolver or _resolve
+        self._resolver = resolver or resolve
         self._connector = connector or _connect
         self._clock = clock
         self._connect_timeout_s = connect_timeout_s
@@ -125,19 +159,7 @@ class EgressProxy:
 
     async def decide(self, host: str, port: int) -> tuple[str | None, str]:
         """Return ``(address, reason)``; ``address`` is ``None`` when refused."""
-        if (host, port) not in self.allow:
-            return None, "not on the egress allowlist"
-        try:
-            ips = await self._resolver(host, port)
-        except (OSError, UnicodeError) as exc:
-            return None, f"DNS lookup failed: {exc}"
-        if not ips:
-            return None, "DNS returned no address"
-        for ip in ips:
-            why = address_refusal(ip)
-            if why:
-                return None, f"{host} resolves to {why}"
-        return ips[0], "allowlisted"
+        return await egress_decision(host, port, self.allow, self._resolver)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()

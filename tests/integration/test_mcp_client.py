@@ -6,15 +6,18 @@ at approval and its tool stays uncallable; a rug pull after approval quarantines
 counted); injected instructions in a result are caught by the guard; a 10 MB result goes to the
 artifact store (the journal keeps a hash); a hanging call times out and the cancellation reaches the
 server; the server cannot read host files, reach the network, write outside /tmp or leave a process
-behind.
+behind. An HTTP server is reached only under the egress rules (a loopback address needs the
+explicit opt-in, a redirect to another host is refused) and gets a credential on every request.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shutil
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -239,17 +242,25 @@ async def test_pins_are_stored_on_both_databases(db_url: str) -> None:
         await store.close()
 
 
-async def test_an_http_server_gets_a_per_call_credential_as_its_bearer_token(sqlite_url: str) -> None:
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def http_server(*extra: str) -> AsyncIterator[int]:
+    """The benign server over streamable HTTP on 127.0.0.1; yields its port."""
     import asyncio
     import socket
     import subprocess
     import sys
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "benign_server", "--http", str(port), cwd=SERVERS,
-                                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    port = _free_port()
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "benign_server", "--http", str(port), *extra,
+                                                cwd=SERVERS, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for _ in range(200):
             try:
@@ -257,9 +268,17 @@ async def test_an_http_server_gets_a_per_call_credential_as_its_bearer_token(sql
                 break
             except OSError:
                 await asyncio.sleep(0.05)
+        yield port
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
+async def test_an_http_server_gets_a_per_call_credential_as_its_bearer_token(sqlite_url: str) -> None:
+    async with http_server() as port:
         app = sw.App("mcp-http", db=sqlite_url)
         app.default_retry = sw.RetryPolicy(max_attempts=1, initial_s=0.0, max_s=0.01)
-        crm = app.mcp("crm", url=f"http://127.0.0.1:{port}/mcp", scopes=["read:crm"])
+        crm = app.mcp("crm", url=f"http://127.0.0.1:{port}/mcp", scopes=["read:crm"], allow_private=True)
 
         @app.workflow(name="who", version="1", tools=[crm])
         async def who(ctx: sw.Context) -> dict:
@@ -278,11 +297,94 @@ async def test_an_http_server_gets_a_per_call_credential_as_its_bearer_token(sql
             assert {c.tool for c in claims} == {"mcp:crm::whoami"}
             steps = [e for e in await app.journal(rid) if e.kind == "tool"]
             assert [s.meta["credential_id"] for s in steps] == [c.jti for c in claims]
+            # every connection went through the egress check, to the address it checked
+            log = crm.session().egress_log
+            assert log and all(e["allowed"] and e["address"] == "127.0.0.1" and e["port"] == port for e in log)
         finally:
             await app.close()
+
+
+async def test_a_server_that_wants_a_token_on_every_request_gets_one(sqlite_url: str, tmp_path: Path) -> None:
+    seen = tmp_path / "tokens.log"
+    async with http_server("--require-auth", str(seen)) as port:
+        app = sw.App("mcp-auth", db=sqlite_url)
+        app.default_retry = sw.RetryPolicy(max_attempts=1, initial_s=0.0, max_s=0.01)
+        crm = app.mcp("crm", url=f"http://127.0.0.1:{port}/mcp", scopes=["read:crm"], allow_private=True)
+
+        @app.workflow(name="find", version="1", tools=[crm])
+        async def find(ctx: sw.Context, q: str) -> dict:
+            return await ctx.tool(crm.tool("search"), query=q)
+
+        try:
+            approved = await crm.approve(by="ops")  # handshake + tools/list, outside any run
+            assert {r["tool"] for r in approved} >= {"search", "whoami"}
+            async with app.worker(concurrency=1):
+                rid = await app.start("find", "refund", org="acme")
+                out = await app.result(rid, timeout=60)
+            assert out["structured"]["result"] == ["Refunds over 100 EUR need a second approver."]
+            broker = await app.credential_broker()
+            lines = [line.split(" ", 1) for line in seen.read_text().splitlines()]
+            assert lines and all(m in ("POST", "GET", "DELETE") for m, _ in lines)
+            subjects = set()
+            for _, token in dict.fromkeys(map(tuple, lines)):
+                org = "acme" if token != lines[0][1] else "default"
+                subjects.add((await broker.verify(token, "read:crm", org=org)).tool)
+            # the listing (and handshake) carried a server-scoped credential, the call its own
+            assert subjects == {"mcp:crm", "mcp:crm::search"}
+        finally:
+            await app.close()
+
+
+async def test_an_http_server_on_a_loopback_address_needs_the_opt_in(sqlite_url: str) -> None:
+    port = _free_port()  # nothing listens: the refusal comes before any connection
+    app = sw.App("mcp-private", db=sqlite_url)
+    try:
+        for host in ("127.0.0.1", "localhost"):
+            crm = app.mcp(f"crm-{host.replace('.', '-')}", url=f"http://{host}:{port}/mcp")
+            with pytest.raises(sw.ToolError) as info:
+                await crm.approve(by="ops")
+            assert "127.0.0.1 is a loopback address" in str(info.value)
+            assert "allow_private=True" in str(info.value)
+            (entry,) = crm.session().egress_log
+            assert entry["allowed"] is False and entry["address"] is None and entry["host"] == host
     finally:
-        proc.terminate()
-        await proc.wait()
+        await app.close()
+
+
+async def test_a_redirect_to_another_host_is_refused(sqlite_url: str) -> None:
+    import asyncio
+
+    import httpx2
+
+    from stalwart.mcp._egress import GuardedBackend, guarded_transport
+
+    other = _free_port()
+
+    async def redirect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(f"HTTP/1.1 307 Temporary Redirect\r\nLocation: http://localhost:{other}/mcp\r\n"
+                     "Content-Length: 0\r\n\r\n".encode())
+        await writer.drain()
+        writer.close()
+
+    listener = await asyncio.start_server(redirect, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    app = sw.App("mcp-redirect", db=sqlite_url)
+    try:
+        crm = app.mcp("crm", url=f"http://127.0.0.1:{port}/mcp", allow_private=True)
+        with pytest.raises(sw.ToolError):
+            await crm.approve(by="ops")
+        assert {(e["host"], e["port"]) for e in crm.session().egress_log} == {("127.0.0.1", port)}
+        # and a client that did follow it would still be refused at connect time
+        log: list[dict] = []
+        backend = GuardedBackend([f"127.0.0.1:{port}"], allow_private=True, on_attempt=log.append)
+        async with httpx2.AsyncClient(transport=guarded_transport(backend), follow_redirects=True) as client:
+            with pytest.raises(httpx2.ConnectError, match=f"egress to localhost:{other} refused: not on the egress"):
+                await client.get(f"http://127.0.0.1:{port}/mcp")
+        assert [(e["host"], e["allowed"]) for e in log] == [("127.0.0.1", True), ("localhost", False)]
+    finally:
+        listener.close()
+        await app.close()
 
 
 async def test_cedar_decides_on_the_resource_mcp_server_tool(sqlite_url: str, tmp_path: Path) -> None:

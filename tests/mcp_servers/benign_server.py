@@ -40,11 +40,33 @@ def whoami(ctx: Context) -> str:
     return auth.removeprefix("Bearer ")
 
 
+def require_auth(inner, log_path: str):  # type: ignore[no-untyped-def]
+    """Wrap the HTTP app: a request without a bearer token is answered 401; each token is logged
+    (``METHOD TOKEN`` a line) for the test to verify with the broker."""
+
+    async def app(scope, receive, send):  # type: ignore[no-untyped-def]
+        if scope["type"] == "http":
+            auth = dict(scope["headers"]).get(b"authorization", b"").decode()
+            if not auth.startswith("Bearer ") or len(auth) <= len("Bearer "):
+                await send({"type": "http.response.start", "status": 401,
+                            "headers": [(b"www-authenticate", b"Bearer"), (b"content-length", b"0")]})
+                await send({"type": "http.response.body", "body": b""})
+                return
+            with open(log_path, "a") as f:  # noqa: ASYNC230 - a test server appending one short line
+                f.write(f"{scope['method']} {auth.removeprefix('Bearer ')}\n")
+        await inner(scope, receive, send)
+
+    return app
+
+
 if __name__ == "__main__":
     if "--http" in sys.argv:
         import uvicorn
 
         port = int(sys.argv[sys.argv.index("--http") + 1])
-        uvicorn.run(server.streamable_http_app(), host="127.0.0.1", port=port, log_level="warning")
+        http_app = server.streamable_http_app()
+        if "--require-auth" in sys.argv:
+            http_app = require_auth(http_app, sys.argv[sys.argv.index("--require-auth") + 1])
+        uvicorn.run(http_app, host="127.0.0.1", port=port, log_level="warning")
     else:
         server.run()
