@@ -10,9 +10,11 @@ import sys
 import time
 from typing import Any
 
+import typer
 from rich.panel import Panel
 
 from stalwart.cli._common import console, load_app, run, state
+from stalwart.cli._demo_models import demo_settings, model_banner, model_calls
 from stalwart.cli._runs import steps_table
 from stalwart.errors import WorkflowFailed
 
@@ -33,11 +35,19 @@ TICKETS: list[tuple[str, dict[str, Any], str]] = [
 ]
 
 
-def demo() -> None:
+def demo(
+    model: str = typer.Option(
+        "embedded", "--model", "-m",
+        help="Who answers the model steps: 'embedded' (a real small model in-process, SmolLM2-135M; the "
+        "scripted 'local' model takes over where it fails), 'local' (scripted, not a real LLM) or a "
+        "[models.NAME] entry of your settings (also with 'local' as its fallback).",
+    ),
+) -> None:
     """Run the customer-support refund workflow on a few tickets and explain what happened."""
     from stalwart.examples import refund as example
 
     app = load_app(default="stalwart.examples.refund:app")
+    app.settings = demo_settings(app.settings, model)
     _ensure_master_key(app)
     nonce = time.strftime("%Y%m%d-%H%M%S")
 
@@ -46,7 +56,7 @@ def demo() -> None:
         await asyncio.to_thread(app.guard().load)  # PII models load once, up front (about a second)
         console.print(Panel.fit(
             f"Stalwart demo · workflow [bold]refund@1[/bold] · store {app.settings.db}\n"
-            "Model: the offline [bold]local[/bold] provider (scripted, deterministic, not a real LLM).\n"
+            f"{model_banner(app.settings)}\n"
             "Every step is journaled, audited in the same transaction, and replayable.",
             title="stalwart demo"))
         async with app.worker(concurrency=8, poll_interval_s=0.2):
@@ -134,6 +144,8 @@ async def _show(app: Any, n: str, run_id: str, story: str) -> None:
     console.print(f"[dim]{story}[/dim]")
     console.print(f"run [bold]{run_id}[/bold] → [{colour}]{info.status.value}[/{colour}]")
     console.print(steps_table(journal, title=""))
+    for line in model_calls(journal, app.settings):
+        console.print(f"[cyan]model:[/cyan] {line}")
     if info.output:
         console.print(f"result: {info.output}")
     pii = {k: v for e in journal for k, v in ((e.meta or {}).get("pii") or {}).items()}
