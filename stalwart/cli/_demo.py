@@ -48,6 +48,9 @@ def demo(
 
     app = load_app(default="stalwart.examples.refund:app")
     app.settings = demo_settings(app.settings, model)
+    route = app.settings.routes["default"].models
+    # A CPU model answers one call at a time (the runs queue for it): give each run room to finish.
+    wait_s = 120.0 if route == ["local"] else 900.0
     _ensure_master_key(app)
     nonce = time.strftime("%Y%m%d-%H%M%S")
 
@@ -66,16 +69,17 @@ def demo(
                 ids[n] = await app.start("refund", ticket, idempotency_key=f"demo-{nonce}-{n}", org="acme",
                                          user=customer)
             again = await app.start("refund", TICKETS[0][1], idempotency_key=f"demo-{nonce}-1", org="acme")
-            await _approve_from_cli(app, ids["2"])
+            with console.status(f"the model steps are running on {route[0]}, one call at a time…"):
+                await _approve_from_cli(app, ids["2"], wait_s)
             for n, _ticket, story in TICKETS:
-                await _show(app, n, ids[n], story)
+                await _show(app, n, ids[n], story, wait_s)
             console.rule("episodic memory")
             follow_up = {"email": "alice@example.com", "message": "Hello again, order A-1006 is missing a part, "
                          "please refund $30."}
             again_id = await app.start("refund", follow_up, idempotency_key=f"demo-{nonce}-7", org="acme",
                                        user="customer:alice")
             try:
-                follow_out = await app.result(again_id, timeout=120)
+                follow_out = await app.result(again_id, timeout=wait_s)
             except WorkflowFailed as exc:
                 follow_out = {"error": str(exc)}
             recalled = (follow_out or {}).get("previous_runs") or []
@@ -103,11 +107,11 @@ def demo(
     run(go)
 
 
-async def _approve_from_cli(app: Any, run_id: str) -> None:
+async def _approve_from_cli(app: Any, run_id: str, wait_s: float) -> None:
     """Wait until the run asks for a review, then approve it with the real ``stalwart`` CLI."""
     gov = await app.governance()
     review = None
-    for _ in range(600):
+    for _ in range(int(wait_s * 10)):
         pending = [r for r in await gov.reviews.list("pending") if r.run_id == run_id]
         if pending:
             review = pending[0]
@@ -132,9 +136,10 @@ async def _approve_from_cli(app: Any, run_id: str) -> None:
     console.print((out.stdout or out.stderr).strip())
 
 
-async def _show(app: Any, n: str, run_id: str, story: str) -> None:
+async def _show(app: Any, n: str, run_id: str, story: str, wait_s: float) -> None:
     try:
-        await app.result(run_id, timeout=120)
+        with console.status(f"ticket {n}: waiting for run {run_id}…"):
+            await app.result(run_id, timeout=wait_s)
     except WorkflowFailed:
         pass
     info = await app.get_run(run_id)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from rich.markup import escape
+
 from stalwart.errors import ConfigError
 from stalwart.gateway import EMBEDDED_LABEL, LOCAL_LABEL
 from stalwart.settings import ModelEntry, RouteEntry, Settings
@@ -72,12 +74,12 @@ def model_calls(journal: list[Any], settings: Settings) -> list[str]:
         chosen = meta.get("model") or routing.get("chosen")
         if chosen is None:
             err = (e.error or {}) if isinstance(e.error, dict) else {}
-            lines.append(f"[red]{e.name}: no model answered[/red] ({str(err.get('message', ''))[:160]})")
+            lines.append(f"[red]{e.name}: no model answered[/red] ({escape(str(err.get('message', ''))[:200])})")
             continue
         cost = f"{meta.get('tokens_in', 0)}+{meta.get('tokens_out', 0)} tok, {meta.get('latency_ms', 0) / 1000:.1f} s"
-        answer = _answer(e.result_json)
+        answer = escape(_answer(e.result_json))
         if failed:
-            why = "; ".join(_why(str(s["model"]), str(s["why"])) for s in failed)
+            why = escape("; ".join(_why(str(s["model"]), str(s["why"])) for s in failed))
             lines.append(f"[yellow]{e.name}: FALLBACK[/yellow] {why} → answered by [bold]{_label(settings, chosen)}"
                          f"[/bold] ({cost}): {answer}")
         else:

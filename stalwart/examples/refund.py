@@ -159,6 +159,7 @@ def checked_triage(ticket: dict) -> type[Triage]:
     amounts = stated_amounts(text)
 
     class Triage_(Triage):
+        __doc__ = Triage.__doc__  # the JSON schema's description: the same as Triage's
         model_config = ConfigDict(title="Triage")
 
         @field_validator("order_id")
@@ -187,6 +188,7 @@ def checked_reply(cents: int) -> type[Reply]:
     amount = f"{cents / 100:.2f} USD"
 
     class Reply_(Reply):
+        __doc__ = Reply.__doc__
         model_config = ConfigDict(title="Reply")
 
         @field_validator("email")
