@@ -30,7 +30,7 @@ def demo_settings(settings: Settings, model: str) -> Settings:
     is the scripted model; any other name must be a ``[models.NAME]`` entry of the settings."""
     models = dict(settings.models)
     if model == "embedded" and "embedded" not in models:
-        models["embedded"] = ModelEntry(provider="embedded", model=EMBEDDED_MODEL)
+        models["embedded"] = ModelEntry.model_validate({"provider": "embedded", "model": EMBEDDED_MODEL})
     if model != "local" and model not in models:
         known = ", ".join(sorted({*models, "local", "embedded"}))
         raise ConfigError(f"demo --model {model!r} is not a [models.{model}] entry of the settings (known: {known})")
