@@ -16,7 +16,7 @@ from rich.panel import Panel
 from stalwart.cli._common import console, load_app, run, state
 from stalwart.cli._demo_models import demo_settings, model_banner, model_calls
 from stalwart.cli._runs import steps_table
-from stalwart.errors import WorkflowFailed
+from stalwart.errors import ConfigError, WorkflowFailed
 
 TICKETS: list[tuple[str, dict[str, Any], str]] = [
     ("1", {"email": "alice@example.com", "message": "Hi! Order A-1001 arrived broken. Please refund the $49.99."},
@@ -39,8 +39,8 @@ def demo(
     model: str = typer.Option(
         "embedded", "--model", "-m",
         help="Who answers the model steps: 'embedded' (a real small model in-process, SmolLM2-135M; the "
-        "scripted 'local' model takes over where it fails), 'local' (scripted, not a real LLM) or a "
-        "[models.NAME] entry of your settings (also with 'local' as its fallback).",
+        "scripted 'local' model takes over where it fails), 'local' (scripted, not a real LLM) or the name of "
+        "a models entry of your settings (also with 'local' as its fallback).",
     ),
 ) -> None:
     """Run the customer-support refund workflow on a few tickets and explain what happened."""
@@ -104,7 +104,12 @@ def demo(
                           "[bold]stalwart audit verify[/bold] · [bold]stalwart review list[/bold]")
         await app.close()
 
-    run(go)
+    try:
+        run(go)
+    except ConfigError as exc:
+        if "provider 'embedded'" not in str(exc):
+            raise
+        raise ConfigError(f"{exc}; or run the demo on the scripted model: stalwart demo --model local") from None
 
 
 async def _approve_from_cli(app: Any, run_id: str, wait_s: float) -> None:
