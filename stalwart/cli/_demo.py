@@ -10,11 +10,13 @@ import sys
 import time
 from typing import Any
 
+import typer
 from rich.panel import Panel
 
 from stalwart.cli._common import console, load_app, run, state
+from stalwart.cli._demo_models import demo_settings, model_banner, model_calls
 from stalwart.cli._runs import steps_table
-from stalwart.errors import WorkflowFailed
+from stalwart.errors import ConfigError, WorkflowFailed
 
 TICKETS: list[tuple[str, dict[str, Any], str]] = [
     ("1", {"email": "alice@example.com", "message": "Hi! Order A-1001 arrived broken. Please refund the $49.99."},
@@ -33,11 +35,22 @@ TICKETS: list[tuple[str, dict[str, Any], str]] = [
 ]
 
 
-def demo() -> None:
+def demo(
+    model: str = typer.Option(
+        "embedded", "--model", "-m",
+        help="Who answers the model steps: 'embedded' (a real small model in-process, SmolLM2-135M; the "
+        "scripted 'local' model takes over where it fails), 'local' (scripted, not a real LLM) or the name of "
+        "a models entry of your settings (also with 'local' as its fallback).",
+    ),
+) -> None:
     """Run the customer-support refund workflow on a few tickets and explain what happened."""
     from stalwart.examples import refund as example
 
     app = load_app(default="stalwart.examples.refund:app")
+    app.settings = demo_settings(app.settings, model)
+    route = app.settings.routes["default"].models
+    # A CPU model answers one call at a time (the runs queue for it): give each run room to finish.
+    wait_s = 120.0 if route == ["local"] else 900.0
     _ensure_master_key(app)
     nonce = time.strftime("%Y%m%d-%H%M%S")
 
@@ -46,7 +59,7 @@ def demo() -> None:
         await asyncio.to_thread(app.guard().load)  # PII models load once, up front (about a second)
         console.print(Panel.fit(
             f"Stalwart demo · workflow [bold]refund@1[/bold] · store {app.settings.db}\n"
-            "Model: the offline [bold]local[/bold] provider (scripted, deterministic, not a real LLM).\n"
+            f"{model_banner(app.settings)}\n"
             "Every step is journaled, audited in the same transaction, and replayable.",
             title="stalwart demo"))
         async with app.worker(concurrency=8, poll_interval_s=0.2) as worker:
@@ -57,16 +70,17 @@ def demo() -> None:
                 ids[n] = await app.start("refund", ticket, idempotency_key=f"demo-{nonce}-{n}", org="acme",
                                          user=customer)
             again = await app.start("refund", TICKETS[0][1], idempotency_key=f"demo-{nonce}-1", org="acme")
-            await _approve_from_cli(app, ids["2"])
+            with console.status(f"the model steps are running on {route[0]}, one call at a time…"):
+                await _approve_from_cli(app, ids["2"], wait_s)
             for n, _ticket, story in TICKETS:
-                await _show(app, n, ids[n], story)
+                await _show(app, n, ids[n], story, wait_s)
             console.rule("episodic memory")
             follow_up = {"email": "alice@example.com", "message": "Hello again, order A-1006 is missing a part, "
                          "please refund $30."}
             again_id = await app.start("refund", follow_up, idempotency_key=f"demo-{nonce}-7", org="acme",
                                        user="customer:alice")
             try:
-                follow_out = await app.result(again_id, timeout=120)
+                follow_out = await app.result(again_id, timeout=wait_s)
             except WorkflowFailed as exc:
                 follow_out = {"error": str(exc)}
             _sandbox_lines(await app.journal(again_id), f"run {again_id}")
@@ -94,14 +108,19 @@ def demo() -> None:
                           "[bold]stalwart audit verify[/bold] · [bold]stalwart review list[/bold]")
         await app.close()
 
-    run(go)
+    try:
+        run(go)
+    except ConfigError as exc:
+        if "provider 'embedded'" not in str(exc):
+            raise
+        raise ConfigError(f"{exc}; or run the demo on the scripted model: stalwart demo --model local") from None
 
 
-async def _approve_from_cli(app: Any, run_id: str) -> None:
+async def _approve_from_cli(app: Any, run_id: str, wait_s: float) -> None:
     """Wait until the run asks for a review, then approve it with the real ``stalwart`` CLI."""
     gov = await app.governance()
     review = None
-    for _ in range(600):
+    for _ in range(int(wait_s * 10)):
         pending = [r for r in await gov.reviews.list("pending") if r.run_id == run_id]
         if pending:
             review = pending[0]
@@ -126,9 +145,10 @@ async def _approve_from_cli(app: Any, run_id: str) -> None:
     console.print((out.stdout or out.stderr).strip())
 
 
-async def _show(app: Any, n: str, run_id: str, story: str) -> None:
+async def _show(app: Any, n: str, run_id: str, story: str, wait_s: float) -> None:
     try:
-        await app.result(run_id, timeout=120)
+        with console.status(f"ticket {n}: waiting for run {run_id}…"):
+            await app.result(run_id, timeout=wait_s)
     except WorkflowFailed:
         pass
     info = await app.get_run(run_id)
@@ -139,6 +159,8 @@ async def _show(app: Any, n: str, run_id: str, story: str) -> None:
     console.print(f"run [bold]{run_id}[/bold] → [{colour}]{info.status.value}[/{colour}]")
     console.print(steps_table(journal, title=""))
     _sandbox_lines(journal)
+    for line in model_calls(journal, app.settings):
+        console.print(f"[cyan]model:[/cyan] {line}")
     if info.output:
         console.print(f"result: {info.output}")
     pii = {k: v for e in journal for k, v in ((e.meta or {}).get("pii") or {}).items()}

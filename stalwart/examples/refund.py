@@ -11,17 +11,18 @@ idempotency key, so a retried or replayed refund can never be paid twice.
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 from contextlib import closing
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 import stalwart as sw
+from stalwart.errors import ToolError
 from stalwart.examples import orders
 from stalwart.memory import summarise_run
-from stalwart.errors import ToolError
 
 app = sw.App("support", policies="policies")
 """Its Cedar bundle, ``stalwart/examples/policies`` (refunds over 100 USD wait for a human review),
@@ -129,6 +130,86 @@ class Triage(BaseModel):
     urgency: Literal["low", "normal", "high"]
 
 
+_ORDER_ID = re.compile(r"\b[A-Z]{1,4}-\d{3,10}\b")
+_ADDRESS = re.compile(r"\{\{EMAIL_\d+\}\}|[^@\s]+@[^@\s]+\.[^@\s]+")
+_AMOUNTS = (
+    re.compile(r"[$€£]\s?(\d{1,7}(?:,\d{3})*(?:\.\d{1,2})?)"),
+    re.compile(r"\b(\d{1,7}(?:,\d{3})*(?:\.\d{1,2})?)\s?(?:usd|dollars?|eur|euros?|gbp)\b", re.IGNORECASE),
+)
+
+
+def _ticket_text(ticket: Any) -> str:
+    if isinstance(ticket, dict):
+        return "\n".join(_ticket_text(v) for v in ticket.values())
+    return ticket if isinstance(ticket, str) else ""
+
+
+def stated_amounts(text: str) -> set[int]:
+    """Every amount of money ``text`` writes ($49.99, 20 dollars, €5), in cents."""
+    return {round(float(m.group(1).replace(",", "")) * 100) for pat in _AMOUNTS for m in pat.finditer(text)}
+
+
+def checked_triage(ticket: dict) -> type[Triage]:
+    """:class:`Triage` checked against the ticket it was read from: the order id must be one the
+    ticket writes, the amount one it states (in cents), or 0 when it states none. A model that
+    reads "$10" as 10 cents fails validation here, so the gateway sends it a correction prompt and,
+    if it is still wrong, hands the call to the route's next model. Same JSON schema as Triage."""
+    text = _ticket_text(ticket)
+    order_ids = set(_ORDER_ID.findall(text))
+    amounts = stated_amounts(text)
+
+    class Triage_(Triage):
+        __doc__ = Triage.__doc__  # the JSON schema's description: the same as Triage's
+        model_config = ConfigDict(title="Triage")
+
+        @field_validator("order_id")
+        @classmethod
+        def _written(cls, v: str) -> str:
+            if order_ids and v not in order_ids:
+                raise ValueError(f"{v!r} is not an order id the ticket writes; copy it exactly (like A-1234)")
+            return v
+
+        @field_validator("amount_cents")
+        @classmethod
+        def _stated(cls, v: int) -> int:
+            if not amounts and v != 0:
+                raise ValueError(f"{v} but the ticket states no amount: answer 0")
+            if amounts and v not in amounts:
+                raise ValueError(f"{v} is not the amount the ticket states in cents ($12.50 is 1250)")
+            return v
+
+    Triage_.__name__ = Triage_.__qualname__ = "Triage"
+    return Triage_
+
+
+def checked_reply(cents: int) -> type[Reply]:
+    """:class:`Reply` that must be addressed as the ticket gives it (an address, or its
+    ``{{EMAIL_n}}`` placeholder) and state the amount actually refunded."""
+    amount = f"{cents / 100:.2f} USD"
+
+    class Reply_(Reply):
+        __doc__ = Reply.__doc__
+        model_config = ConfigDict(title="Reply")
+
+        @field_validator("email")
+        @classmethod
+        def _address(cls, v: str) -> str:
+            if not _ADDRESS.fullmatch(v.strip()):
+                raise ValueError(f"{v!r} is not the customer's email as the ticket gives it (e.g. {{{{EMAIL_1}}}})")
+            return v
+
+        @field_validator("body")
+        @classmethod
+        def _amount(cls, v: str) -> str:
+            if amount not in v:
+                raise ValueError(f"the body must state the amount refunded, exactly: {amount}")
+            return v
+
+    Reply_.__name__ = Reply_.__qualname__ = "Reply"
+    return Reply_
+
+
+
 @app.workflow(
     name="refund",
     version="1",
@@ -138,7 +219,7 @@ class Triage(BaseModel):
 )
 async def refund(ctx: sw.Context, ticket: dict) -> dict:
     """Handle one refund ticket end to end."""
-    triage = await ctx.llm("triage", template="triage@1", vars={"ticket": ticket}, output=Triage)
+    triage = await ctx.llm("triage", template="triage@1", vars={"ticket": ticket}, output=checked_triage(ticket))
     if triage.intent not in ("refund", "complaint"):
         return {"decision": "routed_to_human", "intent": triage.intent, "order_id": triage.order_id}
     order_id = triage.order_id
@@ -154,7 +235,7 @@ async def refund(ctx: sw.Context, ticket: dict) -> dict:
     fraud = await ctx.tool(check_fraud, order_id=order_id, cents=cents)
     ctx.partial({"decision": "pending", "order_id": order_id, "fraud_score": fraud["score"]})
     payment = await ctx.tool(issue_refund, order_id=order_id, cents=cents)
-    reply = await ctx.llm("reply", template="reply@1", output=Reply, vars={
+    reply = await ctx.llm("reply", template="reply@1", output=checked_reply(cents), vars={
         "ticket": ticket, "subject": f"Your refund for {order_id}", "body": f"We refunded {cents / 100:.2f} USD."})
     await ctx.tool(send_email, to=reply.email, subject=reply.subject, body=reply.body)
     out = {"decision": "refunded", "order_id": order_id, "cents": cents, "payment_id": payment["payment_id"],

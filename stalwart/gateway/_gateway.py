@@ -3,7 +3,8 @@
 For each call: render the prompt, count its tokens, work out what every budget scope has left,
 plan the route (breakers, PII, context, latency, budget), then walk the plan as a fallback chain:
 cache lookup, limits, provider call with retries (``Retry-After`` honoured), structured-output
-validation with up to two correction prompts. Every provider call first reserves its worst-case
+validation with up to two correction prompts (an answer still invalid after them passes the call
+to the next candidate). Every provider call first reserves its worst-case
 cost in the ledger (atomically, against every cap that applies), then settles to its actual
 cost; a stream whose output outgrows its reservation is cut. Threshold crossings are computed
 from the ledger's atomic before/after totals, so each fires once per period.
@@ -164,7 +165,8 @@ class Gateway:
         caller already has cannot be taken back). Whatever ``on_delta`` raises ends the call.
 
         Raises ``BudgetExceeded`` (no cap has room, or actual usage went past one: the result is
-        then in ``details["result"]``), ``OutputValidationError`` (non-retryable), ``PolicyDenied``
+        then in ``details["result"]``), ``OutputValidationError`` (non-retryable: the route's
+        last candidate still answered invalid output after the corrections), ``PolicyDenied``
         (a PII call with no model allowed to take it), ``ProviderError`` (every candidate failed;
         ``details`` holds routing and attempts) or ``ConfigError`` (naming the setting).
         """
@@ -209,7 +211,8 @@ class Gateway:
         tally = _Tally()
         last: ProviderError | None = None
         last_budget: BudgetExceeded | None = None
-        for model, out_allow in plan.order:
+        last_invalid: OutputValidationError | None = None
+        for n, (model, out_allow) in enumerate(plan.order, 1):
             provider = self.registry.provider(model)
             msgs = list(messages)
             if schema is not None and not provider.supports_json_schema:
@@ -248,6 +251,16 @@ class Gateway:
                     value, resp = await self._validated(
                         model, provider, preq, resp, req.output, tally, call, spends
                     )
+            except OutputValidationError as err:
+                # Still wrong after the correction prompts: the next candidate gets the call (the
+                # answers already paid for stay in the tally); with none left, the error stands.
+                if n == len(plan.order) or tally.streamed:
+                    err.details.update(routing=routing)
+                    raise
+                routing["skipped"].append({"model": model.name, "why": f"failed: invalid_output: {err.message}"})
+                log.info("gateway: %s answered invalid output, falling back", model.name)
+                last_invalid = err
+                continue
             except BudgetExceeded as err:
                 if err.details.get("stage") != "reserve" or tally.streamed:
                     raise
@@ -288,6 +301,9 @@ class Gateway:
             if key is not None:
                 await self.cache.put(key, result.to_json(), now)
             return result
+        if last is None and last_invalid is not None:
+            last_invalid.details.update(routing=routing, attempts=tally.attempts)
+            raise last_invalid
         if last is None:
             assert last_budget is not None
             last_budget.details.update(routing=routing, attempts=tally.attempts)

@@ -41,7 +41,7 @@ def _tamper_copy(src: Path, dst: Path) -> str:
 
 def test_two_databases_in_one_folder_verify_apart_and_tampered_copies_fail(tmp_path: Path) -> None:
     for name in ("one", "two"):
-        demo = _cli("--db", f"sqlite:///{name}.db", "demo", cwd=tmp_path)
+        demo = _cli("--db", f"sqlite:///{name}.db", "demo", "--model", "local", cwd=tmp_path)
         assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-2000:]
     logs = sorted(p.name for p in (tmp_path / ".stalwart" / "audit-checkpoints").iterdir())
     assert len(logs) == 2, logs  # one anchor folder per audit log, in the shared default location

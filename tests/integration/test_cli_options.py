@@ -152,7 +152,7 @@ def test_before_and_after_agree_or_it_is_an_error(tmp_path: Path) -> None:
 
 def test_demo_run_list_and_audit_verify_with_db_after_the_subcommand(tmp_path: Path) -> None:
     db = _db(tmp_path, "after.db")
-    demo = stalwart("demo", "--db", db, cwd=tmp_path)
+    demo = stalwart("demo", "--db", db, "--model", "local", cwd=tmp_path)
     assert demo.returncode == 0, demo.stderr[-2000:]
     assert (tmp_path / "after.db").exists()
     assert not (tmp_path / ".stalwart" / "stalwart.db").exists()  # the default database was not used
@@ -236,6 +236,7 @@ UNKNOWN_KEY_TOML = "no_such_setting = 1\n"
         (["worker", "--app", "broken:app"], "module 'broken' has a syntax error"),
         (["run", "list", "--config", "missing.toml"], "'missing.toml' is not a readable file"),
         (["demo", "--config", "bad.toml"], "'bad.toml' is not valid TOML"),
+        (["demo", "--model", "nope"], "demo --model 'nope' is not a [models.nope] entry"),
         (["run", "list", "--config", "unknown.toml"], "no_such_setting"),
         (["worker", "--concurrency", "0"], "--concurrency"),
         (["worker", "--concurrency", "abc"], "--concurrency"),

@@ -185,14 +185,29 @@ async def test_schema_violation_gets_a_correction_then_succeeds(srv: FakeLLMServ
     await gw.aclose()
 
 
-async def test_schema_violation_three_times_is_a_non_retryable_output_validation_error(
+async def test_schema_violation_three_times_falls_back_to_the_next_candidate(srv: FakeLLMServer) -> None:
+    srv.inject("schema", "schema", "schema", model=CLAUDE)
+    gw = Gateway(settings(srv, ["claude", "primary"]), sleep=Sleeps())
+    res = await gw.complete(ask(output=Answer), CallContext("r"))
+    assert res.model == "primary" and res.value == Answer(answer="example", score=1)
+    assert srv.count(model=CLAUDE) == 3 and srv.count(model=PRIMARY) == 1
+    assert [a["outcome"] for a in res.attempts] == ["invalid_output"] * 3 + ["ok"]
+    (skipped,) = res.routing["skipped"]
+    assert skipped["model"] == "claude" and skipped["why"].startswith("failed: invalid_output: model 'claude'")
+    assert res.routing["reason"].startswith("fallback")
+    assert res.tokens_in == sum(a["tokens_in"] for a in res.attempts)  # the wrong answers are paid for too
+    await gw.aclose()
+
+
+async def test_schema_violation_three_times_on_the_last_candidate_is_a_non_retryable_output_validation_error(
     srv: FakeLLMServer,
 ) -> None:
     srv.inject("schema", "schema", "schema", model=CLAUDE)
-    gw = Gateway(settings(srv, ["claude", "primary"]), sleep=Sleeps())
+    gw = Gateway(settings(srv, ["claude"]), sleep=Sleeps())
     with pytest.raises(OutputValidationError) as info:
         await gw.complete(ask(output=Answer), CallContext("r"))
     assert info.value.retryable is False
+    assert info.value.details["routing"]["candidates"] == ["claude"]
     assert srv.count(model=CLAUDE) == 3 and srv.count(model=PRIMARY) == 0
     await gw.aclose()
 
