@@ -100,7 +100,7 @@ def _agent_tools(ctx: Context, tools: list[Any]) -> dict[str, ToolDef]:
     ex = ctx._ex
     out: dict[str, ToolDef] = {}
     for t in tools:
-        tdef: ToolDef | None = t if isinstance(t, ToolDef) else getattr(t, "__stalwart_tool__", None)
+        tdef: ToolDef | None = ex.app.tool_for(t)
         if tdef is None or ex.wdef.tools.get(tdef.name) is not tdef:
             raise UnauthorizedToolCall(f"{t!r} is not a tool of workflow {ex.wdef.key}: an agent may only be "
                                        "given tools its workflow lists", retryable=False)

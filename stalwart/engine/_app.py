@@ -6,6 +6,7 @@ import asyncio
 import random
 import sys
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -231,16 +232,34 @@ class App:
                 sensitivity=sensitivity or ("medium" if mutating else "low"),
                 pii_fields=tuple(pii_fields),
                 max_staleness_s=max_staleness_s,
-                fallback=_tool_of(fallback),
+                fallback=_tool_of(fallback, self),
                 retry_on_timeout=retry_on_timeout,
             )
             if tdef.name in self._tools and self._tools[tdef.name].fn is not f:
                 raise ConfigError(f"tool {tdef.name!r} is registered twice")
             self._tools[tdef.name] = tdef
+            per_app = f.__dict__.get("__stalwart_tools__")
+            if per_app is None:
+                per_app = f.__stalwart_tools__ = weakref.WeakKeyDictionary()  # type: ignore[attr-defined]
+            per_app[self] = tdef  # one function may be a tool of several apps, each with its own options
             f.__stalwart_tool__ = tdef  # type: ignore[attr-defined]
             return f
 
         return register(fn) if fn is not None else register
+
+    def tool_for(self, obj: Any) -> ToolDef | None:
+        """This app's definition of ``obj`` (a ``ToolDef``, or a function registered with
+        ``@app.tool``), or ``None``. A function registered on several apps resolves to each app's
+        own registration, never to whichever app registered it last."""
+        if isinstance(obj, ToolDef):
+            return obj
+        per_app = getattr(obj, "__stalwart_tools__", None)
+        if per_app is not None:
+            mine = per_app.get(self)
+            if mine is not None:
+                return mine  # type: ignore[no-any-return]
+        found = getattr(obj, "__stalwart_tool__", None)
+        return found if isinstance(found, ToolDef) else None
 
     def http_tool(
         self,
@@ -429,7 +448,7 @@ class App:
                 if t in self.mcp_servers.values():
                     servers.add(t.name)
                     continue
-                tdef = t if isinstance(t, ToolDef) else getattr(t, "__stalwart_tool__", None)
+                tdef = self.tool_for(t)
                 if tdef is None:
                     raise ConfigError(f"workflow {name or f.__name__!r}: {t!r} is not a registered tool")
                 tdefs[tdef.name] = tdef
@@ -1004,10 +1023,10 @@ class App:
         return await run_sandboxed(self, ex, tool, args, meta)
 
 
-def _tool_of(fn: Any) -> ToolDef | None:
+def _tool_of(fn: Any, app: App) -> ToolDef | None:
     if fn is None or isinstance(fn, ToolDef):
         return fn
-    tdef = getattr(fn, "__stalwart_tool__", None)
+    tdef = app.tool_for(fn)
     if tdef is None:
         raise ConfigError(f"fallback {fn!r} is not a registered tool (register it with @app.tool first)")
     return tdef  # type: ignore[no-any-return]

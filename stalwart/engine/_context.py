@@ -171,7 +171,7 @@ class Context:
         if isinstance(tool, str):
             found = self._ex.wdef.tools.get(tool) or app.tool_def(tool)
         else:
-            found = getattr(tool, "__stalwart_tool__", None)
+            found = app.tool_for(tool)
         if found is None:
             raise UnauthorizedToolCall(f"{tool!r} is not a registered tool", retryable=False)
         return found

@@ -171,7 +171,7 @@ def _tool_spec(ex: RunExecution, tool: Any) -> dict[str, Any]:
     from stalwart.engine._definitions import ToolDef
     from stalwart.errors import UnauthorizedToolCall
 
-    tdef: ToolDef | None = tool if isinstance(tool, ToolDef) else getattr(tool, "__stalwart_tool__", None)
+    tdef: ToolDef | None = ex.app.tool_for(tool)
     if tdef is None or not ex.wdef.allows(tdef):
         raise UnauthorizedToolCall(f"{tool!r} is not a tool of workflow {ex.wdef.key}", retryable=False)
     return {"name": tdef.name, "description": tdef.description, "parameters": tdef.json_schema()}

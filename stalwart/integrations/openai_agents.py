@@ -167,7 +167,7 @@ def _governed(ctx: Context, agent: Agent[Any], tools: Sequence[Any]) -> dict[str
                                    "@app.tool can run governed", retryable=False)
     found: dict[str, ToolDef] = {}
     for t in tools:
-        tdef = t if isinstance(t, ToolDef) else getattr(t, "__stalwart_tool__", None)
+        tdef = ctx._ex.app.tool_for(t)
         if not isinstance(tdef, ToolDef):
             raise UnauthorizedToolCall(f"{t!r} is not a Stalwart tool: register it with @app.tool", retryable=False)
         found[tdef.name] = tdef
@@ -175,7 +175,7 @@ def _governed(ctx: Context, agent: Agent[Any], tools: Sequence[Any]) -> dict[str
         if not isinstance(tool, FunctionTool):
             raise UnauthorizedToolCall(f"the agent's tool {getattr(tool, 'name', tool)!r} is not a function tool; "
                                        "only function tools can run as governed Stalwart tools", retryable=False)
-        tdef = getattr(getattr(tool, "__wrapped__", None), "__stalwart_tool__", None)
+        tdef = ctx._ex.app.tool_for(getattr(tool, "__wrapped__", None))
         if not isinstance(tdef, ToolDef):
             tdef = found.get(tool.name)
         if not isinstance(tdef, ToolDef):

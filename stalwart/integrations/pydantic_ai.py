@@ -201,7 +201,7 @@ def _text(content: Any) -> str:
                      f"{type(content).__name__} content")
 
 
-def _governed(tools: Sequence[Any], agent: Agent[Any, Any]) -> dict[str, ToolDef]:
+def _governed(ctx: Context, tools: Sequence[Any], agent: Agent[Any, Any]) -> dict[str, ToolDef]:
     """The Stalwart tool behind each of the agent's function tools (and any ``tools`` given)."""
     found: dict[str, ToolDef] = {}
     for toolset in agent.toolsets:
@@ -211,13 +211,13 @@ def _governed(tools: Sequence[Any], agent: Agent[Any, Any]) -> dict[str, ToolDef
                                        "only function tools registered with @app.tool can run governed",
                                        retryable=False)
         for name, tool in own.items():
-            tdef = getattr(tool.function, "__stalwart_tool__", None)
+            tdef = ctx._ex.app.tool_for(tool.function)
             if not isinstance(tdef, ToolDef):
                 raise UnauthorizedToolCall(f"the agent's tool {name!r} is not a Stalwart tool: register it with "
                                            "@app.tool and list it in the workflow's tools", retryable=False)
             found[tdef.name] = tdef
     for t in tools:
-        tdef = t if isinstance(t, ToolDef) else getattr(t, "__stalwart_tool__", None)
+        tdef = ctx._ex.app.tool_for(t)
         if not isinstance(tdef, ToolDef):
             raise UnauthorizedToolCall(f"{t!r} is not a Stalwart tool: register it with @app.tool", retryable=False)
         found[tdef.name] = tdef
@@ -238,7 +238,7 @@ async def run(ctx: Context, agent: Agent[Any, Any], prompt: str, *, tools: Seque
         raise ValueError(f"max_tool_errors must be an integer of 1 or more, not {max_tool_errors!r}")
     if "model" in kwargs or "toolsets" in kwargs:
         raise ValueError("run() chooses the agent's model and tools itself")
-    governed = _governed(tools, agent)
+    governed = _governed(ctx, tools, agent)
     out = agent.output_type
     output = out if isinstance(out, type) and issubclass(out, BaseModel) else None
     stalwart_model = StalwartModel(ctx, governed, route=route, model=model, output=output, temperature=temperature)
