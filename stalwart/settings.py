@@ -148,8 +148,9 @@ class SandboxSettings(_Section):
     pool_per_profile_max: int = Field(2, ge=0)
     """Warm pool: most ready sandboxes for one (tool module, limits, egress) profile that the call
     rate alone asks for (a worker's pre-warm may keep more, see ``pool_prewarm``)."""
-    pool_idle_s: float = Field(30.0, gt=0)
-    """Warm pool: a profile not called for this long drops to zero sandboxes."""
+    pool_idle_s: float = Field(120.0, gt=0)
+    """Warm pool: a profile not called for this long drops to zero sandboxes. Long enough that a run
+    whose first steps are slow model calls (a CPU model takes 30 s and more) still finds its tools warm."""
     pool_max_age_s: float = Field(300.0, gt=0)
     """Warm pool: a pooled sandbox older than this is discarded instead of used."""
     pool_prewarm: bool = True

@@ -39,7 +39,7 @@ class PoolLimits:
     max_processes: int = 16
     max_memory_mb: int = 1024
     per_profile_max: int = 2
-    idle_s: float = 30.0
+    idle_s: float = 120.0
     max_age_s: float = 300.0
     warmup_timeout_s: float = 30.0
     max_warming: int = 2
