@@ -121,10 +121,15 @@ async def llm_step(
             if sink is not None:
                 sink.abort()
             raise
+        data = result.to_json()
+        try:  # the answer is scanned before its stream is closed: a blocked answer's unsent tail never goes out
+            await rg.scan_json(result.text, "model", f"the answer of model call {task!r}", meta)
+        except BaseException:
+            if sink is not None:
+                sink.abort(drop_pending=True)
+            raise
         if sink is not None:
             await sink.finish(result.text)
-        data = result.to_json()
-        await rg.scan_json(result.text, "model", f"the answer of model call {task!r}", meta)
         if rg.pii_on and result.text:
             redacted = await rg.redact_value(result.text)
             if redacted != result.text:  # PII the model produced does not leave unredacted

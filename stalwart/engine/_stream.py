@@ -112,8 +112,12 @@ class TextStream:
                         after_texts=True)
         await self._owner.flush()
 
-    def abort(self) -> None:
-        """The call failed: what it streamed is written with the next flush, and no ``llm.end``."""
+    def abort(self, *, drop_pending: bool = False) -> None:
+        """The call failed: what it streamed is written with the next flush, and no ``llm.end``.
+
+        ``drop_pending``: the answer was blocked by the guard, so text not yet written is dropped."""
+        if drop_pending:
+            self.raw = self.raw[:self.sent]
         self.closing = True
 
     async def take(self, *, final: bool) -> tuple[RunEvent, int] | None:
