@@ -148,18 +148,19 @@ class NameRecognizer:
                 for key in index.keys():
                     words = (w for w in index[key] if w.isalpha())
                     if key == noun:
-                        # WordNet lists people as nouns ("john", "sarah"): a noun that is also in
-                        # the name table counts as a name; one that is also a verb or adjective
-                        # ("grace", "mark", "page") stays an ordinary word.
-                        common.update(w for w in words if w not in given and w not in family)
+                        # WordNet lists people as nouns ("john", "sarah"): a noun that is also a
+                        # given name counts as a name; a family name that is a noun ("street",
+                        # "law") or a name that is also a verb or adjective ("grace", "mark",
+                        # "page") stays an ordinary word.
+                        common.update(w for w in words if w not in given)
                     else:
                         common.update(words)
-                from spacy.lang.en.stop_words import STOP_WORDS
-
-                common.update(STOP_WORDS)
-                # function words are never names, whatever the table says ("My" is a Vietnamese name)
-                given -= STOP_WORDS
-                family -= STOP_WORDS
+                stop = _stop_words()
+                common.update(stop)
+                # function words are never names, whatever the table says ("My" is a Vietnamese
+                # given name, "Sie" a German pronoun); nor are months and weekdays on their own
+                given -= stop
+                family -= stop
                 self._given, self._family = frozenset(given), frozenset(family)
             self._common = frozenset(common)
             self._nlp = nlp
@@ -220,9 +221,13 @@ class NameRecognizer:
             inside = inside or not _sentence_initial(text, words[0][0])
             words, keys = words[1:], keys[1:]
             cue_text = ""
+        while len(keys) > 1 and words[-1][2].isupper() and not words[0][2].isupper():
+            words, keys = words[:-1], keys[:-1]  # a trailing acronym: "Smith FAQ"
         while keys and self._ordinary(keys[-1]) and not self._named(keys[-1]):
             if len(keys) == 2 and keys[0] in self._given:
                 break  # "Grace Hopper", "Will Smith": a given name and a word that is also a surname
+            if len(keys[-1]) <= 3 and any(self._named(k) and not self._ordinary(k) for k in keys[:-1]):
+                break  # short name parts: "Nguyen Van An"
             words, keys = words[:-1], keys[:-1]
         if not words or all(k in _NOT_NAMES for k in keys):
             return []
@@ -299,6 +304,23 @@ def _sentence_initial(text: str, pos: int) -> bool:
     while i >= 0 and text[i] in " \t\"'“‘(*_>#":
         i -= 1
     return i < 0 or text[i] in ".!?\n:;"
+
+
+_CALENDAR = frozenset(
+    "january february march april may june july august september october november december "
+    "monday tuesday wednesday thursday friday saturday sunday".split()
+)
+
+
+def _stop_words() -> frozenset[str]:
+    """Function words of the languages names are most often written beside (spaCy's lists)."""
+    import importlib
+
+    words: set[str] = set(_CALENDAR)
+    for lang in ("en", "de", "fr", "es", "it", "pt", "nl"):
+        mod = importlib.import_module(f"spacy.lang.{lang}.stop_words")
+        words.update(w for w in mod.STOP_WORDS if len(w) <= 5 or lang == "en")
+    return frozenset(words)
 
 
 _spacy_lock = threading.Lock()
