@@ -42,8 +42,10 @@ _SEQ = re.compile(
 )
 _LOWER_INTRO = re.compile(
     r"(?i:\b(?:my name is|my name's|name is|name:|i am|i'm|im|this is|it's|its|call me|je m'appelle|"
-    rf"ich bin|ich heiße|mi chiamo|me llamo|soy))[ \t]+([{_LOW}]{{2,}})(?:[ \t]+([{_LOW}]{{2,}}))?(?![\w@])"
+    r"ich bin|ich heiße|mi chiamo|me llamo|soy|hi|hey|hello|dear|thanks|thx|ty|cc|ask|tell|ping|"
+    rf"spoke to|spoke with|talked to|regards|cheers))[ \t,]+([{_LOW}]{{2,}})(?:[ \t]+([{_LOW}]{{2,}}))?(?![\w@])"
 )
+_LOWER_PAIR = re.compile(rf"(?<![\w@./\\#-])([{_LOW}]{{3,}})[ \t]+([{_LOW}]{{3,}})(?![\w@])")
 _ORG = re.compile(
     r"(?i)^(?:llc|ltd|plc|inc|gmbh|corp|co|ag|sa|sarl|srl|bv|nv|oy|ab|as|kg|group|bank|university|"
     r"college|school|hospital|clinic|foundation|institute|labs?|systems|solutions|technologies|"
@@ -188,12 +190,17 @@ class NameRecognizer:
                 if k in common and k not in given and k not in family:
                     continue  # an ordinary capitalized word, the common case: nothing to judge
             out.extend(self._judge(text, m.start(), m.end()))
-        # lower-case names only after a self-introduction ("my name is wei zhang", "its priya")
+        # lower-case names: after a self-introduction or a greeting ("my name is wei zhang",
+        # "thanks priya"), or a given name followed by a family name, neither an English word
         for m in _LOWER_INTRO.finditer(text):
             a, b = m.group(1), m.group(2)
             if a in given and a not in common:
                 both = b is not None and (b in family or b in given) and b not in common
                 out.append(_Cand(m.start(1), m.end(2) if both else m.end(1), 2))
+        for m in _LOWER_PAIR.finditer(text):
+            a, b = m.group(1), m.group(2)
+            if a in given and b in family and a not in common and b not in common:
+                out.append(_Cand(m.start(), m.end(), 2))
         return out
 
     def _judge(self, text: str, start: int, end: int) -> list[_Cand]:
