@@ -6,7 +6,8 @@ PATH holds one JSON object a line: ``text`` and ``spans`` (``type``, ``start``, 
 optional ``locale`` per row selects the guard's locale (default: the process-wide guard).
 
 Prints, per gold type: gold spans, detected (hidden by any placeholder: overlapped by a redacted
-entity of any type), leaked (the gold value still appears verbatim in the redacted text), recall;
+entity of any type), leaked (the gold value still appears verbatim in the redacted text), partial
+(detected, but some letters or digits of the value are left outside every placeholder), recall;
 per predicted type: predicted entities and precision (share that overlap a gold span); person
 recall and precision (PERSON entities against PERSON gold); and the speed of redact + scan in a
 warm process in ms per KB (p50, p95), per record and on 1-8 KB documents made of the records.
@@ -57,6 +58,7 @@ def main() -> int:
     gold_n: dict[str, int] = defaultdict(int)
     hit_n: dict[str, int] = defaultdict(int)
     leak_n: dict[str, int] = defaultdict(int)
+    part_n: dict[str, int] = defaultdict(int)
     pred_n: dict[str, int] = defaultdict(int)
     pred_ok: dict[str, int] = defaultdict(int)
     person_tp = person_pred_ok = 0
@@ -79,12 +81,18 @@ def main() -> int:
             hit_n[t] += hit
             leaked = value in red.text
             leak_n[t] += leaked
+            covered = all(
+                not text[i].isalnum() or any(e.start <= i < e.end for e in red.entities)
+                for i in range(s["start"], s["end"])
+            )
+            part_n[t] += hit and not covered
             if t == "PERSON":
                 person_tp += any(
                     e.type == "PERSON" and e.start < s["end"] and s["start"] < e.end for e in red.entities
                 )
-            if (not hit or leaked) and args.show_misses:
-                misses.append(f"  {t:14s} {'LEAK' if leaked else 'miss'} {value!r}  in {text[:120]!r}")
+            if (not hit or leaked or not covered) and args.show_misses:
+                kind = "LEAK" if leaked else "miss" if not hit else "part"
+                misses.append(f"  {t:14s} {kind} {value!r}  in {text[:120]!r}")
         for e in red.entities:
             pred_n[e.type] += 1
             ok = any(e.start < s["end"] and s["start"] < e.end for s in gold)
@@ -97,9 +105,11 @@ def main() -> int:
                 misses.append(f"  {e.type:14s} FP   {e.value!r}  in {text[:120]!r}")
 
     print(f"{args.path}: {len(rows)} records, {sum(gold_n.values())} gold spans (guard loaded in {load_s:.1f} s)")
-    print(f"{'gold type':16s} {'gold':>5s} {'detected':>8s} {'leaked':>6s} {'recall':>7s}")
+    print(f"{'gold type':16s} {'gold':>5s} {'detected':>8s} {'leaked':>6s} {'partial':>7s} {'recall':>7s}")
     for t in sorted(gold_n):
-        print(f"{t:16s} {gold_n[t]:5d} {hit_n[t]:8d} {leak_n[t]:6d} {hit_n[t] / gold_n[t]:7.3f}")
+        print(
+            f"{t:16s} {gold_n[t]:5d} {hit_n[t]:8d} {leak_n[t]:6d} {part_n[t]:7d} {hit_n[t] / gold_n[t]:7.3f}"
+        )
     print(f"{'predicted type':16s} {'pred':>5s} {'on gold':>8s} {'precision':>9s}")
     for t in sorted(pred_n):
         print(f"{t:16s} {pred_n[t]:5d} {pred_ok[t]:8d} {pred_ok[t] / pred_n[t]:9.3f}")

@@ -37,7 +37,8 @@ _TAIL = (
     rf"(?:,?\s+{_CITY}(?:,\s*|\s+){_STATE}\.?,?\s+(?:{_US_ZIP}|{_CA_PC})"  # Springfield, IL 62704
     rf"|,?\s+{_CITY},?\s+(?:{_UK_PC}|{_CA_PC})"  # London SW1A 2AA
     rf"|,\s*{_CITY}(?:,\s*{_STATE})?(?![\w]))"  # , Springfield
-    rf"(?:,\s*(?:USA|US|United States|UK|United Kingdom|Canada|Australia))?"
+    rf"(?:[ \t,]+(?:\d{{6}}|\d{{3}}-\d{{4}})\b)?"  # PIN (India), 〒 code (Japan)
+    rf"(?:,\s*(?:USA|US|United States|UK|United Kingdom|Canada|Australia|India|Japan))?"
 )
 _EU_TAIL = rf"(?:,?\s+{_EU_PC}\s+{_CITY}|,\s*{_CITY})?"
 
@@ -54,7 +55,7 @@ _CUE = re.compile(
     r"located at|moved to|mail(?:ed)? to|office (?:at|is at)|home at|stay(?:ing)? at|reside|"
     r"adresse|anschrift|dirección|direccion|indirizzo|endereço)\b(?:\s*(?:is|:|-))?[ \t]*"
 )
-_EN_START = re.compile(r"(?<![\w\-/.])\d{1,6}[A-Za-z]?(?:-\d{1,4})?,?\s+[A-Z0-9(]")
+_EN_START = re.compile(r"(?<![\w\-/.])\d{1,6}[A-Za-z]?(?:-\d{1,4})?,?\s+(?=[A-Z0-9(])")
 _DE_HINT = re.compile(
     r"(?:straße|strasse|str\.|weg|platz|allee|gasse|ring|damm|ufer|chaussee|steig|pfad|markt|straat|"
     r"laan|plein|gracht|kade|singel|dijk)\s+\d"

@@ -35,7 +35,10 @@ _TABLE = Path(__file__).with_name("person_names.txt")
 
 _UP = "A-ZÀ-ÖØ-ÞĀĂĄĆĈĊČĎĐĒĔĖĘĚĜĞĠĢĤĦĨĪĬĮİĴĶĹĻĽĿŁŃŅŇŊŌŎŐŒŔŖŘŚŜŞŠŢŤŦŨŪŬŮŰŲŴŶŸŹŻŽ"
 _LOW = "a-zß-öø-ÿā-ž"
-_WORD = rf"(?:[{_UP}][{_LOW}]+(?:['’][{_UP}][{_LOW}]+)?(?:-[{_UP}{_LOW}][{_LOW}]+)*|[{_UP}]{{2,}}(?![{_LOW}])|[{_UP}]\.)"
+_WORD = (
+    rf"(?:(?:[{_UP}]['’])?[{_UP}][{_LOW}]+(?:[{_UP}][{_LOW}]+)?(?:['’][{_UP}][{_LOW}]+)?(?:-[{_UP}{_LOW}][{_LOW}]+)*"
+    rf"|[{_UP}]{{2,}}(?![{_LOW}])|[{_UP}]\.)"
+)
 _PARTICLE = r"(?:van|von|der|den|de|da|di|del|della|dos|das|du|le|la|al|el|bin|ibn|binti|ter|ten|y|zu|af)"
 _SEQ = re.compile(
     rf"(?<![\w@./\\#-]){_WORD}(?:['’]s\b)?(?:[ \t]+(?:{_PARTICLE}[ \t]+)?{_WORD}(?:['’]s\b)?){{0,4}}(?![\w@])"
@@ -321,11 +324,19 @@ _CALENDAR = frozenset(
 
 def _stop_words() -> frozenset[str]:
     """Function words of the languages names are most often written beside (spaCy's lists)."""
-    import importlib
+    import importlib.util
+
+    import spacy
 
     words: set[str] = set(_CALENDAR)
+    root = Path(spacy.__file__).parent / "lang"
     for lang in ("en", "de", "fr", "es", "it", "pt", "nl"):
-        mod = importlib.import_module(f"spacy.lang.{lang}.stop_words")
+        # the lists' own modules, without importing the language packages (seconds each)
+        spec = importlib.util.spec_from_file_location(f"_stalwart_stop_{lang}", root / lang / "stop_words.py")
+        if spec is None or spec.loader is None:
+            continue
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
         words.update(w for w in mod.STOP_WORDS if len(w) <= 5 or lang == "en")
     return frozenset(words)
 

@@ -122,6 +122,8 @@ class PhoneRecognizer:
             return False  # an unformatted digit run is a phone only where the text says so
         if _NANP.match(raw):
             return self._possible(digits, ("US", "CA"))
+        if re.match(r"^\(\d{2,5}\)[\s.\-]?\d", raw):
+            return self._possible(digits, self.regions)  # an area code in brackets: (11) 91234-5678
         if digits.startswith("0") or cue:
             return self._possible(digits, self.regions)
         return False

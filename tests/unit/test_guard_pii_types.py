@@ -223,3 +223,16 @@ async def test_new_types_round_trip_through_the_vault(tmp_path: Path, monkeypatc
         }
     finally:
         await store.close()
+
+
+# -- e-mails written to dodge scrapers, secrets said in words ----------------------------------------
+def test_obfuscated_emails(guard: Guard) -> None:
+    r = guard.redact("write to jane dot doe at example dot com or jane[at]example.com")
+    assert [e.type for e in r.entities] == ["EMAIL", "EMAIL"]
+    assert types(guard, "we meet at noon at the cafe, see home.com") == []
+
+
+def test_secrets_in_words(guard: Guard) -> None:
+    assert ("SECRET", "hunter22") in types(guard, "the password is hunter22 for now")
+    assert ("SECRET", "4821") in types(guard, "your PIN 4821 works")
+    assert types(guard, "the pin is in the drawer") == []
