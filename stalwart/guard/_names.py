@@ -103,6 +103,11 @@ _NOT_NAMES = frozenset(
 _HONORIFIC = re.compile(r"(?i)^(?:mr|mrs|ms|mx|miss|dr|prof|sir|dame|herr|frau|mme|mlle|m|sr|sra|srta|sig)\.?$")
 
 
+_INFLECTIONS = (("s", ""), ("es", ""), ("ies", "y"), ("ed", ""), ("ed", "e"), ("ing", ""), ("ing", "e"), ("ly", ""))
+_NONSPACE = re.compile(r"\S+")
+_POSSESSIVE = re.compile(r"['’]s$")
+
+
 @dataclass(frozen=True, slots=True)
 class _Cand:
     start: int
@@ -123,6 +128,7 @@ class NameRecognizer:
         self._family: frozenset[str] = frozenset()
         self._common: frozenset[str] = frozenset()
         self._nlp: Any = None
+        self._inflected: dict[str, bool] = {}
         self._loaded = False
         self._lock = threading.Lock()
 
@@ -189,7 +195,7 @@ class NameRecognizer:
         for m in _SEQ.finditer(text):
             w = m.group()
             if " " not in w and "\t" not in w:
-                k = re.sub(r"['’]s$", "", w).rstrip(".").lower()
+                k = _POSSESSIVE.sub("", w).rstrip(".").lower()
                 if k in common and k not in given and k not in family:
                     continue  # an ordinary capitalized word, the common case: nothing to judge
             out.extend(self._judge(text, m.start(), m.end()))
@@ -207,7 +213,7 @@ class NameRecognizer:
         return out
 
     def _judge(self, text: str, start: int, end: int) -> list[_Cand]:
-        words = [(m.start() + start, m.end() + start, m.group()) for m in re.finditer(r"\S+", text[start:end])]
+        words = [(m.start(), m.end(), m.group()) for m in _NONSPACE.finditer(text, start, end)]
         cue_text = text[max(0, start - 28) : start]
         # honorifics inside the run are cues, not part of the name
         while words and _HONORIFIC.match(words[0][2]):
@@ -217,11 +223,10 @@ class NameRecognizer:
             return []
 
         def key(w: str) -> str:
-            w = re.sub(r"['’]s$", "", w).rstrip(".")
-            return w.lower()
+            return _POSSESSIVE.sub("", w).rstrip(".").lower()
 
         for i, w in enumerate(words):
-            if re.search(r"['’]s$", w[2]):
+            if w[2].endswith(("'s", "’s")):
                 words = words[: i + 1]  # a possessive ends the name: "Maria's order"
                 break
         keys = [key(w[2]) for w in words]
@@ -242,7 +247,7 @@ class NameRecognizer:
         if not words or all(k in _NOT_NAMES for k in keys):
             return []
         s, e = words[0][0], words[-1][1]
-        if re.search(r"['’]s$", text[s:e]):
+        if text[s:e].endswith(("'s", "’s")):
             e -= 2
         level = _cue_strength(cue_text)
         strong, cue = level == 2, level >= 1
@@ -279,10 +284,16 @@ class NameRecognizer:
         c = self._common
         if w in c:
             return True
-        for suffix, repl in (("s", ""), ("es", ""), ("ies", "y"), ("ed", ""), ("ed", "e"), ("ing", ""), ("ing", "e"), ("ly", "")):
-            if w.endswith(suffix) and len(w) > len(suffix) + 2 and w[: -len(suffix)] + repl in c:
-                return True
-        return False
+        hit = self._inflected.get(w)
+        if hit is None:
+            hit = any(
+                w.endswith(suffix) and len(w) > len(suffix) + 2 and w[: -len(suffix)] + repl in c
+                for suffix, repl in _INFLECTIONS
+            )
+            if len(self._inflected) > 50_000:
+                self._inflected.clear()
+            self._inflected[w] = hit
+        return hit
 
     def _named(self, w: str) -> bool:
         return w in self._given or w in self._family

@@ -78,6 +78,7 @@ class PhoneRecognizer:
                 ordered.append(r)
         self.regions = tuple(ordered)
         self.score = score
+        self._cache: dict[tuple[str, tuple[str, ...]], bool] = {}
 
     def find(self, text: str, lowered: str | None = None) -> list[Span]:
         out: list[Span] = []
@@ -137,7 +138,17 @@ class PhoneRecognizer:
             return False
         return bool(pn.is_possible_number(parsed))
 
-    def _possible(self, digits: str, regions: Iterable[str]) -> bool:
+    def _possible(self, digits: str, regions: tuple[str, ...]) -> bool:
+        key = (digits, regions)
+        hit = self._cache.get(key)
+        if hit is None:
+            hit = self._possible_in(digits, regions)
+            if len(self._cache) > 20_000:
+                self._cache.clear()
+            self._cache[key] = hit
+        return hit
+
+    def _possible_in(self, digits: str, regions: tuple[str, ...]) -> bool:
         pn = self._pn
         for region in regions:
             try:
