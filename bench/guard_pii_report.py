@@ -29,9 +29,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import stalwart as sw  # noqa: E402
-from stalwart.guard import Guard  # noqa: E402
-from stalwart.settings import GuardSettings  # noqa: E402
+import stalwart as sw
+from stalwart.guard import Guard
+from stalwart.settings import GuardSettings
 
 
 def _per_kb(fn, texts: list[str], clock=time.perf_counter) -> tuple[float, float]:
@@ -49,7 +49,9 @@ def main() -> int:
     ap.add_argument("path")
     ap.add_argument("--show-misses", action="store_true", help="print missed and leaked values")
     args = ap.parse_args()
-    rows = [json.loads(line) for line in Path(args.path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = [
+        json.loads(line) for line in Path(args.path).read_text(encoding="utf-8").splitlines() if line.strip()
+    ]
 
     t0 = time.perf_counter()
     sw.guard.default_guard().load()
@@ -105,7 +107,9 @@ def main() -> int:
             if not ok and args.show_misses:
                 misses.append(f"  {e.type:14s} FP   {e.value!r}  in {text[:120]!r}")
 
-    print(f"{args.path}: {len(rows)} records, {sum(gold_n.values())} gold spans (guard loaded in {load_s:.1f} s)")
+    print(
+        f"{args.path}: {len(rows)} records, {sum(gold_n.values())} gold spans (guard loaded in {load_s:.1f} s)"
+    )
     print(f"{'gold type':16s} {'gold':>5s} {'detected':>8s} {'leaked':>6s} {'partial':>7s} {'recall':>7s}")
     for t in sorted(gold_n):
         print(
@@ -128,7 +132,7 @@ def main() -> int:
     for t in texts[:5]:
         sw.guard.redact(t)
         sw.guard.scan(t, "tool")
-    both = lambda t: (sw.guard.redact(t), sw.guard.scan(t, "tool"))  # noqa: E731
+    both = lambda t: (sw.guard.redact(t), sw.guard.scan(t, "tool"))
     p50, p95 = _per_kb(both, texts)
     rng = random.Random(1)
     docs = []
@@ -139,11 +143,13 @@ def main() -> int:
             size += len(parts[-1].encode()) + 2
         docs.append("\n\n".join(parts))
     d50, d95 = _per_kb(both, docs)
-    r50, r95 = _per_kb(sw.guard.redact, docs)
+    r50, _ = _per_kb(sw.guard.redact, docs)
     c50, _ = _per_kb(both, docs, time.thread_time)
     cr50, _ = _per_kb(sw.guard.redact, docs, time.thread_time)
     print(f"redact + scan per record      p50 {p50:6.2f} ms/KB  p95 {p95:6.2f} ms/KB  (wall)")
-    print(f"redact + scan on 1-8 KB docs  p50 {d50:6.2f} ms/KB  p95 {d95:6.2f} ms/KB  (wall; redact alone p50 {r50:.2f})")
+    print(
+        f"redact + scan on 1-8 KB docs  p50 {d50:6.2f} ms/KB  p95 {d95:6.2f} ms/KB  (wall; redact alone p50 {r50:.2f})"
+    )
     print(f"redact + scan on 1-8 KB docs  p50 {c50:6.2f} ms/KB CPU time (redact alone p50 {cr50:.2f})")
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     if misses:

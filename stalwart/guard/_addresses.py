@@ -23,7 +23,9 @@ _SUFFIX = (
     r"ridge|bend|cove|crossing|heights|landing|manor|meadows?|estates?|commons?)"
 )
 _WORD = r"(?:[A-Z][\w'’\-]*|[A-Z]\.|\d+(?:st|nd|rd|th)|(?:de|del|la|las|los|of|the|von|van|du|des)\b)"
-_UNIT = r"(?:,?\s*(?:apt|apartment|suite|ste|unit|flat|floor|fl|room|rm|bldg|building|#)\.?\s*#?\s*[\w\-]{1,6})"
+_UNIT = (
+    r"(?:,?\s*(?:apt|apartment|suite|ste|unit|flat|floor|fl|room|rm|bldg|building|#)\.?\s*#?\s*[\w\-]{1,6})"
+)
 _STATE = (
     r"(?:A[KLRZ]|C[AOT]|D[CE]|FL|GA|HI|I[ADLN]|K[SY]|LA|M[ADEINOST]|N[CDEHJMVY]|O[HKR]|P[AR]|RI|S[CD]|"
     r"T[NX]|UT|V[AIT]|W[AIVY]|AB|BC|MB|NB|NL|NS|NT|NU|ON|PE|QC|SK|YT|NSW|VIC|QLD|WA|SA|TAS|ACT)"

@@ -58,10 +58,65 @@ _ORG = re.compile(
 # Cues: the words right before a run of capitalized words. Strong ones make a single word or a
 # lower-case word a name (titles, salutations, labels, self-introductions); weak ones only help.
 _STRONG_WORDS = frozenset(
-    "mr mrs ms mx miss dr prof herr frau mme mlle monsieur madame sr sra srta señor señora sig signor "
-    "signora dott dear hi hello hey hiya regards sincerely cheers thanks name named called attention attn "
-    "signed patient customer client applicant tenant caller met meet cc bcc soy nombre nom im i'm "
-    "cordialement grüße gruß saludos atentamente".split()
+    [
+        "mr",
+        "mrs",
+        "ms",
+        "mx",
+        "miss",
+        "dr",
+        "prof",
+        "herr",
+        "frau",
+        "mme",
+        "mlle",
+        "monsieur",
+        "madame",
+        "sr",
+        "sra",
+        "srta",
+        "señor",
+        "señora",
+        "sig",
+        "signor",
+        "signora",
+        "dott",
+        "dear",
+        "hi",
+        "hello",
+        "hey",
+        "hiya",
+        "regards",
+        "sincerely",
+        "cheers",
+        "thanks",
+        "name",
+        "named",
+        "called",
+        "attention",
+        "attn",
+        "signed",
+        "patient",
+        "customer",
+        "client",
+        "applicant",
+        "tenant",
+        "caller",
+        "met",
+        "meet",
+        "cc",
+        "bcc",
+        "soy",
+        "nombre",
+        "nom",
+        "im",
+        "i'm",
+        "cordialement",
+        "grüße",
+        "gruß",
+        "saludos",
+        "atentamente",
+    ]
 )
 _STRONG_PHRASES = frozenset(
     ("ask for", "my name is", "name is", "this is", "it's", "its", "i am", "spoke to", "spoke with",
@@ -69,9 +124,54 @@ _STRONG_PHRASES = frozenset(
      "my name's", "best regards", "kind regards", "yours truly", "according to")
 )  # fmt: skip
 _WEAK_WORDS = frozenset(
-    "from to by contact with and or per for via ping tell ask emailed messaged employee member manager "
-    "agent rep colleague wife husband son daughter mother father brother sister friend nurse doctor "
-    "student teacher assignee owner reviewer author approver guest user sir dame love yours att".split()
+    [
+        "from",
+        "to",
+        "by",
+        "contact",
+        "with",
+        "and",
+        "or",
+        "per",
+        "for",
+        "via",
+        "ping",
+        "tell",
+        "ask",
+        "emailed",
+        "messaged",
+        "employee",
+        "member",
+        "manager",
+        "agent",
+        "rep",
+        "colleague",
+        "wife",
+        "husband",
+        "son",
+        "daughter",
+        "mother",
+        "father",
+        "brother",
+        "sister",
+        "friend",
+        "nurse",
+        "doctor",
+        "student",
+        "teacher",
+        "assignee",
+        "owner",
+        "reviewer",
+        "author",
+        "approver",
+        "guest",
+        "user",
+        "sir",
+        "dame",
+        "love",
+        "yours",
+        "att",
+    ]
 )
 _PUNCT = ".,:;!?-—–()\"'“”‘’*_>#"
 
@@ -87,7 +187,11 @@ def _cue_strength(before: str) -> int:
     parts = [w for w in parts if w]
     if not parts:
         return weak
-    if parts[-1] in _STRONG_WORDS or " ".join(parts[-2:]) in _STRONG_PHRASES or " ".join(parts[-3:]) in _STRONG_PHRASES:
+    if (
+        parts[-1] in _STRONG_WORDS
+        or " ".join(parts[-2:]) in _STRONG_PHRASES
+        or " ".join(parts[-3:]) in _STRONG_PHRASES
+    ):
         return 2
     if parts[-1] in _WEAK_WORDS:
         return 1
@@ -96,14 +200,71 @@ def _cue_strength(before: str) -> int:
 
 # Words that follow a salutation but are no one's name.
 _NOT_NAMES = frozenset(
-    "all team everyone everybody there folks guys sir madam colleagues friends customer customers "
-    "support sales admin user users hr it ops devops manager managers again again, world future "
-    "the a an this that my our your their his her its we you i they he she it".split()
+    [
+        "all",
+        "team",
+        "everyone",
+        "everybody",
+        "there",
+        "folks",
+        "guys",
+        "sir",
+        "madam",
+        "colleagues",
+        "friends",
+        "customer",
+        "customers",
+        "support",
+        "sales",
+        "admin",
+        "user",
+        "users",
+        "hr",
+        "it",
+        "ops",
+        "devops",
+        "manager",
+        "managers",
+        "again",
+        "again,",
+        "world",
+        "future",
+        "the",
+        "a",
+        "an",
+        "this",
+        "that",
+        "my",
+        "our",
+        "your",
+        "their",
+        "his",
+        "her",
+        "its",
+        "we",
+        "you",
+        "i",
+        "they",
+        "he",
+        "she",
+        "it",
+    ]
 )
-_HONORIFIC = re.compile(r"(?i)^(?:mr|mrs|ms|mx|miss|dr|prof|sir|dame|herr|frau|mme|mlle|m|sr|sra|srta|sig)\.?$")
+_HONORIFIC = re.compile(
+    r"(?i)^(?:mr|mrs|ms|mx|miss|dr|prof|sir|dame|herr|frau|mme|mlle|m|sr|sra|srta|sig)\.?$"
+)
 
 
-_INFLECTIONS = (("s", ""), ("es", ""), ("ies", "y"), ("ed", ""), ("ed", "e"), ("ing", ""), ("ing", "e"), ("ly", ""))
+_INFLECTIONS = (
+    ("s", ""),
+    ("es", ""),
+    ("ies", "y"),
+    ("ed", ""),
+    ("ed", "e"),
+    ("ing", ""),
+    ("ing", "e"),
+    ("ly", ""),
+)
 _NONSPACE = re.compile(r"\S+")
 _POSSESSIVE = re.compile(r"['’]s$")
 
@@ -156,7 +317,7 @@ class NameRecognizer:
                 lookups = nlp.get_pipe("lemmatizer").lookups
                 index = lookups.get_table("lemma_index")
                 noun = nlp.vocab.strings["noun"]
-                for key in index.keys():
+                for key in index:
                     words = (w for w in index[key] if w.isalpha())
                     if key == noun:
                         # WordNet lists people as nouns ("john", "sarah"): a noun that is also a
@@ -251,7 +412,6 @@ class NameRecognizer:
             e -= 2
         level = _cue_strength(cue_text)
         strong, cue = level == 2, level >= 1
-        initial = _sentence_initial(text, s)
         given0 = keys[0] in self._given
         table = [k in self._given or k in self._family for k in keys]
         plain = [not self._ordinary(k) for k in keys]  # not an ordinary English word
@@ -328,8 +488,27 @@ def _sentence_initial(text: str, pos: int) -> bool:
 
 
 _CALENDAR = frozenset(
-    "january february march april may june july august september october november december "
-    "monday tuesday wednesday thursday friday saturday sunday".split()
+    [
+        "january",
+        "february",
+        "march",
+        "april",
+        "may",
+        "june",
+        "july",
+        "august",
+        "september",
+        "october",
+        "november",
+        "december",
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+        "sunday",
+    ]
 )
 
 

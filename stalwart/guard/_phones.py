@@ -27,25 +27,132 @@ _CAND = re.compile(
     r"(?:\+|\b00)?\s?(?:\(\s?\+?\d{1,5}\s?\)\s?)?\d[\d().\-/ \u00a0]{4,24}\d"
     r"(?![\w@%/\\]|[.,:]\d|-\d)"
 )
-_DATE = re.compile(
-    r"^(?:\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.](?:\d{4}|\d{2}))$"
-)
+_DATE = re.compile(r"^(?:\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.](?:\d{4}|\d{2}))$")
 _IP = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
 _NANP = re.compile(r"^(?:\+?1[\s.\-]?)?(?:\(\d{3}\)|\d{3})[\s.\-]?\d{3}[\s.\-]?\d{4}$")
 _SSN_SHAPE = re.compile(r"^\d{3}([ .\-])\d{2}\1\d{4}$")
 
 # Words just before a number that make it something else, and words that make it a phone.
 _NOT_PHONE = frozenset(
-    "order invoice inv ref reference tracking ticket case id no nr num acct account iban card sku serial "
-    "version ver build release isbn zip postcode plz ssn sin nhs tax vat amount total price balance po pin "
-    "otp code item part model batch lot policy claim member transaction txn confirmation booking flight "
-    "passport license licence routing sort bic swift port pid uid uuid hash commit issue pr step "
-    "#".split()
+    [
+        "order",
+        "invoice",
+        "inv",
+        "ref",
+        "reference",
+        "tracking",
+        "ticket",
+        "case",
+        "id",
+        "no",
+        "nr",
+        "num",
+        "acct",
+        "account",
+        "iban",
+        "card",
+        "sku",
+        "serial",
+        "version",
+        "ver",
+        "build",
+        "release",
+        "isbn",
+        "zip",
+        "postcode",
+        "plz",
+        "ssn",
+        "sin",
+        "nhs",
+        "tax",
+        "vat",
+        "amount",
+        "total",
+        "price",
+        "balance",
+        "po",
+        "pin",
+        "otp",
+        "code",
+        "item",
+        "part",
+        "model",
+        "batch",
+        "lot",
+        "policy",
+        "claim",
+        "member",
+        "transaction",
+        "txn",
+        "confirmation",
+        "booking",
+        "flight",
+        "passport",
+        "license",
+        "licence",
+        "routing",
+        "sort",
+        "bic",
+        "swift",
+        "port",
+        "pid",
+        "uid",
+        "uuid",
+        "hash",
+        "commit",
+        "issue",
+        "pr",
+        "step",
+        "#",
+    ]
 )
 _PHONE_CUE = frozenset(
-    "phone tel telephone mobile mob cell cellphone fax call calls called ring text sms whatsapp signal "
-    "contact reach dial hotline landline number numbers nummer telefon handy téléphone portable teléfono "
-    "móvil telefono cellulare tel. ph ph. mob. t m 電話 携帯 手机 电话 ☎ 📞".split()
+    [
+        "phone",
+        "tel",
+        "telephone",
+        "mobile",
+        "mob",
+        "cell",
+        "cellphone",
+        "fax",
+        "call",
+        "calls",
+        "called",
+        "ring",
+        "text",
+        "sms",
+        "whatsapp",
+        "signal",
+        "contact",
+        "reach",
+        "dial",
+        "hotline",
+        "landline",
+        "number",
+        "numbers",
+        "nummer",
+        "telefon",
+        "handy",
+        "téléphone",
+        "portable",
+        "teléfono",
+        "móvil",
+        "telefono",
+        "cellulare",
+        "tel.",
+        "ph",
+        "ph.",
+        "mob.",
+        "t",
+        "m",
+        "電話",
+        "携帯",
+        "手机",
+        "电话",
+        "☎",
+        "📞",
+    ]
 )
 
 
@@ -54,7 +161,11 @@ def _context(before: str) -> tuple[bool, bool]:
     words = [w.strip(".,:;!?()[]\"'=-") or w for w in before.lower().split()[-4:]]
     cue = any(w in _PHONE_CUE or w.rstrip(".:") in _PHONE_CUE for w in words)
     last = words[-1] if words else ""
-    not_phone = last in _NOT_PHONE or last.endswith("#") or (len(words) > 1 and words[-2] in _NOT_PHONE and last in ("no", "nr", "number", "id", "#", "num"))
+    not_phone = (
+        last in _NOT_PHONE
+        or last.endswith("#")
+        or (len(words) > 1 and words[-2] in _NOT_PHONE and last in ("no", "nr", "number", "id", "#", "num"))
+    )
     return cue, not_phone
 
 
@@ -116,7 +227,7 @@ class PhoneRecognizer:
             groups = re.split(r"[.\s]+", raw.strip("+() "))
             if len(groups) < 3 or any(len(_digits(g)) < 2 for g in groups[1:]):
                 return False  # versions (1.2.3, 10.0.19041.1) and decimals
-        if raw.startswith("+") or raw.startswith("00"):
+        if raw.startswith(("+", "00")):
             return self._international(raw)
         bare = not seps and "(" not in raw
         if bare and not cue:

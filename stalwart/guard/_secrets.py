@@ -133,14 +133,21 @@ SECRET_RECOGNIZERS: tuple[RegexRecognizer, ...] = (
         0.9,
         ("pass", "pwd", "secret", "pin", "token", "key"),
     ),
-    _r("SECRET", r"(?i)\b(?:token|pin|passcode)\b['\"]?\s*[:=]\s*['\"]?(?P<v>[^\s'\"`,;]{4,})", 0.9, ("token", "pin", "passcode")),
+    _r(
+        "SECRET",
+        r"(?i)\b(?:token|pin|passcode)\b['\"]?\s*[:=]\s*['\"]?(?P<v>[^\s'\"`,;]{4,})",
+        0.9,
+        ("token", "pin", "passcode"),
+    ),
     # e-mail addresses written to dodge scrapers: "jane dot doe at example dot com", "jane[at]example.com"
     RegexRecognizer(
         "EMAIL",
-        re.compile(r"(?i)(?<![\w.])[a-z0-9][\w.+-]*(?:\s*(?:\[dot\]|\(dot\)|\s+dot\s+)\s*[\w+-]+)*"
-        r"\s*(?:\[at\]|\(at\)|\{at\}|\s+at\s+)\s*[a-z0-9][\w-]*"
-        r"(?:\s*(?:\[dot\]|\(dot\)|\{dot\}|\s+dot\s+|\.)\s*[a-z0-9][\w-]*)*"
-        r"\s*(?:\[dot\]|\(dot\)|\{dot\}|\s+dot\s+|\.)\s*[a-z]{2,10}\b"),
+        re.compile(
+            r"(?i)(?<![\w.])[a-z0-9][\w.+-]*(?:\s*(?:\[dot\]|\(dot\)|\s+dot\s+)\s*[\w+-]+)*"
+            r"\s*(?:\[at\]|\(at\)|\{at\}|\s+at\s+)\s*[a-z0-9][\w-]*"
+            r"(?:\s*(?:\[dot\]|\(dot\)|\{dot\}|\s+dot\s+|\.)\s*[a-z0-9][\w-]*)*"
+            r"\s*(?:\[dot\]|\(dot\)|\{dot\}|\s+dot\s+|\.)\s*[a-z]{2,10}\b"
+        ),
         0.9,
         ("[at]", "(at)", "{at}", " dot "),
         _obfuscated_email,

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 import stalwart as sw
-from stalwart.guard import Guard, PiiRedactor, Vault
-from stalwart.guard import _names
+from stalwart.guard import Guard, PiiRedactor, Vault, _names
 from stalwart.settings import GuardSettings
 from stalwart.store import open_store
 
@@ -202,7 +201,9 @@ def test_missing_ner_model_fails_closed(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 # -- placeholders and rehydration ---------------------------------------------------------------------------
-async def test_new_types_round_trip_through_the_vault(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_new_types_round_trip_through_the_vault(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TEST_VAULT_KEY", base64.b64encode(bytes(range(32))).decode())
     settings = GuardSettings(master_key_env="TEST_VAULT_KEY")
     text = "Maria Gonzalez, DOB 03/14/1985, 742 Evergreen Terrace, Springfield, IL 62704, tel 546.531.4039"
@@ -214,7 +215,9 @@ async def test_new_types_round_trip_through_the_vault(tmp_path: Path, monkeypatc
         vault = Vault(store, settings=settings)
         await vault.put("acme", red.mapping, scope="run-1")
         back = await vault.rehydrate_args(
-            {"to": "{{PERSON_1}}", "dob": "{{DATE_OF_BIRTH_1}}", "ship": "{{ADDRESS_1}}"}, "acme", scope="run-1"
+            {"to": "{{PERSON_1}}", "dob": "{{DATE_OF_BIRTH_1}}", "ship": "{{ADDRESS_1}}"},
+            "acme",
+            scope="run-1",
         )
         assert back == {
             "to": "Maria Gonzalez",
