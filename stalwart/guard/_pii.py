@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from stalwart.guard._addresses import AddressRecognizer
-from stalwart.guard._dob import DOB_RECOGNIZER
+from stalwart.guard._dob import DOB_RECOGNIZER, DobTableRecognizer
 from stalwart.guard._idnumbers import SSN_RECOGNIZERS
 from stalwart.guard._names import NameRecognizer
 from stalwart.guard._phones import PhoneRecognizer
@@ -149,7 +149,7 @@ class PiiRedactor:
                 regions: list[str] = []
                 for c in self._countries:
                     regions.extend(r for r in LOCALE_RECOGNIZERS.get(c, ((c,), ()))[0] if r not in regions)
-                others: list[Any] = [PhoneRecognizer(regions), AddressRecognizer()]
+                others: list[Any] = [PhoneRecognizer(regions), AddressRecognizer(), DobTableRecognizer()]
                 if self._names is not None:
                     self._names.load()
                     others.append(self._names)

@@ -73,6 +73,16 @@ def luhn_card(value: str) -> bool:
     return total % 10 == 0
 
 
+def _secret_like(value: str) -> bool:
+    """A value that looks chosen as a secret: a digit, a symbol or mixed case ("required" is not)."""
+    v = value.rstrip(".!?)")
+    return (
+        any(c.isdigit() for c in v)
+        or any(not c.isalnum() for c in v)
+        or (v != v.lower() and v != v.capitalize())
+    )
+
+
 def _obfuscated_email(value: str) -> bool:
     low = value.lower()
     return any(t in low for t in ("[at]", "(at)", "{at}", " dot ", "[dot]", "(dot)"))
@@ -125,6 +135,29 @@ SECRET_RECOGNIZERS: tuple[RegexRecognizer, ...] = (
         ("pass", "pwd", "secret", "key", "token"),
     ),
     _r("SECRET", r"\b[a-z][a-z0-9+.-]{1,20}://[^\s:/@]{1,64}:(?P<v>[^\s:/@]{3,128})@[^\s/]+", 0.9, ("://",)),
+    # an e-mail address at any domain, known top-level domain or not (name@host.example)
+    _r(
+        "EMAIL",
+        r"(?<![\w.+-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}\b",
+        0.9,
+        ("@",),
+    ),
+    # a secret named a few words before its value: "the wifi password for the office is X",
+    # "netflix pw = X", "pass=X", "password fallback: X"
+    RegexRecognizer(
+        "SECRET",
+        re.compile(
+            r"(?i)\b(?:password|passwd|passphrase|passcode|pass|pw|pwd|secret|app password|credentials?)\b"
+            r"[^\n=:]{0,40}?(?:\bis\b|=|:)\s*['\"`“]?(?P<v>[^\s'\"`”,;]{6,})"
+        ),
+        0.85,
+        ("pass", "pw", "secret", "credential"),
+        _secret_like,
+    ),
+    # long random-looking tokens with a vendor prefix (webhook secrets, SendGrid, Bitbucket...)
+    _r(
+        "API_KEY", r"\b(?:whsec_|SG\.|ATBB|xapp-|shpat_|shpss_|sq0atp-|EAAC|ya29\.)[A-Za-z0-9._\-]{16,}", 0.95
+    ),
     # "the password is hunter2", "token: 8f2c…", "PIN 4821"
     _r(
         "SECRET",
