@@ -30,7 +30,7 @@ _STATE = (
     r"(?:A[KLRZ]|C[AOT]|D[CE]|FL|GA|HI|I[ADLN]|K[SY]|LA|M[ADEINOST]|N[CDEHJMVY]|O[HKR]|P[AR]|RI|S[CD]|"
     r"T[NX]|UT|V[AIT]|W[AIVY]|AB|BC|MB|NB|NL|NS|NT|NU|ON|PE|QC|SK|YT|NSW|VIC|QLD|WA|SA|TAS|ACT)"
 )
-_CITY = r"(?:[A-Z][\w'’\-]*(?:[ \t]+[A-Z][\w'’\-]*){0,3})"
+_CITY = r"(?:[A-ZÀ-ÖØ-ÞĀ-Žİ][\w'’\-]*(?:[ \t]+[A-ZÀ-ÖØ-ÞĀ-Žİ][\w'’\-]*){0,3})"
 _US_ZIP = r"\d{5}(?:-\d{4})?"
 _UK_PC = r"[A-Z]{1,2}\d[A-Z\d]?\s?\d[A-Z]{2}"
 _CA_PC = r"[A-Z]\d[A-Z]\s?\d[A-Z]\d"
@@ -38,9 +38,14 @@ _EU_PC = r"(?:[A-Z]{1,2}-)?\d{4,5}(?:\s?[A-Z]{2})?"
 _TAIL = (
     rf"(?:,?\s+{_CITY}(?:,\s*|\s+){_STATE}\.?,?\s+(?:{_US_ZIP}|{_CA_PC})"  # Springfield, IL 62704
     rf"|,?\s+{_CITY},?\s+(?:{_UK_PC}|{_CA_PC})"  # London SW1A 2AA
-    rf"|,\s*{_CITY}(?:,\s*{_STATE})?(?![\w]))"  # , Springfield
+    rf"|\n{_CITY},?\s+{_STATE}\.?\s+(?:{_US_ZIP}|{_CA_PC})"  # a second line: Toronto, ON M5V 2T6
+    rf"|,?\s+{_CITY}\s+\d{{4}}(?!\d)"  # Cape Town 8001
+    rf"|,\s*{_CITY}(?:\s+\d{{1,2}}(?!\d))?(?:,\s*{_STATE})?(?![\w]))"  # , Springfield / , Dublin 2
+    rf"(?:,\s*{_CITY}(?:\s+\d{{6}})?){{0,2}}"  # district, city (Pudong, Shanghai 200120)
+    rf"(?:,\s*[A-Z]\d{{2}}\s?[A-Z0-9]{{4}})?"  # Eircode
     rf"(?:[ \t,]+(?:\d{{6}}|\d{{3}}-\d{{4}})\b)?"  # PIN (India), 〒 code (Japan)
-    rf"(?:,\s*(?:USA|US|United States|UK|United Kingdom|Canada|Australia|India|Japan))?"
+    rf"(?:[,\n]\s*(?:USA|US|United States|UK|United Kingdom|Canada|Australia|India|Japan|China|Ireland|"
+    rf"South Africa|Mexico|Serbia|Greece|Germany|France|Spain|Italy|Portugal|Brazil|Poland|Russia|Turkey))?"
 )
 _EU_TAIL = rf"(?:,?\s+{_EU_PC}\s+{_CITY}|,\s*{_CITY})?"
 
@@ -57,6 +62,7 @@ _CUE = re.compile(
     r"located at|moved to|mail(?:ed)? to|office (?:at|is at)|home at|stay(?:ing)? at|reside|"
     r"adresse|anschrift|dirección|direccion|indirizzo|endereço)\b(?:\s*(?:is|:|-))?[ \t]*"
 )
+_UNIT_BEFORE = re.compile(r"(?i)\b(?:flat|unit|apt|apartment|suite|room|rm|ste)\.?\s*#?[\w\-]{1,6},?\s+$")
 _EN_START = re.compile(r"(?<![\w\-/.])\d{1,6}[A-Za-z]?(?:-\d{1,4})?,?\s+(?=[A-Z0-9(])")
 _DE_HINT = re.compile(
     r"(?:straße|strasse|str\.|weg|platz|allee|gasse|ring|damm|ufer|chaussee|steig|pfad|markt|straat|"
@@ -90,6 +96,24 @@ _SOUTH = re.compile(
     r"\s+(?:[\w'’.\-]+\s+){0,4}?[\w'’.\-]+,?\s+(?:n[º°o]\.?\s*)?\d{1,5}[A-Za-z]?\b"
     rf"(?:,?\s*\d{{1,2}}º?\s?[A-Za-z]?(?![\w]))?{_EU_TAIL}"
 )
+# Slavic, Nordic, Turkish, Japanese and Chinese forms; number-first Calle/Via; Eircodes
+_INTL = re.compile(
+    r"(?<![\w\-])(?:"
+    r"(?:ul\.|ulica|pr\.|prospekt|nab\.|per\.|bul\.|al\.|pl\.)\s*[A-ZĄĆĘŁŃÓŚŹŻА-ЯЁ][\wąćęłńóśźżа-яё.\-]*(?:\s+[A-ZĄĆĘŁŃÓŚŹŻА-ЯЁ][\wąćęłńóśźżа-яё\-]*){0,2}"
+    r"\s+\d{1,4}[a-zA-Z]?(?:/\d{1,4})?(?:,\s*(?:kv\.|m\.|lok\.|apt\.?)\s*\d{1,4})?"
+    r"|[A-ZÅÄÖÆØ][\wåäöæø\-]*(?:gatan|gata|vägen|väg|gränd|gade|vej|veien|veg|gate|torget|torg|plads|tie|katu)"
+    r"\s+\d{1,4}[a-zA-Z]?"
+    r"|[A-ZÇĞİÖŞÜ][\wçğıöşü\-]*\s+(?:Cd\.|Cad\.|Caddesi|Sk\.|Sok\.|Sokak|Sokağı|Mah\.|Mahallesi|Blv\.|Bulvarı)"
+    r"(?:\s+No\s*:\s*\d{1,5}[a-zA-Z]?)?"
+    r"|\d{1,4}(?:-\d{1,4}){1,2}\s+[A-Z][a-z]+,\s*[A-Z][a-z]+-(?:ku|shi|cho|machi|gun)"
+    r"|\d{1,4},?\s+(?:Calle|Avenida|Via|Viale|Rua|Carrer)\s+[A-Z][\w'’\-]*(?:\s+(?:de|del|la|di)?\s*[A-Z][\w'’\-]*){0,3}"
+    r")"
+    rf"(?:,?\s+(?:{_EU_PC}|\d{{3}}\s\d{{2}}|\d{{4}}-\d{{3}}|\d{{2}}-\d{{3}}|\d{{3}}-\d{{4}})?[ \t]*{_CITY}(?:[/,][ \t]*{_CITY})?)?"
+    rf"(?:[ \t,]+(?:\d{{5,6}}|\d{{3}}-\d{{4}})\b)?"
+)
+_CN = re.compile(
+    r"[\u4e00-\u9fff]{2,12}(?:路|街|道|大道|巷|胡同)[\u4e00-\u9fff\d]{0,8}\d+号(?:[\u4e00-\u9fff\d]{0,8}(?:室|楼|层))?"
+)
 _PO_BOX = re.compile(
     r"(?i)\b(?:p\.?\s?o\.?\s?box|post office box|postfach|apartado|casella postale|boîte postale|bp)\s+\d{1,7}\b"
     rf"(?-i:{_TAIL}|{_EU_TAIL})?"
@@ -110,7 +134,11 @@ class AddressRecognizer:
 
         def add(m: re.Match[str] | None, score: float) -> None:
             if m is not None:
-                out.append(Span(self.entity, m.start(), _rstrip(text, m.start(), m.end()), score))
+                start = m.start()
+                unit = _UNIT_BEFORE.search(text, max(0, start - 24), start)
+                if unit is not None:
+                    start = unit.start()  # "Flat 2, 17 Victoria Road"
+                out.append(Span(self.entity, start, _rstrip(text, start, m.end()), score))
 
         # each pattern is tried only where its cheap anchor occurs
         for m in _EN_START.finditer(text):
@@ -123,6 +151,11 @@ class AddressRecognizer:
                 add(m, self.score)
         if _SOUTH_HINT.search(text):
             for m in _SOUTH.finditer(text):
+                add(m, self.score)
+        for m in _INTL.finditer(text):
+            add(m, self.score)
+        if "号" in text:
+            for m in _CN.finditer(text):
                 add(m, self.score)
         if "box" in low or "post" in low or "apartado" in low or "bp " in low:
             for m in _PO_BOX.finditer(text):
