@@ -239,3 +239,34 @@ def test_secrets_in_words(guard: Guard) -> None:
     assert ("SECRET", "hunter22") in types(guard, "the password is hunter22 for now")
     assert ("SECRET", "4821") in types(guard, "your PIN 4821 works")
     assert types(guard, "the pin is in the drawer") == []
+
+
+# -- forms found missing on the report run (see bench/README.md, Guard) ------------------------------
+@pytest.mark.parametrize(
+    ("text", "kind", "value"),
+    [
+        ("invoices to accounts@clinic.example please", "EMAIL", "accounts@clinic.example"),
+        ("the wifi password for the office is Tr0pical-Mango-88, ok", "SECRET", "Tr0pical-Mango-88"),
+        ("acct | holder | dob\n1 | x | 1984-02-11\n", "DATE_OF_BIRTH", "1984-02-11"),
+        ("bot: your date of birth?\nuser: 9 nov 1986", "DATE_OF_BIRTH", "9 nov 1986"),
+        ("name,phone\nChloe,+33 6 12 34 56 78\n", "PHONE", "+33 6 12 34 56 78"),
+        ("auth failed user=tnakamura attempts=5", "PERSON", "tnakamura"),
+        ("[14:02] jenny: hey can u send me the file", "PERSON", "jenny"),
+        ("Заявка: Ольга Смирнова, тел. +7 (916) 555-12-34", "PERSON", "Ольга Смирнова"),
+        ("客户：王芳，电话 139 1234 5678", "PERSON", "王芳"),
+        (
+            "Address: ul. Marszałkowska 10/12, 00-590 Warszawa",
+            "ADDRESS",
+            "ul. Marszałkowska 10/12, 00-590 Warszawa",
+        ),
+        ("Current: Storgatan 14, 111 23 Stockholm.", "ADDRESS", "Storgatan 14, 111 23 Stockholm"),
+    ],
+)
+def test_report_run_forms(guard: Guard, text: str, kind: str, value: str) -> None:
+    assert (kind, value) in types(guard, text), types(guard, text)
+
+
+def test_service_accounts_and_versions_stay(guard: Guard) -> None:
+    assert types(guard, "The user is admin today") == []
+    assert types(guard, "Version 2-1-3 Beta shipped in 2019-2020") == []
+    assert types(guard, "the password field is required.") == []
