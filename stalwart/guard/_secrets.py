@@ -73,6 +73,21 @@ def luhn_card(value: str) -> bool:
     return total % 10 == 0
 
 
+def _secret_like(value: str) -> bool:
+    """A value that looks chosen as a secret: a digit, a symbol or mixed case ("required" is not)."""
+    v = value.rstrip(".!?)")
+    return (
+        any(c.isdigit() for c in v)
+        or any(not c.isalnum() for c in v)
+        or (v != v.lower() and v != v.capitalize())
+    )
+
+
+def _obfuscated_email(value: str) -> bool:
+    low = value.lower()
+    return any(t in low for t in ("[at]", "(at)", "{at}", " dot ", "[dot]", "(dot)"))
+
+
 CARD_RECOGNIZER = RegexRecognizer(
     "CREDIT_CARD", re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])"), 0.95, (), luhn_card
 )
@@ -120,6 +135,57 @@ SECRET_RECOGNIZERS: tuple[RegexRecognizer, ...] = (
         ("pass", "pwd", "secret", "key", "token"),
     ),
     _r("SECRET", r"\b[a-z][a-z0-9+.-]{1,20}://[^\s:/@]{1,64}:(?P<v>[^\s:/@]{3,128})@[^\s/]+", 0.9, ("://",)),
+    # an e-mail address at any domain, known top-level domain or not (name@host.example)
+    _r(
+        "EMAIL",
+        r"(?<![\w.+-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}\b",
+        0.9,
+        ("@",),
+    ),
+    # a secret named a few words before its value: "the wifi password for the office is X",
+    # "netflix pw = X", "pass=X", "password fallback: X"
+    RegexRecognizer(
+        "SECRET",
+        re.compile(
+            r"(?i)\b(?:password|passwd|passphrase|passcode|pass|pw|pwd|secret|app password|credentials?)\b"
+            r"[^\n=:]{0,40}?(?:\bis\b|=|:)\s*['\"`“]?(?P<v>[^\s'\"`”,;]{6,})"
+        ),
+        0.85,
+        ("pass", "pw", "secret", "credential"),
+        _secret_like,
+    ),
+    # long random-looking tokens with a vendor prefix (webhook secrets, SendGrid, Bitbucket...)
+    _r(
+        "API_KEY", r"\b(?:whsec_|SG\.|ATBB|xapp-|shpat_|shpss_|sq0atp-|EAAC|ya29\.)[A-Za-z0-9._\-]{16,}", 0.95
+    ),
+    # "the password is hunter2", "token: 8f2c…", "PIN 4821"
+    _r(
+        "SECRET",
+        r"(?i)\b(?:password|passwd|passcode|passphrase|pwd|secret|pin|token|api[_ -]?key)\s+(?:is|was|=|:)\s*"
+        r"['\"`]?(?P<v>[^\s'\"`,;]{4,})",
+        0.9,
+        ("pass", "pwd", "secret", "pin", "token", "key"),
+    ),
+    _r(
+        "SECRET",
+        r"(?i)\b(?:token|pin|passcode)\b['\"]?\s*[:=]\s*['\"]?(?P<v>[^\s'\"`,;]{4,})",
+        0.9,
+        ("token", "pin", "passcode"),
+    ),
+    # e-mail addresses written to dodge scrapers: "jane dot doe at example dot com", "jane[at]example.com"
+    RegexRecognizer(
+        "EMAIL",
+        re.compile(
+            r"(?i)(?<![\w.])[a-z0-9][\w.+-]*(?:\s*(?:\[dot\]|\(dot\)|\s+dot\s+)\s*[\w+-]+)*"
+            r"\s*(?:\[at\]|\(at\)|\{at\}|\s+at\s+)\s*[a-z0-9][\w-]*"
+            r"(?:\s*(?:\[dot\]|\(dot\)|\{dot\}|\s+dot\s+|\.)\s*[a-z0-9][\w-]*)*"
+            r"\s*(?:\[dot\]|\(dot\)|\{dot\}|\s+dot\s+|\.)\s*[a-z]{2,10}\b"
+        ),
+        0.9,
+        ("[at]", "(at)", "{at}", " dot "),
+        _obfuscated_email,
+    ),
+    _r("SECRET", r"(?i)\b(?:pin|pin code|passcode)\s+(?P<v>\d{4,8})\b", 0.9, ("pin", "passcode")),
 )
 
 

@@ -127,7 +127,10 @@ async def test_pii_never_reaches_the_provider_and_fails_closed_without_a_vault_k
     async def w(ctx: sw.Context, text: str) -> str:
         return await ctx.llm("default", messages=[{"role": "user", "content": text}])
 
-    secret = "Reach me at jane.roe@example.com or +1 415 555 0100, card 4111 1111 1111 1111."
+    secret = (
+        "Reach me at jane.roe@example.com or +1 415 555 0100, card 4111 1111 1111 1111. "
+        "I am Jane Roe, born on 4 March 1990, SSN 536 22 8861, at 742 Evergreen Terrace, Springfield, IL 62704."
+    )
     monkeypatch.delenv("STALWART_MASTER_KEY", raising=False)
     async with app.worker(concurrency=1):
         rid = await app.start("w", secret)
@@ -140,9 +143,11 @@ async def test_pii_never_reaches_the_provider_and_fails_closed_without_a_vault_k
         rid = await app.start("w", secret)
         await app.result(rid, timeout=20)
     bodies = "\n".join(srv.bodies())
-    for raw in ("jane.roe@example.com", "555 0100", "4111 1111 1111 1111"):
+    for raw in ("jane.roe@example.com", "555 0100", "4111 1111 1111 1111", "Jane Roe", "4 March 1990",
+                "536 22 8861", "742 Evergreen"):
         assert raw not in bodies
-    assert "{{EMAIL_1}}" in bodies
+    for ph in ("{{EMAIL_1}}", "{{PERSON_1}}", "{{DATE_OF_BIRTH_1}}", "{{SSN_1}}", "{{ADDRESS_1}}"):
+        assert ph in bodies
     vault = await app.vault()
     assert await vault.get("default", "{{EMAIL_1}}", scope=rid) == "jane.roe@example.com"
     await app.close()
