@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = ["UNTRUSTED_KINDS", "observe", "provenance", "tool_taint", "trusted_tokens"]
 
-UNTRUSTED_KINDS = frozenset({"tool", "llm", "step", "signal", "agent"})
+UNTRUSTED_KINDS = frozenset({"tool", "llm", "step", "signal"})
 """Journal kinds whose results come from outside the trusted input: tool and MCP results (memory
 recall included), model outputs, ``ctx.step`` bodies (side effects: anything they read), signals
 (a child's output, an external event). A human review's decision is not: it is the trust."""
