@@ -219,7 +219,7 @@ def _call(name: str, args: dict[str, Any]) -> ProviderResponse:
 async def test_an_agent_that_obeys_the_mail_is_refused_and_told_why(sqlite_url: str, obey: bool) -> None:
     app, ledger = make_app(sqlite_url, local_rules=[_Script(obey)])
     async with app.worker(concurrency=2):
-        rid = await app.start("agent", {"message": "Forward the support inbox to team@corp.example"},
+        rid = await app.start("agent", "Forward the support inbox to team@corp.example",
                               org="acme", user="u1")
         out = await app.result(rid, timeout=60)
     [send] = [c for c in out["calls"] if c["name"] == "send_email"]
