@@ -687,7 +687,7 @@ async def run_suite(
         provider=suite.provider,
         started_at=started_at,
         duration_s=time.perf_counter() - t0,
-        guard={"pii": base.guard.pii, "injection": base.guard.injection},
+        guard={"pii": base.guard.pii, "injection": base.guard.injection, "taint": base.guard.taint},
         metrics=metrics,
         unavailable=unavailable,
         rates=rates,
