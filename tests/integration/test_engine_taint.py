@@ -242,3 +242,34 @@ async def test_guarded_args_are_checked_when_the_tool_is_declared() -> None:
         app.tool(sandbox="none", guarded_args=["to"])(mail)
     with pytest.raises(TypeError, match="not the string"):
         app.tool(sandbox="none", mutating=True, guarded_args="to")(mail)  # type: ignore[arg-type]
+
+
+async def test_an_address_in_the_developers_system_prompt_is_trusted(sqlite_url: str) -> None:
+    def first_address(req: ProviderRequest, facts: dict[str, Any]) -> ProviderResponse | None:
+        if req.tools:
+            return None
+        text = " ".join(str(m.get("content")) for m in req.messages)
+        found = [w.strip(".,") for w in text.split() if "@" in w]
+        return ProviderResponse(found[0] if found else "ops@corp.example", 0, 0, "", "stop")
+
+    app, ledger = make_app(sqlite_url, local_rules=[first_address])
+    send_email = app.tool_def("send_email")
+
+    @app.workflow(name="escalate", version="1", tools=[send_email])
+    async def escalate(ctx: sw.Context, told: bool) -> str:
+        system = "Escalations go to ops@corp.example." if told else "Route the ticket."  # code, not input
+        who = await ctx.llm("route", messages=[{"role": "system", "content": system},
+                                               {"role": "user", "content": "my order is late"}])
+        await ctx.tool(send_email, to=who, body="late order")
+        return str(who)
+
+    async with app.worker(concurrency=2):
+        told = await app.start("escalate", True, org="acme", user="u1")
+        assert await app.result(told, timeout=60) == "ops@corp.example"  # the developer's own words
+        guessed = await app.start("escalate", False, org="acme", user="u1")
+        err = await _fail(app, guessed)  # the same address, but only the model said it
+    assert err["code"] == "tainted_argument" and "'to' derives from the llm step 'route'" in err["message"]
+    assert ledger == [("send_email", "ops@corp.example")]
+    [llm] = [e for e in await app.journal(told) if e.kind == "llm"]
+    assert llm.meta["trusted_tokens"] and "ops@corp.example" not in json.dumps(llm.meta)  # digests only
+    await app.close()
