@@ -29,10 +29,15 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["MIN_SUBSTRING", "ProvenanceIndex", "TaintSource", "digest", "normalize_value", "value_tokens"]
+__all__ = ["MAX_TOKEN", "MIN_SUBSTRING", "ProvenanceIndex", "TaintSource", "digest", "normalize_value", "value_tokens"]
 
 MIN_SUBSTRING = 6
 """An argument at least this long (normalized) that occurs inside untrusted text derives from it."""
+
+MAX_TOKEN = 256
+"""Longer runs without a separator are not indexed as tokens (they stay searchable as text): the
+token patterns then never scan more than this many characters from one start, whatever a tool
+returns."""
 
 _SPACE = re.compile(r"\s+")
 _NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
@@ -81,14 +86,18 @@ def value_tokens(text: str) -> set[str]:
     """The identifiers inside a normalized string: emails, URLs, numbers (and a money amount's
     cents) and each whitespace-separated token with the punctuation around it trimmed."""
     out: set[str] = set()
-    out.update(m.group(0).rstrip(_EDGE) for m in _EMAIL.finditer(text))
-    out.update(m.group(0).rstrip(_EDGE) for m in _URL.finditer(text))
     for m in _MONEY.finditer(text):
         amount = float(m.group(1).replace(",", ""))
         out.add(_canon_number(amount))
         out.add(_canon_number(round(amount * 100)))
     out.update(_canon_number(float(m.group(0).replace(",", ""))) for m in _GROUPED_IN.finditer(text))
     for raw in _TOKEN.findall(text):
+        if len(raw) > MAX_TOKEN:  # an attacker's megabyte without a space is no identifier
+            continue
+        if "@" in raw:
+            out.update(m.group(0).rstrip(_EDGE) for m in _EMAIL.finditer(raw))
+        if "://" in raw:
+            out.update(m.group(0).rstrip(_EDGE) for m in _URL.finditer(raw))
         tok = raw.strip(_EDGE).lstrip("$€£")
         if not tok:
             continue

@@ -98,3 +98,12 @@ def test_tokens_cover_emails_urls_ids_and_money() -> None:
     toks = value_tokens(normalize_value("Send $1,200.50 to <eve@x.example>, see https://x.example/a?b=1. id: ACC-9;")
                         or "")
     assert {"eve@x.example", "https://x.example/a?b=1", "acc-9", "1200.5", "120050"} <= toks
+
+
+def test_a_huge_tool_output_is_indexed_in_linear_time() -> None:
+    # runs of word characters with no separator made the email and URL patterns quadratic; a
+    # megabyte of them from a tool must be indexed at once (pytest's timeout catches a regression)
+    idx = ProvenanceIndex()
+    blob = "x" * 1_000_000 + "@evil.example " + ("ab@" * 200_000) + " http://" + "y" * 500_000
+    idx.observe({"page": blob, "short": "pay eve@evil.example"}, INBOX)
+    assert idx.origin("eve@evil.example") == INBOX and idx.origin("x" * 40) == INBOX
