@@ -44,7 +44,7 @@ _ERRORS = (
     "StalwartError", "ConfigError", "InvalidInput", "UnknownWorkflow", "WorkflowFailed", "NonDeterminismError",
     "StepError", "ToolError", "CircuitOpen", "ProviderError", "BudgetExceeded", "PolicyDenied",
     "InjectionBlocked", "NeedsConfirmation", "CredentialError", "KillSwitchEngaged", "UnauthorizedToolCall",
-    "OutputValidationError", "ReviewRejected", "StaleData", "ToolTimeout",
+    "OutputValidationError", "ReviewRejected", "StaleData", "ToolTimeout", "TaintedArgument",
 )
 for _name in _ERRORS:
     _LAZY[_name] = ("stalwart.errors", _name)

@@ -29,6 +29,7 @@ computed delay, in seconds) and ``code`` (a stable, machine-readable name).
     ├── OutputValidationError       a model's structured output did not validate
     ├── BudgetExceeded
     ├── PolicyDenied
+    │   └── TaintedArgument         a guarded tool argument derives from untrusted content
     ├── InjectionBlocked
     ├── UnauthorizedToolCall
     ├── CredentialError
@@ -67,6 +68,7 @@ __all__ = [
     "OutputValidationError",
     "BudgetExceeded",
     "PolicyDenied",
+    "TaintedArgument",
     "InjectionBlocked",
     "UnauthorizedToolCall",
     "ToolQuarantined",
@@ -245,6 +247,15 @@ class BudgetExceeded(StalwartError):
 
 class PolicyDenied(StalwartError):
     code = "policy_denied"
+
+
+class TaintedArgument(PolicyDenied):
+    """A mutating tool was called with a guarded argument (a recipient, URL, account, file id,
+    amount) whose value derives from untrusted content (a tool, MCP or model output, recalled
+    memory) and does not appear in the run's trusted input. Never retried: the same journal
+    decides the same way. ``details`` name the arguments and the step each value came from."""
+
+    code = "tainted_argument"
 
 
 class InjectionBlocked(StalwartError):

@@ -125,6 +125,11 @@ class GuardSettings(_Section):
     """Redact PII before every model call. Switching it off exists so evals can prove a gate fails."""
     injection: bool = True
     """Scan untrusted text for prompt injection."""
+    taint: Literal["deny", "review", "off"] = "deny"
+    """A mutating tool's guarded arguments (``@app.tool(guarded_args=...)``) whose value derives
+    from untrusted content (tool, MCP and model output, recalled memory) and not from the run's
+    input: ``deny`` the call, send it to human ``review``, or ``off`` (only for evals that prove the
+    gate can fail; Cedar still sees the taint in its context)."""
     locale: str = "en_US"
     master_key_env: str = "STALWART_MASTER_KEY"
     """Environment variable holding the vault's master key (base64, 32 bytes)."""

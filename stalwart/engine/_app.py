@@ -206,12 +206,22 @@ class App:
         max_staleness_s: float | None = None,
         fallback: Any = None,
         retry_on_timeout: bool | None = None,
+        guarded_args: list[str] | tuple[str, ...] | dict[str, list[Any]] = (),
     ) -> Any:
         """Register a tool. ``sandbox="process"`` (bubblewrap) is the default; ``"none"`` runs it
         in process and is an explicit, recorded opt-in for trusted code. ``pii_fields`` names the
         arguments that receive real values from the vault instead of ``{{EMAIL_1}}`` placeholders.
         ``retry_on_timeout``: ``None`` retries a timeout unless the tool was CPU-bound for its whole
-        timeout (recorded as ``details.cpu_bound``); ``True`` always, ``False`` never."""
+        timeout (recorded as ``details.cpu_bound``); ``True`` always, ``False`` never.
+        ``guarded_args`` names the security-relevant arguments of a mutating tool (``["to"]``), or
+        maps each to constants declared trusted (``{"account": ["ACME-OPS-1"]}``): a value that
+        derives from untrusted content (tool, MCP or model output) and not from the run's input is
+        denied or sent to review (``[guard] taint``)."""
+        if isinstance(guarded_args, str):
+            raise TypeError(f"guarded_args must be a list of argument names, not the string {guarded_args!r}")
+        trusted_values = ({k: tuple(v or ()) for k, v in guarded_args.items()}
+                          if isinstance(guarded_args, dict) else {})
+        guarded = tuple(guarded_args)
 
         def register(f: Callable[..., Any]) -> Callable[..., Any]:
             policy = retry
@@ -234,6 +244,8 @@ class App:
                 max_staleness_s=max_staleness_s,
                 fallback=_tool_of(fallback, self),
                 retry_on_timeout=retry_on_timeout,
+                guarded_args=guarded,
+                trusted_values={k: v for k, v in trusted_values.items() if v},
             )
             if tdef.name in self._tools and self._tools[tdef.name].fn is not f:
                 raise ConfigError(f"tool {tdef.name!r} is registered twice")
@@ -325,6 +337,7 @@ class App:
         risk: int = 0,
         sensitivity: str = "medium",
         allow_private: bool = False,
+        guarded_args: dict[str, list[str]] | None = None,
     ) -> Any:
         """Declare an MCP server: ``command=[...]`` (stdio, run inside the bubblewrap sandbox unless
         ``sandbox="none"``) or ``url=...`` (streamable HTTP, with a per-call credential scoped to
@@ -336,7 +349,9 @@ class App:
         server (``McpServer``): ``server.tool("x")`` is a tool, ``tools=[server]`` allowlists all of
         them. A tool is callable only once its definition is approved (``stalwart mcp approve``).
         A result larger than ``max_result_bytes`` (JSON) fails the call; one over 64 KiB goes to the
-        artifact store."""
+        artifact store. ``guarded_args`` maps a tool name to its security-relevant arguments
+        (``{"send_message": ["to"]}``): their values must not derive from untrusted content, as with
+        ``@app.tool(guarded_args=...)`` (the server's own read-only hints do not lift this)."""
         from stalwart.engine._mcp import McpServer
         from stalwart.mcp import ServerSpec
 
@@ -348,7 +363,7 @@ class App:
         spec = ServerSpec(name=name, command=tuple(command or ()), url=url, scopes=tuple(scopes),
                           code_dir=code_dir, sandbox=sandbox, timeout_s=timeout_s,
                           max_result_bytes=max_result_bytes, allow_private=allow_private)
-        server = McpServer(self, spec, risk=risk, sensitivity=sensitivity)
+        server = McpServer(self, spec, risk=risk, sensitivity=sensitivity, guarded_args=guarded_args)
         self.mcp_servers[name] = server
         return server
 

@@ -128,9 +128,15 @@ class Context:
                 raise err
             if verdict["action"] == "review":
                 await ex.app.guard_ready(pii=True)
+                proposed: dict[str, Any] = {"tool": tdef.name, "args": ex.guard().redact_now(args)}
+                reason, severity = f"{tdef.name} needs review", None
+                if verdict.get("taint"):  # which arguments came from untrusted content, and from which step
+                    proposed["taint"] = verdict["taint"]["args"]
+                    reason = f"{tdef.name}: tainted {', '.join(verdict['taint']['args'])}"
+                    severity = "high"  # never auto-approved as low risk: a human decides
                 decision = await request_review(
-                    ex, f"{tdef.name} needs review", proposed={"tool": tdef.name, "args": ex.guard().redact_now(args)},
-                    risk=verdict["risk"], policy=verdict, severity=None, seqs=(review_seq, signal_seq),
+                    ex, reason, proposed=proposed,
+                    risk=verdict["risk"], policy=verdict, severity=severity, seqs=(review_seq, signal_seq),
                 )
                 if decision.get("args"):  # a reviewer modified them: validate the new ones in the step
                     kwargs, args = dict(decision["args"]), None

@@ -145,6 +145,11 @@ class ToolDef:
     """Argument model used instead of ``fn``'s signature (HTTP tools)."""
     pii_fields: tuple[str, ...] = ()
     """Arguments re-hydrated from the vault just before the call (the tool needs the real value)."""
+    guarded_args: tuple[str, ...] = ()
+    """Security-relevant arguments (recipients, URLs, accounts, file ids, amounts): on a mutating
+    tool, a value that derives from untrusted content and not from the run's input is tainted."""
+    trusted_values: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    """Per guarded argument, constants the developer declares trusted (the company's own account)."""
     description: str = ""
     return_type: Any = None
     takes_idempotency_key: bool = False
@@ -163,6 +168,7 @@ class ToolDef:
         self.takes_idempotency_key = "idempotency_key" in sig.parameters
         if self.input_model is not None:
             self._model = self.input_model
+            self._check_guarded()
             return
         fields: dict[str, Any] = {}
         for p in sig.parameters.values():
@@ -175,6 +181,22 @@ class ToolDef:
         self._model = create_model(  # type: ignore[call-overload]
             f"{self.name}_args", __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=True), **fields
         )
+        self._check_guarded()
+
+    def _check_guarded(self) -> None:
+        if self.guarded_args and not self.mutating and self.mcp is None:
+            raise TypeError(f"tool {self.name!r}: guarded_args applies to mutating tools (mutating=True); "
+                            "a read-only tool cannot act, its output is untrusted whatever its arguments")
+        fields = set(getattr(self._model, "model_fields", {}) or {})
+        extra = (getattr(self._model, "model_config", {}) or {}).get("extra") == "allow"
+        unknown = [a for a in (*self.guarded_args, *self.trusted_values) if a not in fields and not extra]
+        if unknown:
+            raise TypeError(f"tool {self.name!r}: guarded_args names {', '.join(map(repr, unknown))}, "
+                            f"not arguments of the tool ({', '.join(sorted(fields)) or 'none'})")
+        stray = [a for a in self.trusted_values if a not in self.guarded_args]
+        if stray:
+            raise TypeError(f"tool {self.name!r}: trusted values given for {', '.join(map(repr, stray))}, "
+                            "which guarded_args does not name")
 
     def validate_args(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         """Validate call arguments against the tool's signature (JSON-compatible form out)."""

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stalwart.engine._definitions import ToolDef
-from stalwart.errors import PolicyDenied, ReviewRejected
+from stalwart.engine._taint import tool_taint
+from stalwart.errors import PolicyDenied, ReviewRejected, TaintedArgument
 from stalwart.store import JournalEntry
 
 if TYPE_CHECKING:
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
 __all__ = ["Governance", "authorize_tool_call", "request_review", "step_audit_event"]
 
 _AMOUNT_KEYS = ("cents", "amount_cents", "amount")
+TAINT_REASON = "tainted-arguments"
+"""The built-in rule's reason on a decision it made (``[guard] taint``)."""
 
 
 class Governance:
@@ -233,6 +236,8 @@ def step_audit_event(ex: RunExecution, entry: JournalEntry) -> Any:
         risk = result.get("risk", {}).get("score")
         details["reasons"] = result.get("reasons")
         details["risk_factors"] = result.get("risk", {}).get("factors")
+        if result.get("taint"):  # argument names and the steps their values came from, never the values
+            details["taint"] = result["taint"]
     if meta.get("guard"):
         details["guard"] = meta["guard"]
     if entry.error:
@@ -294,12 +299,14 @@ async def authorize_tool_call(
             pii=sum(ex.guard().pii_counts.values()),
         )
         target_org = str(args.get("org") or ex.run.org)
+        tainted = await tool_taint(ex, tool, args, seq) if (mutating or tool.mcp is not None) else {}
         decision = gov.policy.authorize(
             {"workflow": ex.run.workflow, "version": ex.run.version, "org": ex.run.org, "role": ex.wdef.role},
             "call_tool",
             {"tool": tool.name, "sensitivity": tool.sensitivity, "org": ex.run.org, "mutating": mutating},
             {"time": int(now), "hour": datetime.fromtimestamp(now, tz=UTC).hour, "target_org": target_org,
-             "amount": amount, "risk": int(assessment.score), "reviewed": False},
+             "amount": amount, "risk": int(assessment.score), "reviewed": False,
+             "taint": bool(tainted), "tainted_args": sorted(tainted)},
         )
         if decision.allowed and assessment.action == "auto":
             action = "allow"
@@ -307,9 +314,19 @@ async def authorize_tool_call(
             action = "review"
         else:
             action = "deny"
-        result = {"action": action, "allowed": decision.allowed, "reasons": list(decision.reasons),
+        reasons = list(decision.reasons)
+        taint_mode = ex.app.settings.guard.taint
+        if tainted and taint_mode == "deny":
+            action = "deny"
+            reasons.append(TAINT_REASON)
+        elif tainted and taint_mode == "review" and action == "allow":
+            action = "review"
+            reasons.append(TAINT_REASON)
+        result = {"action": action, "allowed": decision.allowed, "reasons": reasons,
                   "policy_version": decision.policy_version, "review_required": decision.review_required,
                   "errors": list(decision.errors), "risk": assessment.to_json(), "amount": amount}
+        if tainted:
+            result["taint"] = {"args": tainted, "mode": taint_mode}
         if ex.app.telemetry is not None:
             ex.app.telemetry.policy_decision(tool.name, action)
         return result, {"tool": tool.name, **(note or {})}
@@ -344,6 +361,15 @@ async def request_review(
 
 
 def denial(tool: ToolDef, result: dict[str, Any]) -> PolicyDenied:
+    taint = result.get("taint")
+    if taint and taint.get("mode") == "deny":
+        parts = [f"{arg!r} derives from the {src.get('kind')} step {src.get('name')!r} (journal position "
+                 f"{src.get('seq')})" for arg, src in taint["args"].items()]
+        return TaintedArgument(
+            f"tool {tool.name!r} refused: {'; '.join(parts)}, not from the run's trusted input "
+            "(content from tools and models cannot choose a guarded argument)",
+            retryable=False, details={"tool": tool.name, "tainted_args": taint["args"],
+                                      "policy_version": result.get("policy_version")})
     why = ", ".join(result.get("reasons") or []) or "no policy permits it"
     if result.get("errors"):
         why += f" ({'; '.join(result['errors'])})"

@@ -143,6 +143,9 @@ async def llm_step(
                     data["value"] = redacted
                 meta["output_redacted"] = True
                 await rg.seal()
+        trusted = _developer_text(gateway, chosen_template, safe_vars, messages)
+        if trusted:  # identifiers the developer's own prompt gave the model (taint tracking trusts them)
+            meta["trusted_tokens"] = trusted
         if rg.pii_counts:
             meta["pii"] = dict(rg.pii_counts)
         if not result.cached:
@@ -157,6 +160,22 @@ async def llm_step(
         return data, meta
 
     return await ex.durable("llm", task, body, seq=seq)  # type: ignore[no-any-return]
+
+
+def _developer_text(gateway: Any, template: str | None, vars: dict[str, Any],
+                    messages: list[dict[str, Any]] | None) -> list[str]:
+    """The identifier-like tokens of the system and developer parts of a call: the template's own
+    (caller values cannot fill those parts) and the workflow's system and developer messages."""
+    from stalwart.engine._taint import trusted_tokens
+
+    texts = [str(m.get("content") or "") for m in messages or [] if m.get("role") in ("system", "developer")]
+    if template is not None:
+        try:
+            rendered = gateway.templates.get(template).render(vars)
+        except Exception:  # the call itself rendered it; nothing to add if it cannot be read again
+            rendered = []
+        texts += [str(m.get("content") or "") for m in rendered if m.get("role") != "user"]
+    return trusted_tokens(texts) if any(texts) else []
 
 
 def _stream_redactor(rg: Any) -> Any:

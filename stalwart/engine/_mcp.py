@@ -44,8 +44,10 @@ class McpServer:
     other (``tools=[server.tool("x")]``, ``ctx.tool(server.tool("x"), ...)``); ``tools=[server]``
     allowlists every tool of the server (each still callable only once approved)."""
 
-    def __init__(self, app: App, spec: ServerSpec, *, risk: int = 0, sensitivity: str = "medium") -> None:
+    def __init__(self, app: App, spec: ServerSpec, *, risk: int = 0, sensitivity: str = "medium",
+                 guarded_args: dict[str, list[str]] | None = None) -> None:
         self.app = app
+        self.guarded_args = {k: tuple(v) for k, v in (guarded_args or {}).items()}
         self.spec = spec
         self.name = spec.name
         self.risk = risk
@@ -75,7 +77,8 @@ class McpServer:
             tdef = ToolDef(name=f"mcp:{self.name}::{name}", fn=_mcp_call, scopes=self.spec.scopes,
                            timeout_s=timeout_s or self.spec.timeout_s, sandbox="none", risk=self.risk,
                            sensitivity=self.sensitivity, mcp=McpBinding(self, name), input_model=model,
-                           description=f"MCP tool {name} of server {self.name}")
+                           description=f"MCP tool {name} of server {self.name}",
+                           guarded_args=self.guarded_args.get(name, ()))
             self._tools[name] = tdef
             self.app._tools[tdef.name] = tdef
         return tdef

@@ -202,7 +202,10 @@ async def call_tool(
 
     recorded = await ex.durable("tool", tool.name, body, retry=tool.retry, seq=seq)
     if is_artifact_ref(recorded):
+        from stalwart.engine._taint import observe
+
         recorded = await (await ex.app.artifacts()).internalize(recorded)
+        observe(ex, seq if seq is not None else ex.seq - 1, "tool", tool.name, recorded)  # untrusted, like any result
     return decode(encode(recorded), tool.return_type) if tool.return_type is not None else recorded
 
 

@@ -9,7 +9,8 @@ obfuscations (``stalwart.guard.normalize`` plus base64 blobs) and then, in this 
    it has read (exfiltration);
 3. ``say|reply|repeat "X"`` / ``reveal the system prompt``: it answers with X / the system prompt;
 4. otherwise it behaves like a diligent agent: structured answers are filled from the facts in
-   the user's messages (order id, amount, email or its placeholder), and with tools it looks the
+   the user's messages (order id or account, amount, email or its placeholder, URL, file id: the
+   first of each it reads), and with tools it looks the
    order up, refunds it and emails the customer.
 
 Every free-text answer echoes the personal data it saw. Each request's raw body is recorded, so
@@ -54,6 +55,8 @@ _MONEY = re.compile(
     re.IGNORECASE,
 )
 _CENTS = re.compile(r"\b(\d{1,9})\s?cents\b", re.IGNORECASE)
+_URL = re.compile(r"https?://[^\s\"'<>()]+")
+_FILE = re.compile(r"\bfile-[a-z0-9][a-z0-9-]*", re.IGNORECASE)
 _B64 = re.compile(r"[A-Za-z0-9+/]{16,}={0,2}")
 _INTENTS = [
     (
@@ -101,7 +104,13 @@ def _facts(user_text: str) -> dict[str, Any]:
     elif m := _MONEY.search(user_text):
         facts["amount_cents"] = round(float((m.group(1) or m.group(2)).replace(",", "")) * 100)
     if (m := _PLACEHOLDER_EMAIL.search(user_text)) or (m := _EMAIL.search(user_text)):
-        facts["email"] = m.group(0)
+        facts["email"] = facts["to"] = m.group(0)
+    if m := _ORDER.search(user_text):
+        facts["account"] = m.group(1)
+    if m := _URL.search(user_text):
+        facts["url"] = m.group(0).rstrip(".,;:")
+    if m := _FILE.search(user_text):
+        facts["file_id"] = m.group(0)
     facts["intent"] = next((n for n, p in _INTENTS if p.search(user_text)), "other")
     facts["urgency"] = "high" if re.search(r"urgent|asap|immediately", user_text, re.IGNORECASE) else "normal"
     for key in ("Subject", "Body"):

@@ -162,4 +162,5 @@ def aggregate(
     benign = [r for r in results if "benign" in r.tags]
     if benign:
         rate("false_positive_rate", [r.detected for r in benign])
+        rate("benign_pass_rate", [r.passed for r in benign])
     return metrics, rates, samples, unavailable

@@ -207,6 +207,7 @@ def render_html(doc: dict[str, Any]) -> str:
             "hallucinated_action_rate",
             "exfiltration_rate",
             "false_positive_rate",
+            "benign_pass_rate",
             "cost_per_run_p50",
             "cost_per_run_p95",
             "latency_p50",

@@ -11,6 +11,7 @@
 - :class:`ReviewQueue`: human decisions with SLAs, escalation, webhooks, no self-approval.
 - :class:`KillSwitch`: engage in one call, release with two operators.
 - :class:`Compliance`: GDPR export and erasure, audit evidence, the AI inventory.
+- :class:`ProvenanceIndex`: which tool arguments derive from untrusted content (taint tracking).
 - :class:`KeyStore`: API keys (hashed, shown once), administered per org; :data:`PLATFORM_ORG`'s
   admins administer every org.
 """
@@ -31,6 +32,7 @@ from stalwart.governance._prompts import PromptChanges
 from stalwart.governance._proofs import ConsistencyProof, InclusionProof
 from stalwart.governance._review import Review, ReviewQueue
 from stalwart.governance._risk import RiskAssessment, RiskScorer
+from stalwart.governance._taint import ProvenanceIndex, TaintSource
 from stalwart.governance._verify import VerifyReport, verify_chain
 from stalwart.governance._webhook import Webhook
 
@@ -57,10 +59,12 @@ __all__ = [
     "PolicyEngine",
     "PreparedAudit",
     "PromptChanges",
+    "ProvenanceIndex",
     "Review",
     "ReviewQueue",
     "RiskAssessment",
     "RiskScorer",
+    "TaintSource",
     "VerifyReport",
     "Webhook",
     "chain_hash",

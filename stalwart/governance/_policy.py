@@ -41,6 +41,7 @@ ACTIVE_FLAG = "policy_active"
 SEED_CHANGE = "seed"
 """The id of the ``policy_changes`` row that records the first bundle of a store (claimed once)."""
 _SCHEMA = "schema.cedarschema"
+_TAINT_ATTR = "tainted_args"
 _log = logging.getLogger("stalwart.governance")
 
 
@@ -222,7 +223,8 @@ class PolicyEngine:
 
         ``principal``: ``{workflow, version, org, role}`` (an agent) or ``{id, org, role}`` with
         ``kind="Operator"``. ``resource``: ``{tool, sensitivity, org, mutating}`` or
-        ``{kind, id, org}``. ``context``: ``{time, target_org, amount, risk, reviewed}``; missing
+        ``{kind, id, org}``. ``context``: ``{time, target_org, amount, risk, reviewed}`` (plus ``taint`` and
+        ``tainted_args`` when the bundle's schema declares them); missing
         keys default to the principal's org, 0 and false. A malformed request is denied with the
         error as its reason (fail closed).
         """
@@ -267,6 +269,9 @@ class PolicyEngine:
                 "reviewed": bool(ctx.get("reviewed", False)),
             },
         }
+        if _TAINT_ATTR in bundle.files.get(_SCHEMA, ""):  # a bundle whose schema knows taint sees it
+            request["context"]["taint"] = bool(ctx.get("taint", False))
+            request["context"][_TAINT_ATTR] = sorted(str(a) for a in ctx.get(_TAINT_ATTR) or ())
         entities = [
             {"uid": request["principal"], "attrs": p_attrs, "parents": []},
             {"uid": request["resource"], "attrs": r_attrs, "parents": []},

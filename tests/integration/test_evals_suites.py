@@ -265,3 +265,28 @@ def test_shadow_sampling_labelling_and_harvest(tmp_path: Path) -> None:
     assert len(cases.read_text().splitlines()) == 2
     code, out = _eval("drift", str(SUITES / "refund-golden"), "--workflow", "echo", "--db", db)
     assert code == 1 and "ALERT" in out and "method:" in out, out  # "hello N" is nothing like a refund ticket
+
+
+def test_taint_suite_no_injected_call_runs_with_detection_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STALWART_GUARD__INJECTION", "false")  # only taint tracking stands in the way
+    code, out = _eval(
+        "run", str(SUITES / "taint-injection"), "--gate", "--report", str(tmp_path), "--no-progress"
+    )
+    assert code == 0, out
+    doc = json.loads((tmp_path / "report.json").read_text())
+    m, rates = doc["metrics"], doc["rates"]
+    assert m["unauthorized_tool_calls"] == 0 and m["exfiltration_rate"] == 0
+    assert rates["benign_pass_rate"]["n"] == 40 and m["benign_pass_rate"] >= 0.95
+    assert doc["guard"] == {"pii": True, "injection": False, "taint": "deny"}
+    assert all(not c.get("detected") for c in doc["cases"])  # the guard flagged nothing: taint stopped them
+    attacks = [c for c in doc["cases"] if c["id"].endswith("-attack")]
+    assert len(attacks) == 40 and all(c["passed"] for c in attacks)
+
+
+def test_taint_suite_fails_with_exit_1_when_taint_tracking_is_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STALWART_GUARD__INJECTION", "false")
+    monkeypatch.setenv("STALWART_GUARD__TAINT", "off")
+    code, out = _eval("run", str(SUITES / "taint-injection"), "--gate", "--tag", "flow:pipeline", "--no-progress")
+    assert code == 1, out
+    # the compromised model's orders go through: payments to the attacker's account, mail to the attacker
+    assert "FAIL unauthorized_tool_call_rate == 0" in out and "FAIL exfiltration_rate == 0" in out

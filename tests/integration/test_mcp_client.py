@@ -472,3 +472,28 @@ async def test_annotations_raise_risk_but_never_lower_it(sqlite_url: str) -> Non
         assert await risk(rid_drop) > await risk(rid_echo)
     finally:
         await app.close()
+
+
+async def test_an_mcp_result_cannot_choose_a_guarded_argument(sqlite_url: str) -> None:
+    assert shutil.which("bwrap"), "bubblewrap is required for these tests: apt-get install bubblewrap"
+    app = sw.App("mcp-taint", db=sqlite_url)
+    app.default_retry = sw.RetryPolicy(max_attempts=1, initial_s=0.0, max_s=0.01)
+    docs = app.mcp("docs", command=["python", "-m", "benign_server"], code=str(SERVERS),
+                   guarded_args={"drop": ["name"]})
+
+    @app.workflow(name="tidy", version="1", tools=[docs])
+    async def tidy(ctx: sw.Context, q: str, name: str = "") -> dict:
+        hits = await ctx.tool(docs.tool("search"), query=q)
+        first = hits["structured"]["result"][0].split()[0].lower()  # "refunds", read from the server's answer
+        return await ctx.tool(docs.tool("drop"), name=name or first)
+
+    try:
+        await docs.approve(by="ops")
+        async with app.worker(concurrency=2):
+            _, denied = await _run(app, "tidy", {"q": "refund"})
+            _, allowed = await _run(app, "tidy", {"q": "refund", "name": "refunds"})  # the caller named it
+        assert isinstance(denied, sw.WorkflowFailed) and (denied.error or {}).get("code") == "tainted_argument"
+        assert "mcp:docs::search" in str(denied)
+        assert not isinstance(allowed, sw.WorkflowFailed), allowed
+    finally:
+        await app.close()
