@@ -151,7 +151,11 @@ def test_a_paused_worker_cannot_commit_after_its_lease_expired(pg_url: str, tmp_
                     break
                 time.sleep(0.05)
             first.send_signal(signal.SIGCONT)  # resumes: its step finishes and tries to commit
-            time.sleep(3.0)
+            for _ in range(1200):  # until it has been fenced (it logs "lease lost"), at most 60 s
+                if "lease lost" in log.read_text():
+                    break
+                time.sleep(0.05)
+            time.sleep(0.5)  # and a wrongful commit, were there one, would land by now
             status, epoch = conn.execute("SELECT status, epoch FROM runs WHERE id=%s", (rid,)).fetchone()
             slow_result = conn.execute("SELECT result FROM journal WHERE run_id=%s AND name='slow'",
                                        (rid,)).fetchone()[0]
