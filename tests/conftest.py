@@ -16,15 +16,6 @@ import pytest
 PG_ADMIN_URL = os.environ.get("STALWART_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (``make test`` runs ``-n 2 --dist loadgroup``) the kill -9 drills, whose
-    leases and restarts are timed, run one after another on one xdist worker, never two at once;
-    the other worker meanwhile runs the rest of the suite."""
-    for item in items:
-        if item.get_closest_marker("chaos") is not None:
-            item.add_marker(pytest.mark.xdist_group("chaos"))
-
-
 def _pg_ready() -> bool:
     try:
         import psycopg

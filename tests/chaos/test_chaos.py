@@ -3,9 +3,10 @@
 Nothing may be lost and nothing doubled: every run completes with the right result, and the
 ledger holds exactly one row per tool call, whatever the number of (re)invocations.
 
-40 runs keep all 24 worker slots (3 workers x 8) busy for the whole drill, so every kill lands on
-runs in flight; 100 runs proved nothing more and took 2.5 times as long (each kill costs a worker
-restart of seconds on a loaded CI box, and the run count sets how many of those the drill waits out).
+40 runs (it was 100) are more than the 24 slots of the 3 workers (8 each), so each kill lands on
+runs in flight, as before; what a run proves does not grow with their number, while the drill's
+length does: a killed worker takes seconds to restart on a loaded CI box, and the drill lasts until
+the last run is done.
 """
 
 from __future__ import annotations
