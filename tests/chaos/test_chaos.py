@@ -138,7 +138,7 @@ def test_a_paused_worker_cannot_commit_after_its_lease_expired(pg_url: str, tmp_
     second = None
     try:
         with psycopg.connect(pg_url, autocommit=True) as conn:
-            for _ in range(300):
+            for _ in range(2400):  # a worker's start takes seconds on a loaded box: wait up to 120 s
                 if conn.execute("SELECT count(*) FROM slow_started").fetchone()[0]:
                     break
                 time.sleep(0.05)
@@ -147,7 +147,7 @@ def test_a_paused_worker_cannot_commit_after_its_lease_expired(pg_url: str, tmp_
             first.send_signal(signal.SIGSTOP)  # paused mid-step, lease held, no heartbeats
             time.sleep(1.5)  # the lease (1 s) expires
             second = spawn_worker(pg_url, pg_url, 1.0, log)
-            for _ in range(300):
+            for _ in range(2400):
                 if conn.execute("SELECT status FROM runs WHERE id=%s", (rid,)).fetchone()[0] == "COMPLETED":
                     break
                 time.sleep(0.05)
