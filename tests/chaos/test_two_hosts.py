@@ -69,6 +69,20 @@ async def _journal(db: str, run_id: str) -> list[sw.JournalEntry]:
         await probe.close()
 
 
+def _status(db: str, run_id: str) -> str:
+    """The run's status, read in-process: the waits poll with this (a CLI process per poll costs
+    seconds on a loaded box); what the test asserts is then read through the CLI from host 3."""
+
+    async def go() -> str:
+        probe = sw.App("probe", db=db)
+        try:
+            return (await probe.get_run(run_id)).status
+        finally:
+            await probe.close()
+
+    return asyncio.run(go())
+
+
 def _wait_until(what: str, check, timeout: float, log: Path) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -119,12 +133,11 @@ def test_a_run_killed_on_one_host_completes_on_another_sharing_only_postgres_and
 
         w2 = _worker(pg_url, host2, _env(s3_server, bucket, TWOHOST_PAUSE_S="0"), log)
 
-        def completed() -> bool:
-            got = _cli("run", "get", run_id, "--json", "--db", pg_url, "--app", APP, cwd=host3, env=env3)
-            return got.returncode == 0 and json.loads(got.stdout)["status"] == "COMPLETED"
-
-        _wait_until("host 2 completing the run", completed, 300, log)
-        info = json.loads(_cli("run", "get", run_id, "--json", "--db", pg_url, cwd=host3, env=env3).stdout)
+        _wait_until("host 2 completing the run", lambda: _status(pg_url, run_id) == "COMPLETED", 300, log)
+        got = _cli("run", "get", run_id, "--json", "--db", pg_url, "--app", APP, cwd=host3, env=env3)
+        assert got.returncode == 0, got.stderr
+        info = json.loads(got.stdout)
+        assert info["status"] == "COMPLETED", info
         assert info["output"]["size"] == 200 * 1024  # host 2 read the big result back from S3
         assert info["output"]["finished_on"] == str(w2.pid)
 
@@ -156,8 +169,7 @@ def test_a_run_killed_on_one_host_completes_on_another_sharing_only_postgres_and
             pay_id = pay.stdout.strip()
 
             def settled(pid: str = pay_id) -> bool:
-                got = json.loads(_cli("run", "get", pid, "--json", "--db", pg_url, cwd=host3, env=env3).stdout)
-                return got["status"] in ("COMPLETED", "FAILED", "DEAD_LETTER")
+                return _status(pg_url, pid) in ("COMPLETED", "FAILED", "DEAD_LETTER")
 
             _wait_until("host 2 settling a payment run", settled, 120, log)
             got = json.loads(_cli("run", "get", pay_id, "--json", "--db", pg_url, cwd=host3, env=env3).stdout)
