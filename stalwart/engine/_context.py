@@ -15,6 +15,7 @@ from stalwart.engine._definitions import ToolDef
 from stalwart.engine._retry import RetryPolicy
 from stalwart.engine._serde import decode, encode
 from stalwart.engine._stream import RESERVED_KINDS
+from stalwart.engine._taint import child_untrusted_input
 from stalwart.engine._tools import call_tool
 from stalwart.errors import UnauthorizedToolCall
 from stalwart.store import JournalEntry
@@ -312,9 +313,13 @@ class Context:
                 cap["max_tokens"] = max(1, budget.max_tokens - ex.spent_tokens)
             if budget is not None and budget.max_usd is not None:
                 cap["max_usd"] = max(1e-9, budget.max_usd - ex.spent_usd)
+            meta: dict[str, Any] = {"budget_cap": cap, "parent_close": parent_close}
+            untrusted = child_untrusted_input(ex, input, seq)
+            if untrusted:
+                meta["untrusted_input"] = untrusted
             child_id = await ex.app.start(
                 workflow, input, idempotency_key=f"{ex.run.id}:{seq}:child", org=ex.run.org, user=ex.run.user,
-                version=version, parent_id=ex.run.id, _meta={"budget_cap": cap, "parent_close": parent_close},
+                version=version, parent_id=ex.run.id, _meta=meta,
             )
             return child_id, {"child_run_id": child_id, "workflow": workflow, "parent_close": parent_close}
 

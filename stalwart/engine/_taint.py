@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from stalwart.engine._execution import RunExecution
     from stalwart.store import JournalEntry
 
-__all__ = ["UNTRUSTED_KINDS", "observe", "provenance", "tool_taint", "trusted_tokens"]
+__all__ = ["UNTRUSTED_KINDS", "child_untrusted_input", "observe", "provenance", "tool_taint", "trusted_tokens"]
 
 UNTRUSTED_KINDS = frozenset({"tool", "llm", "step", "signal"})
 """Journal kinds whose results come from outside the trusted input: tool and MCP results (memory
@@ -46,10 +46,17 @@ def _state(ex: RunExecution) -> _State:
     state: _State | None = getattr(ex, "_provenance", None)
     if state is None:
         index = ProvenanceIndex()
+        # A child run's input is trusted only where its parent's was: the values the parent took from
+        # untrusted content travel in the child's meta (fixed when it started) and stay untrusted.
+        inherited = ex.run.meta.get("untrusted_input") or []
         try:
-            index.trust(json.loads(ex.run.input_json) if ex.run.input_json else None)
+            value = json.loads(ex.run.input_json) if ex.run.input_json else None
         except ValueError:
-            pass
+            value = None
+        index.trust(value, except_=[str(u.get("value")) for u in inherited])
+        parent = f"parent:{ex.run.parent_id or ''}"
+        for u in inherited:
+            index.observe(str(u.get("value")), TaintSource(0, "input", f"{parent} {u.get('name', '')}".strip()))
         state = _State(index)
         ex._provenance = state  # type: ignore[attr-defined]
     return state
@@ -128,3 +135,11 @@ async def tool_taint(ex: RunExecution, tool: ToolDef, args: dict[str, Any], seq:
             resolve = placeholders.value
     found = index.tainted(args, tool.guarded_args, allowed=tool.trusted_values, resolve=resolve)
     return {name: src.to_json() for name, src in sorted(found.items())}
+
+
+def child_untrusted_input(ex: RunExecution, value: Any, before: int) -> list[dict[str, Any]]:
+    """What of a child run's ``value`` (its input) derives from untrusted content in this run, as of
+    position ``before``: kept in the child's meta so the child does not trust it (a parent must not
+    launder a tool's output into a child's trusted input)."""
+    found = provenance(ex, before).untrusted_scalars(value)
+    return [{"value": norm, "name": f"{src.kind} {src.name} (seq {src.seq})"} for norm, src in sorted(found.items())]

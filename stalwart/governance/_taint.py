@@ -150,11 +150,14 @@ class ProvenanceIndex:
         return f"ProvenanceIndex({len(self._trusted)} trusted, {len(self._untrusted)} untrusted values)"
 
     # -- recording -------------------------------------------------------------------------------
-    def trust(self, value: Any) -> None:
-        """Add every scalar (and every token of every string) of ``value`` to the trusted set."""
+    def trust(self, value: Any, *, except_: Iterable[str] = ()) -> None:
+        """Add every scalar (and every token of every string) of ``value`` to the trusted set, but
+        for the scalars whose normalized form is in ``except_`` (values a parent run passed on from
+        untrusted content: see :meth:`untrusted_scalars`)."""
+        skip = set(except_)
         for s in _scalars(value):
             norm = normalize_value(s)
-            if norm is None:
+            if norm is None or norm in skip:
                 continue
             self._trusted.add(norm)
             if isinstance(s, str):
@@ -184,6 +187,21 @@ class ProvenanceIndex:
             self._untrusted[norm] = source
 
     # -- questions -------------------------------------------------------------------------------
+    def untrusted_scalars(self, value: Any) -> dict[str, TaintSource]:
+        """The scalars of ``value`` (normalized) that are tainted here, each with its source: what a
+        run hands a child run as input must not become trusted there."""
+        out: dict[str, TaintSource] = {}
+        for s in _scalars(value):
+            if isinstance(s, Mapping | list):
+                continue
+            norm = normalize_value(s)
+            if norm is None or norm in out:
+                continue
+            found = self._scalar_taint(s, None)
+            if found is not None:
+                out[norm] = found
+        return out
+
     def is_trusted(self, value: Any) -> bool:
         norm = normalize_value(value)
         if norm is None:

@@ -52,6 +52,15 @@ def make_app(db: str, *, taint: str = "deny", policies: Path | None = None, loca
                   "computed": f"archive+{mailbox}@corp.example"}[pick]
         return await ctx.tool(send_email, to=target, body=f"{len(mail)} messages")
 
+    @app.workflow(name="send-only", version="1", tools=[send_email])
+    async def send_only(ctx: sw.Context, to: str) -> dict:
+        return await ctx.tool(send_email, to=to, body="hello")
+
+    @app.workflow(name="delegate", version="1", tools=[read_inbox])
+    async def delegate(ctx: sw.Context, to: str, pick: str) -> dict:
+        mail = await ctx.tool(read_inbox, mailbox="support")
+        return await ctx.child("send-only", mail[0]["reply_to"] if pick == "tool" else to)
+
     @app.workflow(name="agent", version="1", tools=[read_inbox, send_email])
     async def agent(ctx: sw.Context, message: str) -> dict:
         res = await ctx.agent(template="support-agent@1", input=message, tools=[read_inbox, send_email])
@@ -272,4 +281,21 @@ async def test_an_address_in_the_developers_system_prompt_is_trusted(sqlite_url:
     assert ledger == [("send_email", "ops@corp.example")]
     [llm] = [e for e in await app.journal(told) if e.kind == "llm"]
     assert llm.meta["trusted_tokens"] and "ops@corp.example" not in json.dumps(llm.meta)  # digests only
+    await app.close()
+
+
+async def test_a_parent_cannot_launder_a_tool_output_through_a_child_runs_input(sqlite_url: str) -> None:
+    """What a run took from untrusted content stays untrusted in the input it gives a child run; what
+    it had from its own trusted input stays trusted there."""
+    app, ledger = make_app(sqlite_url)
+    async with app.worker(concurrency=4):
+        bad = await app.start("delegate", {"to": "team@corp.example", "pick": "tool"}, org="acme", user="u1")
+        err = await _fail(app, bad)
+        good = await app.start("delegate", {"to": "team@corp.example", "pick": "input"}, org="acme", user="u1")
+        out = await app.result(good, timeout=60)
+    assert "'to' derives from the input step 'parent:" in err["message"], err  # the child's own denial
+    assert ledger == [("send_email", "team@corp.example")] and out == {"sent": "team@corp.example"}
+    children = [r for r in await app.list_runs(limit=20) if r.workflow == "send-only"]
+    tainted = [r for r in children if r.meta.get("untrusted_input")]
+    assert len(tainted) == 1 and tainted[0].meta["untrusted_input"][0]["value"] == "eve@evil.example"
     await app.close()
