@@ -151,10 +151,12 @@ async def test_replay_after_crash_uses_the_journal(db_url: str) -> None:
     worker = app.worker(concurrency=1, lease_s=0.5)
     await worker.start()
     rid = await app.start("w", 1)
-    for _ in range(200):
-        if len(calls) == 2:
+    for _ in range(1000):  # until step b is journaled (not merely run: a step cut before its commit runs again)
+        if any(e.name == "b" and e.status == "completed" for e in await app.journal(rid)):
             break
         await asyncio.sleep(0.02)
+    else:
+        raise AssertionError(f"step b was never journaled (calls: {calls})")
     await worker.stop(graceful=False)  # hard stop: task cancelled, lease released to PENDING
     gate.set()
     async with app.worker(concurrency=1):
