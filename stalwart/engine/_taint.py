@@ -12,10 +12,9 @@ from its ``policy`` step in any case.
 from __future__ import annotations
 
 import json
-import re
 from typing import TYPE_CHECKING, Any
 
-from stalwart.governance import ProvenanceIndex, TaintSource
+from stalwart.governance import ProvenanceIndex, TaintSource, prompt_digests
 
 if TYPE_CHECKING:
     from stalwart.engine._definitions import ToolDef
@@ -30,8 +29,6 @@ recall included), model outputs, ``ctx.step`` bodies (side effects: anything the
 (a child's output, an external event). A human review's decision is not: it is the trust."""
 _LLM_FIELDS = ("text", "value", "tool_calls")
 """What a model produced (its routing and usage numbers are the runtime's own)."""
-_IDENT = re.compile(r"[\d@/:.]")
-_MAX_TRUSTED_TOKENS = 512
 
 
 class _State:
@@ -108,17 +105,9 @@ def observe(ex: RunExecution, seq: int, kind: str, name: str, value: Any) -> Non
 
 
 def trusted_tokens(texts: list[str]) -> list[str]:
-    """The digests of the identifier-like tokens (with a digit, ``@``, ``/``, ``:`` or ``.``) of
-    developer-written prompt text, for a model call's meta: what the developer told the model is
-    trusted. Digests, so that no value a prompt holds is copied into the journal."""
-    from stalwart.governance._taint import digest, normalize_value, value_tokens
-
-    out: set[str] = set()
-    for text in texts:
-        norm = normalize_value(text)
-        if norm:
-            out.update(digest(t) for t in value_tokens(norm) if _IDENT.search(t))
-    return sorted(out)[:_MAX_TRUSTED_TOKENS]
+    """The digests of the identifier-like tokens of developer-written prompt text, for a model call's
+    meta: what the developer told the model is trusted (see :func:`stalwart.governance.prompt_digests`)."""
+    return prompt_digests(texts)
 
 
 async def tool_taint(ex: RunExecution, tool: ToolDef, args: dict[str, Any], seq: int) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from stalwart.governance._prompts import PromptChanges
 from stalwart.governance._proofs import ConsistencyProof, InclusionProof
 from stalwart.governance._review import Review, ReviewQueue
 from stalwart.governance._risk import RiskAssessment, RiskScorer
-from stalwart.governance._taint import ProvenanceIndex, TaintSource
+from stalwart.governance._taint import ProvenanceIndex, TaintSource, prompt_digests
 from stalwart.governance._verify import VerifyReport, verify_chain
 from stalwart.governance._webhook import Webhook
 
@@ -70,6 +70,7 @@ __all__ = [
     "chain_hash",
     "chain_insert_sql",
     "open_anchor",
+    "prompt_digests",
     "check_org",
     "key_id_of",
     "register_sqlite_functions",

@@ -114,6 +114,22 @@ def digest(norm: str) -> str:
     return hashlib.sha256(norm.encode()).hexdigest()[:24]
 
 
+_IDENT = re.compile(r"[\d@/:.]")
+_MAX_PROMPT_DIGESTS = 512
+
+
+def prompt_digests(texts: list[str]) -> list[str]:
+    """The digests of the identifier-like tokens (with a digit, ``@``, ``/``, ``:`` or ``.``) of
+    developer-written prompt text: what the developer told the model is trusted. Digests, so that no
+    value a prompt holds is copied into the journal."""
+    out: set[str] = set()
+    for text in texts:
+        norm = normalize_value(text)
+        if norm:
+            out.update(digest(t) for t in value_tokens(norm) if _IDENT.search(t))
+    return sorted(out)[:_MAX_PROMPT_DIGESTS]
+
+
 def _scalars(value: Any, depth: int = 0) -> Iterator[Any]:
     """Every scalar inside a JSON-like value (keys included); a string that holds a JSON document
     (a tool message, a tool call's arguments) is read as that document too."""
